@@ -1,0 +1,78 @@
+"""Celery's settings, derived from `worker.settings.Settings`: nothing here is read twice.
+
+Why these choices:
+- threads pool: the work is one HTTP call; threads are cheap and the Care360 client keeps
+  one connection pool per thread. It has no child to lose, so a worker killed mid-call
+  leaves its messages unacked until the visibility timeout, when kombu redelivers them.
+- acks_late + prefetch multiplier 1: a message is acknowledged only after its outcome is
+  recorded, and a worker reserves no more messages than it has threads.
+- the unacked sweep is derived from the visibility timeout, so recovery after a crash
+  takes the timeout plus at most a tenth of it (kombu scans every interval x throttle).
+- JSON only, no results stored (the audit store is the record), retries in our own store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Queue
+
+from worker.errors import ConfigError
+from worker.settings import BULK_QUEUE, REALTIME_QUEUE, load_settings
+
+try:
+    _settings = load_settings()
+except ConfigError as _exc:
+    raise SystemExit(f"cancelq: configuration error: {_exc}") from None
+
+_vt = _settings.visibility_timeout_seconds
+_restore_interval = max(1, min(10, int(_vt / 10)))
+
+broker_url = _settings.redis_url
+result_backend = _settings.redis_url
+_transport_options: dict[str, Any] = {
+    "visibility_timeout": _vt,
+    "unacked_restore_interval": _restore_interval,
+    "unacked_restore_throttle": 1,
+    "socket_keepalive": True,
+    "socket_timeout": 30,
+    "socket_connect_timeout": 5,
+    "health_check_interval": 10,
+    "retry_on_timeout": True,
+}
+if _settings.redis_sentinel_master:
+    _transport_options["master_name"] = _settings.redis_sentinel_master
+broker_transport_options = _transport_options
+result_backend_transport_options = dict(_transport_options)
+broker_connection_retry_on_startup = True
+broker_connection_max_retries = None
+redis_backend_health_check_interval = 10
+redis_socket_keepalive = True
+result_backend_always_retry = True
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+task_ignore_result = True
+
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+worker_pool = "threads"
+worker_concurrency = _settings.worker_concurrency
+
+task_queues = (Queue(REALTIME_QUEUE), Queue(BULK_QUEUE))
+task_default_queue = REALTIME_QUEUE
+task_create_missing_queues = False
+
+task_publish_retry_policy = {
+    "max_retries": 20,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 3,
+}
+
+worker_hijack_root_logger = True
+worker_redirect_stdouts = False
+

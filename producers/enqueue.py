@@ -1,0 +1,79 @@
+"""The Python producer API: validate, then record and enqueue in one atomic step.
+
+No Celery `apply_async` here: the job record, the idempotency key and the broker message are
+written by one Lua script (`worker/lua/enqueue.lua`), so a producer that dies half-way leaves
+either a queued job with its message or nothing at all.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+from worker.audit import AuditStore, Enqueued
+from worker.connections import redis_client
+from worker.contract import CancelRequest
+from worker.messages import build_task_message
+from worker.settings import REALTIME_QUEUE, Settings, load_settings
+
+_default_store: AuditStore | None = None
+_lock = threading.Lock()
+
+
+def default_store(settings: Settings | None = None) -> AuditStore:
+    """The process's store on `REDIS_URL`, created on first use."""
+    global _default_store
+    if _default_store is None:
+        with _lock:
+            if _default_store is None:
+                _default_store = AuditStore(redis_client(settings or load_settings()))
+    return _default_store
+
+
+def enqueue_cancellation(
+    case_id: str,
+    event_id: str,
+    *,
+    run_id: str | None = None,
+    requested_by: str | None = None,
+    reason: str | None = None,
+    force: bool = False,
+    queue: str = REALTIME_QUEUE,
+    store: AuditStore | None = None,
+) -> Enqueued:
+    """Ask for one event to be cancelled; returns `Enqueued(job_id, duplicate, state)`.
+
+    Raises `InvalidInput` (naming the field) before touching Redis. A pair that already has
+    a live job (queued, running, retrying, dead, or settled `cancelled`/`already_cancelled`)
+    returns that job with `duplicate=True` and sends nothing, unless `force`.
+    """
+    request = CancelRequest.parse(
+        case_id=case_id,
+        event_id=event_id,
+        run_id=run_id,
+        requested_by=requested_by,
+        reason=reason,
+    )
+    return submit(request, force=force, queue=queue, store=store)
+
+
+def submit(
+    request: CancelRequest,
+    *,
+    force: bool = False,
+    queue: str = REALTIME_QUEUE,
+    store: AuditStore | None = None,
+    priority: int = 0,
+) -> Enqueued:
+    """Enqueue an already validated request."""
+    store = store or default_store()
+    job_id = str(uuid.uuid4())
+    message = build_task_message(
+        {"job_id": job_id, **request.model_dump(exclude_none=True)},
+        queue=queue,
+        task_id=job_id,
+        priority=priority,
+    )
+    result = store.enqueue(job_id, request, message, queue=queue, force=force)
+    assert result is not None
+    return result

@@ -1,0 +1,102 @@
+"""The message contract: what a cancellation request is, for every producer in any language.
+
+Task `cancellations.cancel_calendar_event`, JSON only, keyword arguments `job_id`, `case_id`,
+`event_id` and optional `run_id`, `requested_by`, `reason`. Validation lives here so that the
+Python producer, the CLI, bulk intake and the task itself refuse the same inputs with the
+same one-line message naming the field.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from worker.errors import InvalidInput
+
+TASK_NAME = "cancellations.cancel_calendar_event"
+MAX_TEXT = 200
+MAX_REASON = 1000
+
+
+def canonical_uuid(value: object, field: str) -> str:
+    """Lower-case hyphenated form, so `ABC...` and `abc...` are one event for idempotency."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str):
+        raise InvalidInput(field, "must be a UUID string")
+    text = value.strip()
+    try:
+        parsed = uuid.UUID(text)
+    except ValueError:
+        raise InvalidInput(field, f"not a valid UUID: {text[:60]!r}") from None
+    if len(text.replace("-", "").strip("{}").removeprefix("urn:uuid:")) != 32:
+        raise InvalidInput(field, f"not a valid UUID: {text[:60]!r}")
+    return str(parsed)
+
+
+class CancelRequest(BaseModel):
+    """One request to cancel one calendar event of one case."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    case_id: str
+    event_id: str
+    run_id: str | None = None
+    requested_by: str | None = None
+    reason: str | None = None
+
+    @field_validator("case_id", "event_id", mode="before")
+    @classmethod
+    def _uuid(cls, value: object, info: Any) -> str:
+        return canonical_uuid(value, info.field_name)
+
+    @field_validator("run_id", "requested_by", mode="before")
+    @classmethod
+    def _short_text(cls, value: object, info: Any) -> str | None:
+        return _optional_text(value, info.field_name, MAX_TEXT)
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _reason(cls, value: object) -> str | None:
+        return _optional_text(value, "reason", MAX_REASON)
+
+    @classmethod
+    def parse(cls, **fields: object) -> CancelRequest:
+        """Validate; the first problem becomes `InvalidInput` naming its field."""
+        try:
+            return cls(**fields)  # type: ignore[arg-type]
+        except InvalidInput:
+            raise
+        except ValidationError as exc:
+            raise _as_invalid_input(exc) from None
+
+
+def _optional_text(value: object, field: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(field, "must be a string")
+    text = value.strip()
+    if not text:
+        return None
+    if len(text) > limit:
+        raise InvalidInput(field, f"longer than {limit} characters")
+    if any(ch in text for ch in "\r\n\0"):
+        raise InvalidInput(field, "must be a single line")
+    return text
+
+
+def _as_invalid_input(exc: ValidationError) -> InvalidInput:
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"]) or "request"
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, InvalidInput):
+        return cause
+    message = str(error["msg"])
+    if error["type"] == "missing":
+        message = "required"
+    elif error["type"] == "extra_forbidden":
+        message = "unknown field"
+    return InvalidInput(field, message)

@@ -1,0 +1,74 @@
+"""The project's exceptions, grouped by what the caller should do about them.
+
+    CancelqError
+    ├── ConfigError            a setting is wrong: the process refuses to start
+    ├── InvalidInput           a request field is wrong: nothing was sent anywhere
+    └── Care360Error           a call to Care360 gave no final answer
+        └── RetryableError     try again later (optionally after `delay` seconds)
+            ├── TransportError         the request did not complete
+            │   ├── Care360Timeout
+            │   └── Care360Unreachable
+            └── TransientResponse      an answer that says "not now" (5xx, 429, odd 2xx)
+
+Final answers from Care360 (the 400s, 401, 404) are not exceptions: they are outcomes
+(`worker.outcomes.Outcome`), recorded once and never retried. Programming mistakes stay
+outside this tree so that `except CancelqError` never hides a bug.
+"""
+
+from __future__ import annotations
+
+
+class CancelqError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigError(CancelqError):
+    """A setting is missing or invalid; the message is one line naming the variable."""
+
+
+class InvalidInput(CancelqError, ValueError):
+    """A request field is invalid; `field` names it, the message says why."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class Care360Error(CancelqError):
+    """A call to Care360 that ended without a final answer."""
+
+
+class RetryableError(Care360Error):
+    """Worth another attempt; `delay` is the server's own wish (Retry-After), if any."""
+
+    def __init__(self, message: str, *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class TransportError(RetryableError):
+    """The HTTP exchange did not complete; Care360 may or may not have acted."""
+
+
+class Care360Timeout(TransportError):
+    """No answer within `CARE360_TIMEOUT_SECONDS`."""
+
+
+class Care360Unreachable(TransportError):
+    """Connection refused, reset, DNS or TLS failure."""
+
+
+class TransientResponse(RetryableError):
+    """Care360 (or a gateway in front of it) answered, but not with a final answer."""
+
+    def __init__(
+        self,
+        status: int,
+        *,
+        error: str | None = None,
+        delay: float | None = None,
+    ) -> None:
+        super().__init__(f"HTTP {status}" + (f": {error}" if error else ""), delay=delay)
+        self.status = status
+        self.error = error

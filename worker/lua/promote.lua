@@ -1,0 +1,18 @@
+-- Move retries that are due from the delayed set to their broker queue, atomically, so a
+-- crash between the two steps can neither lose a job nor push it twice.
+-- ARGV: prefix, limit. Due times are Redis's own clock (TIME), shared by every host.
+-- Returns the number of jobs moved.
+local p, limit = ARGV[1], tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local ids = redis.call('ZRANGEBYSCORE', p .. ':delayed', '-inf', now, 'LIMIT', 0, limit)
+for _, id in ipairs(ids) do
+  local payload = redis.call('HGET', p .. ':delayed:msg', id)
+  local queue_key = redis.call('HGET', p .. ':job:' .. id, 'queue_key')
+  if payload and queue_key then
+    redis.call('LPUSH', queue_key, payload)
+  end
+  redis.call('ZREM', p .. ':delayed', id)
+  redis.call('HDEL', p .. ':delayed:msg', id)
+end
+return #ids

@@ -1,0 +1,131 @@
+"""One typed settings object, read from the environment.
+
+Every process (worker, producers, CLI, demo) reads its configuration here and nowhere else,
+so a bad value is refused in one place, with one line that names the variable. The API key
+is a `SecretStr`: its repr is masked, so it cannot leak through a log line or a traceback.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.errors import ConfigError
+
+BASE_URLS: dict[str, str] = {
+    "production": "https://api.care360-next.carevalidate.com",
+    "staging": "https://api-staging.care360-next.carevalidate.com",
+}
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_MAX_ATTEMPTS = 8
+DEFAULT_RETRY_BASE_SECONDS = 2.0
+DEFAULT_RETRY_MAX_SECONDS = 300.0
+DEFAULT_TIMEOUT_SECONDS = 10.0
+DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 3600.0
+
+REALTIME_QUEUE = "cancellations"
+BULK_QUEUE = "cancellations.bulk"
+
+
+class Settings(BaseSettings):
+    """The whole configuration; field aliases are the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="",
+        case_sensitive=False,
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    redis_url: str = Field(DEFAULT_REDIS_URL, alias="REDIS_URL")
+    redis_sentinel_master: str | None = Field(None, alias="REDIS_SENTINEL_MASTER")
+    care360_env: Literal["staging", "production"] = Field("staging", alias="CARE360_ENV")
+    care360_base_url_override: str | None = Field(None, alias="CARE360_BASE_URL")
+    cv_api_key: SecretStr | None = Field(None, alias="CV_API_KEY")
+    cv_api_key_file: Path | None = Field(None, alias="CV_API_KEY_FILE")
+    max_attempts: int = Field(DEFAULT_MAX_ATTEMPTS, ge=1, alias="CANCEL_MAX_ATTEMPTS")
+    retry_base_seconds: float = Field(
+        DEFAULT_RETRY_BASE_SECONDS, gt=0, alias="CANCEL_RETRY_BASE_SECONDS"
+    )
+    retry_max_seconds: float = Field(
+        DEFAULT_RETRY_MAX_SECONDS, gt=0, alias="CANCEL_RETRY_MAX_SECONDS"
+    )
+    timeout_seconds: float = Field(DEFAULT_TIMEOUT_SECONDS, gt=0, alias="CARE360_TIMEOUT_SECONDS")
+    visibility_timeout_seconds: float = Field(
+        DEFAULT_VISIBILITY_TIMEOUT_SECONDS, gt=0, alias="CELERY_VISIBILITY_TIMEOUT"
+    )
+    audit_retention_days: float | None = Field(None, gt=0, alias="AUDIT_RETENTION_DAYS")
+    worker_concurrency: int = Field(32, ge=1, le=512, alias="WORKER_CONCURRENCY")
+    scheduler_interval_seconds: float = Field(0.5, gt=0, alias="RETRY_SCHEDULER_INTERVAL_SECONDS")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        if self.retry_base_seconds > self.retry_max_seconds:
+            raise ValueError(
+                "CANCEL_RETRY_BASE_SECONDS: must not exceed CANCEL_RETRY_MAX_SECONDS"
+            )
+        if self.retry_max_seconds > self.visibility_timeout_seconds:
+            raise ValueError(
+                "CANCEL_RETRY_MAX_SECONDS: must not exceed CELERY_VISIBILITY_TIMEOUT"
+            )
+        if self.timeout_seconds >= self.visibility_timeout_seconds:
+            raise ValueError(
+                "CARE360_TIMEOUT_SECONDS: must be shorter than CELERY_VISIBILITY_TIMEOUT"
+            )
+        return self
+
+    @property
+    def care360_base_url(self) -> str:
+        return (self.care360_base_url_override or BASE_URLS[self.care360_env]).rstrip("/")
+
+    @cached_property
+    def api_key(self) -> SecretStr | None:
+        """The key from `CV_API_KEY_FILE` if set (a mounted secret wins), else `CV_API_KEY`."""
+        if self.cv_api_key_file is not None:
+            try:
+                text = self.cv_api_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"CV_API_KEY_FILE: cannot read {self.cv_api_key_file}: {exc.strerror}"
+                ) from None
+            if not text:
+                raise ConfigError(f"CV_API_KEY_FILE: {self.cv_api_key_file} is empty")
+            return SecretStr(text)
+        if self.cv_api_key is not None and self.cv_api_key.get_secret_value().strip():
+            return SecretStr(self.cv_api_key.get_secret_value().strip())
+        return None
+
+    def require_api_key(self) -> SecretStr:
+        """The worker cannot do its job without a key; producers never need one."""
+        key = self.api_key
+        if key is None:
+            raise ConfigError("CV_API_KEY: required by the worker (or set CV_API_KEY_FILE)")
+        return key
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; a bad value becomes one `ConfigError` line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    fields = Settings.model_fields
+    loc = error["loc"][0] if error["loc"] else ""
+    name = fields[str(loc)].alias if str(loc) in fields else str(loc)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if name and not message.startswith(str(name) or "\0"):
+        message = f"{name}: {message}"
+    value = error.get("input")
+    if name and isinstance(value, str) and name not in {"CV_API_KEY"}:
+        message = f"{message} (got {value!r})"
+    return message

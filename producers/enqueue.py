@@ -11,7 +11,7 @@ import threading
 import uuid
 
 from worker.audit import AuditStore, Enqueued
-from worker.connections import redis_client
+from worker.connections import audit_store
 from worker.contract import CancelRequest
 from worker.messages import build_task_message
 from worker.settings import REALTIME_QUEUE, Settings, load_settings
@@ -26,7 +26,7 @@ def default_store(settings: Settings | None = None) -> AuditStore:
     if _default_store is None:
         with _lock:
             if _default_store is None:
-                _default_store = AuditStore(redis_client(settings or load_settings()))
+                _default_store = audit_store(settings or load_settings())
     return _default_store
 
 

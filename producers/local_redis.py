@@ -140,7 +140,7 @@ def _spawn_redis_server(port: int, directory: Path) -> subprocess.Popen[bytes]:
 def start_embedded() -> LocalRedis:
     from fakeredis import TcpFakeServer
 
-    class _NoDelayServer(TcpFakeServer):  # type: ignore[misc]
+    class _NoDelayServer(TcpFakeServer):
         """fakeredis writes each reply with its own send(); with Nagle on, pipelined
         replies stall ~40 ms on delayed ACKs (11 tasks/s). TCP_NODELAY fixes that."""
 

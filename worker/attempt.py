@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from worker.audit import Attempt, AuditStore, Decision
 from worker.backoff import next_delay
@@ -42,9 +43,43 @@ class AttemptResult:
     retry_in_seconds: float | None = None
 
     def summary(self) -> str:
+        if self.state == "deferred":
+            return f"deferred {self.retry_in_seconds:.2f}s without a call"
         if self.state == "retrying":
             return f"retrying: attempt {self.attempt} failed, next in {self.retry_in_seconds:.1f}s"
         return f"{self.state}: {self.outcome}"
+
+
+@dataclass(frozen=True, slots=True)
+class Proceed:
+    """The gate lets the call go ahead."""
+
+
+@dataclass(frozen=True, slots=True)
+class Defer:
+    """Not now: park the job for `seconds` without using an attempt (e.g. rate limit)."""
+
+    seconds: float
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndWithoutCall:
+    """End the job with `outcome` and no call (e.g. the key is known to be wrong)."""
+
+    outcome: Outcome
+    why: str
+
+
+GateVerdict = Proceed | Defer | EndWithoutCall
+
+
+class Gate(Protocol):
+    """Asked before every attempt; told every answer. Policies plug in here, not in the task."""
+
+    def before_call(self, job_id: str, request: CancelRequest, queue: str) -> GateVerdict: ...
+
+    def after_answer(self, job_id: str, status: int | None, outcome: str | None) -> None: ...
 
 
 @dataclass
@@ -55,6 +90,7 @@ class Runtime:
     store: AuditStore
     client: Care360Client
     rand: Callable[[], float] = field(default=random.random)
+    gates: Sequence[Gate] = ()
 
 
 def run_attempt(
@@ -66,6 +102,21 @@ def run_attempt(
     priority: int = 0,
 ) -> AttemptResult:
     settings, store = rt.settings, rt.store
+    for gate in rt.gates:
+        verdict = gate.before_call(job_id, request, queue)
+        if isinstance(verdict, Defer):
+            message = build_task_message(
+                {"job_id": job_id, **request.model_dump(exclude_none=True)},
+                queue=queue,
+                priority=priority,
+            )
+            store.defer(job_id, delay_seconds=verdict.seconds, message=message)
+            log.debug("job %s deferred %.2fs: %s", job_id, verdict.seconds, verdict.why)
+            return AttemptResult(job_id, "deferred", None, 0, False, verdict.seconds)
+        if isinstance(verdict, EndWithoutCall):
+            store.begin(job_id, request, max_attempts=0, queue=queue,
+                        queue_key=queue_key(queue, priority))
+            return settle_without_call(rt, job_id, verdict.outcome, 0, verdict.why)
     begun = store.begin(
         job_id,
         request,
@@ -114,6 +165,7 @@ def run_attempt(
         retention_seconds=_retention(settings),
     )
     state = "dead" if decision == "dead" else "settled"
+    _notify(rt, job_id, answer.status, outcome.value)
     _log_outcome(job_id, number, outcome.value, answer.status, duration_ms, applied)
     return AttemptResult(job_id, state, outcome.value, number, True)
 
@@ -132,6 +184,7 @@ def _after_transient(
 ) -> AttemptResult:
     settings = rt.settings
     status = exc.status if isinstance(exc, TransientResponse) else None
+    _notify(rt, job_id, status, None)
     exhausted = number >= settings.max_attempts
     delay = None
     if not exhausted:
@@ -224,6 +277,14 @@ def reject_invalid(
     )
     rt.store.begin(job_id, request, max_attempts=0, queue=queue, queue_key=queue_key(queue))
     return settle_without_call(rt, job_id, Outcome.INVALID_REQUEST, 0, problem)
+
+
+def _notify(rt: Runtime, job_id: str, status: int | None, outcome: str | None) -> None:
+    for gate in rt.gates:
+        try:
+            gate.after_answer(job_id, status, outcome)
+        except Exception:  # a failing policy hook must never lose the recorded outcome
+            log.exception("gate %r failed after an answer", gate)
 
 
 def _retention(settings: Settings) -> float | None:

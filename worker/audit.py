@@ -191,6 +191,10 @@ def _float(value: str | None) -> float | None:
     return float(value) if value else None
 
 
+def _delayed_entry(message: TaskMessage) -> str:
+    return f"{message.queue_key}\n{message.payload}"
+
+
 def _script_source(name: str) -> str:
     return resources.files("worker").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
 
@@ -205,6 +209,7 @@ class AuditStore:
         self._begin = client.register_script(_script_source("begin"))
         self._finish = client.register_script(_script_source("finish"))
         self._promote = client.register_script(_script_source("promote"))
+        self._defer = client.register_script(_script_source("defer"))
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -303,11 +308,32 @@ class AuditStore:
                 outcome,
                 repr(now if now is not None else time.time()),
                 repr(delay_seconds),
-                retry_message.payload if retry_message else "",
+                _delayed_entry(retry_message) if retry_message else "",
                 int(retention_seconds or 0),
+                "" if attempt is None or attempt.http_status is None else attempt.http_status,
             ]
         )
         return bool(int(applied))
+
+    def defer(self, job_id: str, *, delay_seconds: float, message: TaskMessage) -> bool:
+        """Put a job back in the delayed set without using an attempt (a gate said "not now").
+
+        Returns False if the job is already settled or dead (nothing to defer).
+        """
+        args = [self.keys.prefix, job_id, repr(delay_seconds), _delayed_entry(message)]
+        return bool(int(self._defer(args=args)))
+
+    def calls_last(self, seconds: int = 60) -> dict[str, int]:
+        """Calls made to Care360 in the last `seconds`, by HTTP status ('none': no answer)."""
+        now = int(self.redis.time()[0])
+        pipe = self.redis.pipeline(transaction=False)
+        for second in range(now - seconds + 1, now + 1):
+            pipe.hgetall(self.keys.calls(second))
+        totals: dict[str, int] = {}
+        for bucket in pipe.execute():
+            for status, count in _decode_hash(bucket).items():
+                totals[status] = totals.get(status, 0) + int(count)
+        return totals
 
     def promote_due(self, limit: int = 500) -> int:
         """Push due retries to their queues; returns how many moved."""

@@ -11,6 +11,8 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from worker.audit import AuditStore
+from worker.keys import Keys
 from worker.settings import Settings
 
 SOCKET_TIMEOUT_SECONDS = 15.0
@@ -32,3 +34,8 @@ def redis_client(settings: Settings) -> redis.Redis:
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         max_connections=MAX_CONNECTIONS,
     )
+
+
+def audit_store(settings: Settings) -> AuditStore:
+    """The audit store on `REDIS_URL` under `KEY_PREFIX`."""
+    return AuditStore(redis_client(settings), Keys(settings.key_prefix))

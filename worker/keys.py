@@ -13,7 +13,7 @@
     c360:run:{run_id}:stats           HASH   the same counters for one run
     c360:runs                         ZSET   run ids by first-seen time
     c360:delayed                      ZSET   job ids waiting for a retry, by due time
-    c360:delayed:msg                  HASH   job id -> the broker message to push when due
+    c360:delayed:msg                  HASH   job id -> "queue_key\nmessage" to push when due
     c360:calls:{epoch_second}         HASH   calls made in that second, by HTTP status (TTL)
 
 Broker queues (Celery/kombu's own keys) are named by `worker.settings.REALTIME_QUEUE` and

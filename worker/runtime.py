@@ -9,9 +9,8 @@ from __future__ import annotations
 import threading
 
 from worker.attempt import Runtime
-from worker.audit import AuditStore
 from worker.care360 import Care360Client
-from worker.connections import redis_client
+from worker.connections import audit_store
 from worker.settings import Settings, load_settings
 
 _lock = threading.Lock()
@@ -21,7 +20,7 @@ _runtime: Runtime | None = None
 def build_runtime(settings: Settings) -> Runtime:
     return Runtime(
         settings=settings,
-        store=AuditStore(redis_client(settings)),
+        store=audit_store(settings),
         client=Care360Client(
             settings.care360_base_url,
             settings.require_api_key(),

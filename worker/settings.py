@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     audit_retention_days: float | None = Field(None, gt=0, alias="AUDIT_RETENTION_DAYS")
     worker_concurrency: int = Field(32, ge=1, le=512, alias="WORKER_CONCURRENCY")
     scheduler_interval_seconds: float = Field(0.5, gt=0, alias="RETRY_SCHEDULER_INTERVAL_SECONDS")
+    key_prefix: str = Field("c360", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", alias="KEY_PREFIX")
+    auth_backoff_seconds: float = Field(60.0, ge=0, alias="CARE360_AUTH_BACKOFF_SECONDS")
+    rate_limit_per_second: float = Field(20.0, ge=0, alias="CARE360_RATE_LIMIT")
+    flower_basic_auth: SecretStr | None = Field(None, alias="FLOWER_BASIC_AUTH")
+    cleanup_schedule: str | None = Field(None, alias="CLEANUP_SCHEDULE")
+    cleanup_inbox: Path | None = Field(None, alias="CLEANUP_INBOX")
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:

@@ -2,12 +2,12 @@
 -- its next attempt. Settling happens once: a stale or repeated finish changes nothing.
 -- ARGV: prefix, job_id, attempt_no ('0' = settle without a call; attempt_json is then a
 --       note, not counted as a call), attempt_json, decision
---       ('settle'|'dead'|'retry'), outcome, now, delay_seconds, retry_payload,
---       retention_seconds ('0' = keep forever)
+--       ('settle'|'dead'|'retry'), outcome, now, delay_seconds, retry_entry ("queue_key\npayload"),
+--       retention_seconds ('0' = keep forever), http_status ('' = no answer)
 -- Returns {applied (0|1), state}
 local p, job_id, attempt_no, attempt_json = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local decision, outcome, now, delay = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
-local retry_payload, retention = ARGV[9], tonumber(ARGV[10])
+local retry_payload, retention, http_status = ARGV[9], tonumber(ARGV[10]), ARGV[11]
 
 local job = p .. ':job:' .. job_id
 local state, attempts, open, run_id, created = unpack(redis.call('HMGET', job,
@@ -20,6 +20,11 @@ if attempt_no ~= '0' then
   end
   redis.call('RPUSH', p .. ':job:' .. job_id .. ':attempts', attempt_json)
   redis.call('HINCRBY', p .. ':stats', 'attempts', 1)
+  local second = redis.call('TIME')[1]
+  local calls = p .. ':calls:' .. second
+  if http_status == '' then http_status = 'none' end
+  redis.call('HINCRBY', calls, http_status, 1)
+  redis.call('EXPIRE', calls, 120)
 elseif attempt_json ~= '' then
   -- a note of why the job ended without a call (invalid input, exhausted, auth blocked)
   redis.call('RPUSH', p .. ':job:' .. job_id .. ':attempts', attempt_json)

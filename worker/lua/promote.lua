@@ -7,10 +7,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local ids = redis.call('ZRANGEBYSCORE', p .. ':delayed', '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(ids) do
-  local payload = redis.call('HGET', p .. ':delayed:msg', id)
-  local queue_key = redis.call('HGET', p .. ':job:' .. id, 'queue_key')
-  if payload and queue_key then
-    redis.call('LPUSH', queue_key, payload)
+  local entry = redis.call('HGET', p .. ':delayed:msg', id)
+  if entry then
+    local cut = string.find(entry, '\n', 1, true)
+    redis.call('LPUSH', string.sub(entry, 1, cut - 1), string.sub(entry, cut + 1))
   end
   redis.call('ZREM', p .. ':delayed', id)
   redis.call('HDEL', p .. ':delayed:msg', id)

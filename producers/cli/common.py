@@ -1,0 +1,75 @@
+"""What every cancelq command shares: settings, the store, errors as one line, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from functools import wraps
+from typing import Any, NoReturn, ParamSpec, TypeVar
+
+import click
+import redis
+
+from worker.audit import AuditStore
+from worker.connections import audit_store
+from worker.errors import ConfigError, InvalidInput
+from worker.settings import Settings, load_settings
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 3
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    click.echo(f"cancelq: {message}", err=True)
+    sys.exit(code)
+
+
+def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Bad input, bad config, or no Redis: one line on stderr and an exit code, no traceback."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except InvalidInput as exc:
+            fail(f"invalid {exc}")
+        except ConfigError as exc:
+            fail(f"configuration error: {exc}")
+        except redis.ConnectionError as exc:
+            fail(f"cannot reach Redis ({type(exc).__name__}): check REDIS_URL", EXIT_FAILED)
+
+    return wrapper
+
+
+@contextmanager
+def store_from_env() -> Iterator[tuple[Settings, AuditStore]]:
+    settings = load_settings()
+    store = audit_store(settings)
+    try:
+        yield settings, store
+    finally:
+        store.redis.close()
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False))
+
+
+def parse_since(value: str | None) -> float | None:
+    if value is None:
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput("--since", f"not an ISO date or time: {value!r}") from None
+    if when.tzinfo is None:
+        when = when.astimezone()
+    return when.timestamp()

@@ -1,0 +1,220 @@
+"""Fixtures: one per real part (Redis, simulator, worker), plus fakeredis for unit tests.
+
+Integration tests never touch a Redis they did not start: the session starts a private
+`redis-server` on a free port (or, where none is installed, the embedded fakeredis server)
+and flushes only that one between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+
+from producers.local_redis import LocalRedis, ensure_redis
+from simulator.control import SimulatorControl
+from worker.audit import AuditStore
+from worker.keys import Keys
+
+ROOT = Path(__file__).resolve().parent.parent
+#: A key that must never show up anywhere: logs, Redis, Flower, exceptions.
+API_KEY = "sk-test-NEVER-LEAK-7f3c9a1e2b4d"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come from the environment; tests start from none of ours."""
+    for name in list(os.environ):
+        if name.startswith(("CANCEL_", "CARE360_", "CV_API_KEY", "CELERY_", "REDIS_")):
+            monkeypatch.delenv(name, raising=False)
+
+
+# -- unit: fakeredis ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_redis() -> Iterator[fakeredis.FakeRedis]:
+    client = fakeredis.FakeRedis(decode_responses=True)
+    yield client
+    client.flushall()
+
+
+@pytest.fixture
+def fake_store(fake_redis: fakeredis.FakeRedis) -> AuditStore:
+    return AuditStore(fake_redis, Keys("t"))
+
+
+# -- integration: real Redis --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[LocalRedis]:
+    server = ensure_redis(None, prefer_private=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: LocalRedis) -> Iterator[str]:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()  # ours: started by this session
+    yield redis_server.url
+    try:
+        client.flushall()
+    except redis.RedisError:
+        pass
+    client.close()
+
+
+@pytest.fixture
+def real_store(redis_url: str) -> AuditStore:
+    return AuditStore(redis.Redis.from_url(redis_url, decode_responses=True))
+
+
+# -- integration: the simulator -----------------------------------------------------------
+
+
+@dataclass
+class Simulator:
+    url: str
+    control: SimulatorControl
+    process: subprocess.Popen[str]
+
+
+@pytest.fixture(scope="session")
+def simulator_process() -> Iterator[Simulator]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "simulator", "--port", "0", "--api-key", API_KEY],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    match = re.search(r"http://[\d.]+:\d+", line)
+    assert match, f"simulator did not start: {line!r}"
+    control = SimulatorControl(match.group(0))
+    control.wait_ready(10)
+    yield Simulator(match.group(0), control, process)
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def simulator(simulator_process: Simulator) -> Simulator:
+    simulator_process.control.reset(state=True)
+    return simulator_process
+
+
+# -- integration: real worker processes ---------------------------------------------------
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[str]
+    log_path: Path
+    env: dict[str, str] = field(repr=False)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and any children)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+WorkerFactory = Callable[..., WorkerProcess]
+
+
+def worker_env(redis_url: str, simulator_url: str, **overrides: Any) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CANCEL_", "CARE360_", "CV_API_KEY", "CELERY_", "REDIS_"))
+    }
+    env.update(
+        REDIS_URL=redis_url,
+        CV_API_KEY=API_KEY,
+        CARE360_BASE_URL=simulator_url,
+        CANCEL_RETRY_BASE_SECONDS="0.05",
+        CANCEL_RETRY_MAX_SECONDS="0.3",
+        CARE360_TIMEOUT_SECONDS="2",
+        RETRY_SCHEDULER_INTERVAL_SECONDS="0.1",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env
+
+
+@pytest.fixture
+def start_worker(
+    redis_url: str, simulator: Simulator, tmp_path: Path
+) -> Iterator[WorkerFactory]:
+    """Start `celery -A worker worker` as a real process; extra env as keyword arguments."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, ready_timeout: float = 30.0, **env_overrides: Any) -> WorkerProcess:
+        env = worker_env(redis_url, simulator.url, **env_overrides)
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        handle = log_path.open("w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker", "worker", "-l", "info",
+             "-n", f"w{len(started)}@%h", "--without-mingle", "--without-gossip", *args],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
+        worker = WorkerProcess(process, log_path, env)
+        started.append(worker)
+        deadline = time.monotonic() + ready_timeout
+        while " ready." not in worker.log():
+            if process.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{worker.log()}")
+            if time.monotonic() > deadline:
+                worker.kill()
+                raise AssertionError(f"worker not ready in {ready_timeout}s:\n{worker.log()}")
+            time.sleep(0.1)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll until `predicate()` is truthy; fail with the last value when time is up."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in {timeout}s (last value: {value!r})")
+        time.sleep(interval)
+        value = predicate()
+    return value

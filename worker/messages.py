@@ -24,6 +24,8 @@ from worker.contract import TASK_NAME
 _ORIGIN = f"cancelq@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 PRIORITY_SEPARATOR = "\x06\x16"
+#: kombu's Redis transport keeps one list per step; a worker listens on these lists only.
+PRIORITY_STEPS = (0, 3, 6, 9)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +38,14 @@ class TaskMessage:
 
 
 def queue_key(queue: str, priority: int = 0) -> str:
-    """kombu's list name for a queue at a priority step (0 is the plain queue name)."""
-    return f"{queue}{PRIORITY_SEPARATOR}{priority}" if priority else queue
+    """kombu's list name for a queue at a priority (0 is the plain queue name).
+
+    As kombu does it: the priority is clamped to 0-9, then rounded down to a step, so a
+    message lands in a list a worker actually listens on.
+    """
+    clamped = max(0, min(9, priority))
+    step = max(s for s in PRIORITY_STEPS if s <= clamped)
+    return f"{queue}{PRIORITY_SEPARATOR}{step}" if step else queue
 
 
 def kwargs_repr(kwargs: dict[str, Any]) -> str:

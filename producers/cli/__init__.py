@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from producers.cli import jobs
+from producers.cli import demo, jobs
 from simulator.cli import simulator_command
 
 
@@ -21,3 +21,4 @@ main.add_command(jobs.enqueue)
 main.add_command(jobs.status)
 main.add_command(jobs.audit)
 main.add_command(simulator_command, name="simulator")
+main.add_command(demo.demo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 
 from rich.console import Console
@@ -9,7 +10,7 @@ from rich.table import Table
 
 from worker.audit import JobRecord
 
-console = Console(highlight=False, soft_wrap=False)
+console = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _short(ts: str | None) -> str:

@@ -20,6 +20,9 @@ if attempt_no ~= '0' then
   end
   redis.call('RPUSH', p .. ':job:' .. job_id .. ':attempts', attempt_json)
   redis.call('HINCRBY', p .. ':stats', 'attempts', 1)
+  if run_id and run_id ~= '' then
+    redis.call('HINCRBY', p .. ':run:' .. run_id .. ':stats', 'attempts', 1)
+  end
   local second = redis.call('TIME')[1]
   local calls = p .. ':calls:' .. second
   if http_status == '' then http_status = 'none' end

@@ -1,0 +1,187 @@
+"""`worker.care360.Care360Client` against `httpx.MockTransport`: the wire request, error
+mapping without leaking the key, and one `httpx.Client` per thread."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from tests.conftest import API_KEY
+from worker.care360 import Answer, Care360Client
+from worker.errors import Care360Timeout, Care360Unreachable, TransportError
+
+BASE = "https://api-staging.care360-next.carevalidate.com"
+CASE = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"
+EVENT = "987fcdeb-51a2-43d7-9876-543210fedcba"
+OK = (
+    b'{"status":200,"success":true,"message":"Calendar event cancelled successfully",'
+    b'"data":{"success":true}}'
+)
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def make_client(handler: Handler, *, base: str = BASE, timeout: float = 10.0) -> Care360Client:
+    return Care360Client(
+        base, SecretStr(API_KEY), timeout_seconds=timeout, transport=httpx.MockTransport(handler)
+    )
+
+
+def test_request_is_exactly_the_documented_one() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=OK)
+
+    client = make_client(handler, base=BASE + "/", timeout=7.5)
+    client.cancel(CASE, EVENT)
+    client.close()
+
+    assert len(seen) == 1
+    request = seen[0]
+    assert request.method == "POST"
+    assert str(request.url) == f"{BASE}/api/v1/cases/{CASE}"
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["cv-api-key"] == API_KEY
+    assert json.loads(request.content) == {
+        "action": "CANCEL_CALENDAR_EVENT",
+        "calendar": {"id": EVENT},
+    }
+    assert request.extensions["timeout"] == {
+        "connect": 7.5, "read": 7.5, "write": 7.5, "pool": 7.5
+    }
+
+
+def test_url_for() -> None:
+    client = make_client(lambda r: httpx.Response(200))
+    assert client.url_for(CASE) == f"{BASE}/api/v1/cases/{CASE}"
+
+
+def test_answer_carries_status_body_and_retry_after() -> None:
+    body = b'{"status":503,"success":false,"message":"Busy","error":"try later"}'
+    client = make_client(
+        lambda r: httpx.Response(503, content=body, headers={"Retry-After": "12"})
+    )
+    got = client.cancel(CASE, EVENT)
+    assert got == Answer(
+        status=503, success=False, message="Busy", error="try later", retry_after="12",
+        raw_body=body.decode(),
+    )
+
+
+def test_success_answer() -> None:
+    got = make_client(lambda r: httpx.Response(200, content=OK)).cancel(CASE, EVENT)
+    assert (got.status, got.success, got.message) == (
+        200, True, "Calendar event cancelled successfully"
+    )
+
+
+def test_raw_body_is_bounded() -> None:
+    got = make_client(lambda r: httpx.Response(502, content=b"x" * 10_000)).cancel(CASE, EVENT)
+    assert got.raw_body == "x" * 2000
+    assert got.success is None and got.error is None
+
+
+def test_redirect_is_returned_not_followed() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(str(request.url))
+        return httpx.Response(301, headers={"Location": "https://evil.example/steal"})
+
+    got = make_client(handler).cancel(CASE, EVENT)
+    assert got.status == 301
+    assert calls == [f"{BASE}/api/v1/cases/{CASE}"]
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+@pytest.mark.parametrize(
+    ("raised", "mapped"),
+    [
+        (httpx.ReadTimeout, Care360Timeout),
+        (httpx.ConnectTimeout, Care360Timeout),
+        (httpx.PoolTimeout, Care360Timeout),
+        (httpx.ConnectError, Care360Unreachable),
+        (httpx.ReadError, Care360Unreachable),
+        (httpx.RemoteProtocolError, Care360Unreachable),
+    ],
+)
+def test_transport_errors_are_mapped_without_the_key(
+    raised: type[httpx.TransportError], mapped: type[TransportError]
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        # An exception carrying the request (and so its headers) is the worst case.
+        raise raised(f"failed for {request.url}", request=request)
+
+    client = make_client(handler)
+    with pytest.raises(mapped) as info:
+        client.cancel(CASE, EVENT)
+    assert info.value.delay is None
+    chain = _exception_chain(info.value)
+    assert chain[0] is info.value
+    for exc in chain:
+        assert API_KEY not in str(exc)
+        assert API_KEY not in repr(exc)
+        assert API_KEY not in repr(exc.args)
+    assert not isinstance(info.value.__cause__, httpx.HTTPError)
+    assert info.value.__suppress_context__
+
+
+def test_client_repr_hides_the_key() -> None:
+    client = make_client(lambda r: httpx.Response(200, content=OK))
+    client.cancel(CASE, EVENT)
+    assert API_KEY not in repr(client)
+    assert API_KEY not in str(client)
+
+
+def test_each_thread_gets_its_own_client() -> None:
+    barrier = threading.Barrier(2, timeout=5)
+    used: list[int] = []
+    lock = threading.Lock()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=OK)
+
+    client = make_client(handler)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            barrier.wait()  # both threads alive at once
+            client.cancel(CASE, EVENT)
+            first = client._client()
+            client.cancel(CASE, EVENT)
+            assert client._client() is first  # reused within the thread
+            with lock:
+                used.append(id(first))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert errors == []
+    assert len(used) == 2
+    assert used[0] != used[1]
+    pool = list(client._clients)
+    assert len(pool) == 2
+    assert {id(c) for c in pool} == set(used)
+    client.close()
+    assert all(c.is_closed for c in pool)
+    assert client._clients == []

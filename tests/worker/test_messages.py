@@ -1,0 +1,162 @@
+"""`worker.messages.build_task_message`: Celery protocol 2 as kombu's Redis transport stores it.
+
+The reference is Celery itself: the same task sent with `send_task` over kombu's in-memory
+virtual transport (which prepares messages exactly as the Redis one does) is compared with
+ours field by field. The priority list names are checked against kombu's Redis channel code.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import json
+import uuid
+from typing import Any
+
+import pytest
+from celery import Celery
+from kombu import Queue
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+
+from worker.contract import TASK_NAME
+from worker.messages import build_task_message, kwargs_repr, queue_key
+from worker.settings import BULK_QUEUE, REALTIME_QUEUE
+
+KWARGS: dict[str, Any] = {
+    "job_id": "4a6f2a63-9e0e-4f57-9d1c-0d0e1f2a3b4c",
+    "case_id": "a1b2c3d4-e5f6-7890-abcd-ef1234567890",
+    "event_id": "987fcdeb-51a2-43d7-9876-543210fedcba",
+    "run_id": "run-7",
+    "requested_by": "ops@example.com",
+    "reason": "patient asked; secret note",
+}
+
+
+def decode(payload: str) -> dict[str, Any]:
+    message: dict[str, Any] = json.loads(payload)
+    return message
+
+
+def celery_reference(kwargs: dict[str, Any], *, queue: str, task_id: str,
+                     priority: int = 0) -> dict[str, Any]:
+    """What Celery's own producer writes for the same task."""
+    app = Celery("reference", broker="memory://", set_as_current=False)
+    app.conf.update(
+        task_serializer="json", accept_content=["json"], task_ignore_result=True,
+        task_queues=(Queue(REALTIME_QUEUE), Queue(BULK_QUEUE)),
+    )
+    with app.connection_for_write() as conn:
+        app.send_task(TASK_NAME, kwargs=kwargs, queue=queue, task_id=task_id,
+                      priority=priority, connection=conn)
+        channel: Any = conn.default_channel
+        message: dict[str, Any] = channel._get(queue)
+    return message
+
+
+def test_matches_what_celery_writes() -> None:
+    task_id = str(uuid.uuid4())
+    ours = decode(build_task_message(KWARGS, queue=BULK_QUEUE, task_id=task_id).payload)
+    ref = celery_reference(KWARGS, queue=BULK_QUEUE, task_id=task_id)
+
+    assert set(ours) == set(ref)
+    assert set(ours["headers"]) == set(ref["headers"])
+    assert set(ours["properties"]) == set(ref["properties"])
+    for name in ("lang", "task", "id", "root_id", "parent_id", "argsrepr", "retries",
+                 "timelimit", "eta", "expires", "group", "group_index", "shadow",
+                 "replaced_task_nesting", "stamped_headers", "stamps"):
+        assert ours["headers"][name] == ref["headers"][name], name
+    for name in ("correlation_id", "delivery_mode", "delivery_info", "priority",
+                 "body_encoding"):
+        assert ours["properties"][name] == ref["properties"][name], name
+    assert ours["content-type"] == ref["content-type"] == "application/json"
+    assert ours["content-encoding"] == ref["content-encoding"] == "utf-8"
+    assert json.loads(base64.b64decode(ours["body"])) == json.loads(base64.b64decode(ref["body"]))
+
+
+def test_protocol_2_fields() -> None:
+    message = build_task_message(KWARGS, queue=REALTIME_QUEUE, task_id="tid-1")
+    assert message.task_id == "tid-1"
+    assert message.queue_key == REALTIME_QUEUE
+    raw = decode(message.payload)
+    headers, properties = raw["headers"], raw["properties"]
+    assert headers["task"] == TASK_NAME == "cancellations.cancel_calendar_event"
+    assert (headers["id"], headers["root_id"], headers["parent_id"]) == ("tid-1", "tid-1", None)
+    assert headers["argsrepr"] == "()"
+    assert properties["correlation_id"] == "tid-1"
+    assert properties["delivery_info"] == {"exchange": "", "routing_key": REALTIME_QUEUE}
+    assert properties["body_encoding"] == "base64"
+    assert properties["priority"] == 0
+    args, kwargs, embed = json.loads(base64.b64decode(raw["body"]))
+    assert args == []
+    assert kwargs == KWARGS
+    assert embed == {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+def test_task_id_defaults_to_a_fresh_uuid() -> None:
+    a = build_task_message(KWARGS, queue=REALTIME_QUEUE)
+    b = build_task_message(KWARGS, queue=REALTIME_QUEUE)
+    assert a.task_id != b.task_id
+    assert str(uuid.UUID(a.task_id)) == a.task_id
+    assert decode(a.payload)["headers"]["id"] == a.task_id
+    assert decode(a.payload)["properties"]["delivery_tag"] != decode(b.payload)["properties"][
+        "delivery_tag"
+    ]
+
+
+def test_kwargsrepr_shows_ids_only() -> None:
+    raw = decode(build_task_message(KWARGS, queue=REALTIME_QUEUE).payload)
+    shown = ast.literal_eval(raw["headers"]["kwargsrepr"])
+    assert shown == {k: KWARGS[k] for k in ("job_id", "case_id", "event_id", "run_id")}
+    assert "reason" not in raw["headers"]["kwargsrepr"]
+    assert "secret" not in raw["headers"]["kwargsrepr"]
+    assert "ops@example.com" not in raw["headers"]["kwargsrepr"]
+
+
+def test_kwargsrepr_skips_missing_ids_and_unknown_keys() -> None:
+    shown = ast.literal_eval(kwargs_repr({"case_id": "c", "event_id": "e", "run_id": None,
+                                          "token": "t0p-s3cret"}))
+    assert shown == {"case_id": "c", "event_id": "e"}
+
+
+_REDIS_CHANNEL: Any = kombu_redis.Channel
+_VIRTUAL_CHANNEL: Any = virtual.Channel
+
+
+class _KombuRedisChannel:
+    """Just enough of kombu's Redis channel to ask it which list a message goes to."""
+
+    sep = _REDIS_CHANNEL.sep
+    priority_steps = _REDIS_CHANNEL.priority_steps
+    min_priority = _VIRTUAL_CHANNEL.min_priority
+    max_priority = _VIRTUAL_CHANNEL.max_priority
+    default_priority = _VIRTUAL_CHANNEL.default_priority
+    priority = _REDIS_CHANNEL.priority
+    _q_for_pri = _REDIS_CHANNEL._q_for_pri
+    _get_message_priority = _VIRTUAL_CHANNEL._get_message_priority
+
+    def list_for(self, queue: str, message: dict[str, Any]) -> str:
+        name: str = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+        return name
+
+
+@pytest.mark.parametrize("priority", range(-1, 12))
+def test_priority_list_is_where_kombu_puts_it(priority: int) -> None:
+    message = build_task_message(KWARGS, queue=BULK_QUEUE, priority=priority)
+    raw = decode(message.payload)
+    assert raw["properties"]["priority"] == priority
+    assert raw["properties"]["delivery_info"]["routing_key"] == BULK_QUEUE
+    assert message.queue_key == _KombuRedisChannel().list_for(BULK_QUEUE, raw)
+
+
+def test_priority_key_naming() -> None:
+    assert queue_key(REALTIME_QUEUE) == REALTIME_QUEUE
+    assert queue_key(REALTIME_QUEUE, 0) == REALTIME_QUEUE
+    assert queue_key(BULK_QUEUE, 3) == "cancellations.bulk\x06\x163"
+    assert queue_key(BULK_QUEUE, 9) == "cancellations.bulk\x06\x169"
+
+
+def test_payload_is_plain_json_text() -> None:
+    payload = build_task_message(KWARGS, queue=REALTIME_QUEUE).payload
+    assert isinstance(payload, str)
+    assert "\n" not in payload  # the delayed-set entry splits on the first newline

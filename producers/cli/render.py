@@ -10,7 +10,7 @@ from rich.table import Table
 
 from worker.audit import JobRecord
 
-console = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+console = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 240)
 
 
 def _short(ts: str | None) -> str:

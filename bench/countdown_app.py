@@ -25,5 +25,8 @@ app.conf.update(
 
 
 @app.task(name="baseline.cancel", bind=True, max_retries=None)
-def cancel(self: Task[Any, Any], /, job_id: str, case_id: str, event_id: str) -> None:
-    raise self.retry(countdown=600)
+def cancel(
+    self: Task[Any, Any], /, job_id: str, case_id: str, event_id: str, fail: bool = True
+) -> None:
+    if fail:
+        raise self.retry(countdown=600)

@@ -3,9 +3,11 @@
     python -m bench.retry_memory [--jobs 10000]
 
 Both workers run the threads pool (concurrency 32) against their own private redis-server;
-every call fails (ours: the simulator answers 500 with a 600 s backoff; baseline: the task
-retries with countdown=600). We sample the worker's RSS once it is idle and again when all
-jobs wait for their retry, and report both deltas and bytes per waiting job.
+each worker first settles N jobs that succeed (warm-up: thread stacks, connection pools and
+the allocator's high-water mark), then gets N jobs whose every call fails (ours: the
+simulator answers 500 with a 600 s backoff; baseline: the task retries with countdown=600).
+RSS is sampled after the warm-up and again when all N jobs wait for their retry; the
+difference is the memory the waiting jobs hold.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import redis
 
 from producers.enqueue import submit
 from producers.local_redis import start_redis_server
+from simulator.control import SimulatorControl
 from worker.audit import AuditStore
 from worker.contract import CancelRequest
 
@@ -67,7 +70,7 @@ def ours(jobs: int) -> tuple[float, float]:
     server = start_redis_server()
     sim = subprocess.Popen(
         [sys.executable, "-m", "simulator", "--port", "0", "--api-key", API_KEY,
-         "--auto-create", "--error-rate", "1.0"],
+         "--auto-create"],
         stdout=subprocess.PIPE, text=True,
     )
     assert sim.stdout is not None
@@ -75,14 +78,21 @@ def ours(jobs: int) -> tuple[float, float]:
     assert url
     env = dict(os.environ, REDIS_URL=server.url, CV_API_KEY=API_KEY,
                CARE360_BASE_URL=url.group(0), CANCEL_RETRY_BASE_SECONDS="600",
-               CANCEL_RETRY_MAX_SECONDS="600")
+               CANCEL_RETRY_MAX_SECONDS="600", CARE360_RATE_LIMIT="0")
     worker = start_worker("worker", env, "/tmp/bench-ours.log")
     try:
         store = AuditStore(redis.Redis.from_url(server.url, decode_responses=True))
+
+        def batch() -> None:
+            for _ in range(jobs):
+                submit(CancelRequest(case_id=str(uuid.uuid4()), event_id=str(uuid.uuid4())),
+                       store=store)
+
+        batch()
+        wait(lambda: store.counters().get("state:settled", 0) >= jobs, 600, "our warm-up")
         before = settle_rss(worker.pid)
-        for _ in range(jobs):
-            submit(CancelRequest(case_id=str(uuid.uuid4()), event_id=str(uuid.uuid4())),
-                   store=store)
+        SimulatorControl(url.group(0)).set_faults(error_rate=1.0)
+        batch()
         wait(lambda: store.counters().get("state:retrying", 0) >= jobs, 600, "our retries")
         after = settle_rss(worker.pid)
         print(f"  ours: {store.delayed_count()} jobs in the delayed set, "
@@ -105,12 +115,19 @@ def baseline(jobs: int) -> tuple[float, float]:
 
         app.conf.update(broker_url=server.url)
         client = redis.Redis.from_url(server.url)
+
+        def batch(fail: bool) -> None:
+            with app.producer_or_acquire() as producer:
+                for _ in range(jobs):
+                    app.send_task("baseline.cancel", kwargs={
+                        "job_id": str(uuid.uuid4()), "case_id": str(uuid.uuid4()),
+                        "event_id": str(uuid.uuid4()), "fail": fail}, producer=producer)
+
+        batch(fail=False)
+        wait(lambda: client.llen("baseline") == 0 and client.hlen("unacked") == 0, 600,
+             "baseline warm-up")
         before = settle_rss(worker.pid)
-        with app.producer_or_acquire() as producer:
-            for _ in range(jobs):
-                app.send_task("baseline.cancel", kwargs={
-                    "job_id": str(uuid.uuid4()), "case_id": str(uuid.uuid4()),
-                    "event_id": str(uuid.uuid4())}, producer=producer)
+        batch(fail=True)
         wait(lambda: client.llen("baseline") == 0 and client.hlen("unacked") >= jobs,
              600, "baseline ETA retries")
         after = settle_rss(worker.pid)
@@ -126,12 +143,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=10_000)
     args = parser.parse_args()
-    print(f"{args.jobs} jobs waiting for a retry 600 s away; worker RSS (MiB, median of 5)")
+    print(f"{args.jobs} jobs waiting for a retry 600 s away, after {args.jobs} warm-up jobs; "
+          "worker RSS (MiB, median of 5)")
     ob, oa = ours(args.jobs)
     bb, ba = baseline(args.jobs)
     for name, b, a in (("ours (Redis delayed set)", ob, oa),
                        ("Celery countdown (ETA)", bb, ba)):
-        print(f"{name:>26}: idle {b:7.1f}  waiting {a:7.1f}  delta {a - b:+7.1f} MiB  "
+        print(f"{name:>26}: warm {b:7.1f}  waiting {a:7.1f}  delta {a - b:+7.1f} MiB  "
               f"({(a - b) * 2**20 / args.jobs:,.0f} B/job)")
 
 

@@ -76,3 +76,46 @@ task_publish_retry_policy = {
 worker_hijack_root_logger = True
 worker_redirect_stdouts = False
 
+# Flower (docs/operations.md): every job's life as task events. Producers push raw messages
+# (worker.messages), so there is no task-sent event; received/started/succeeded carry the
+# message's argsrepr/kwargsrepr (ids only) and the task's result is the outcome summary.
+worker_send_task_events = True
+task_send_sent_event = True
+task_track_started = True
+
+# Priority (docs/bulk.md): real-time first. A worker BRPOPs its queues in one call, and Redis
+# answers from the first non-empty list named: "priority" keeps task_queues' order (real-time,
+# then bulk) on every fetch, where the default round_robin rotates it. kombu 5.7 keeps the
+# active queues in order (a set made this arbitrary up to 5.6.2: kombu#801). With prefetch
+# disabled (5.6+, Redis only) a worker fetches only when a thread is free, so a real-time job
+# waits behind at most the calls already in flight, never behind reserved bulk messages.
+broker_transport_options["queue_order_strategy"] = "priority"
+worker_disable_prefetch = True
+
+# Scheduled cleanup (docs/bulk.md, worker/cleanup.py): `celery -A worker beat` with
+# celery-redbeat, whose Redis lock lets one beat send while the others stand by, however many
+# run. The standby retries the lock every beat_max_loop_interval seconds; the lock lives
+# 5 x that, so a dead beat's place is taken within about half a minute.
+try:
+    from worker.cron import beat_schedule as _beat_schedule
+    from worker.keys import Keys
+
+    beat_schedule = _beat_schedule(_settings)
+except ConfigError as _exc:
+    raise SystemExit(f"cancelq: configuration error: {_exc}") from None
+beat_scheduler = "redbeat.RedBeatScheduler"
+beat_max_loop_interval = 5
+redbeat_key_prefix = Keys(_settings.key_prefix).redbeat + ":"  # c360:redbeat:*
+redbeat_redis_url = _settings.redis_url
+if _settings.redis_sentinel_master:
+    from worker.connections import parse_sentinel_url as _parse_sentinel_url
+
+    _sentinel = _parse_sentinel_url(_settings.redis_url)
+    redbeat_redis_url = "redis-sentinel://"
+    redbeat_redis_options = {
+        "sentinels": list(_sentinel.hosts),
+        "service_name": _settings.redis_sentinel_master,
+        "db": _sentinel.db,
+        "password": _sentinel.password,
+        "socket_timeout": 5,
+    }

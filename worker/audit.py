@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from importlib import resources
 from typing import Any, Literal
 
@@ -168,6 +169,16 @@ class Begun:
     attempt: int
     state: str | None = None
     outcome: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """What `replay` did: `applied` False means refused (the job is `state`, not dead)."""
+
+    job_id: str
+    applied: bool
+    state: str
+    replays: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +345,36 @@ class AuditStore:
             for status, count in _decode_hash(bucket).items():
                 totals[status] = totals.get(status, 0) + int(count)
         return totals
+
+    def replay(
+        self, job_id: str, message: TaskMessage, *, who: str, now: float | None = None
+    ) -> Replayed:
+        """Put a dead job back on its queue with a fresh attempt budget (`lua/replay.lua`).
+
+        Refused (nothing changes) unless the job is dead. The earlier attempts stay in its
+        list, followed by a note (number 0, verdict `replayed`) of who replayed it and when;
+        attempt numbers then start again at 1, because `begin.lua` counts the budget from
+        the job's `attempts` field, which the replay resets.
+        """
+        at = now if now is not None else time.time()
+        note = Attempt(
+            number=0,
+            started_at=at,
+            duration_ms=None,
+            http_status=None,
+            error_class="Replay",
+            error=f"replayed by {who}: new attempt budget, numbering restarts at 1",
+            verdict="replayed",
+        )
+        applied, state, replays = self._replay(
+            args=[self.keys.prefix, job_id, repr(at), note.encode(), message.queue_key,
+                  message.payload]
+        )
+        return Replayed(job_id, bool(int(applied)), _s(state), int(replays))
+
+    @cached_property
+    def _replay(self) -> Any:
+        return self.redis.register_script(_script_source("replay"))
 
     def promote_due(self, limit: int = 500) -> int:
         """Push due retries to their queues; returns how many moved."""

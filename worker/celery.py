@@ -16,7 +16,7 @@ from worker.errors import ConfigError
 from worker.scheduler import RetrySchedulerStep
 from worker.settings import load_settings
 
-app = Celery("cancelq", include=["worker.tasks"])
+app = Celery("cancelq", include=["worker.tasks", "worker.cleanup"])
 app.config_from_object("celeryconfig")
 app.steps["worker"].add(RetrySchedulerStep)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per outcome is ours to log

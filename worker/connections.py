@@ -3,15 +3,27 @@
 Socket timeouts, keepalive and health checks are on because a Redis that restarts or fails
 over can leave half-open sockets that would otherwise block a caller forever
 (CELERY-NOTES.md, "Reconnecting after Redis restarts").
+
+`REDIS_URL` may name Redis Sentinel instead, the way kombu and Celery spell it:
+`sentinel://[:password@]h1:26379;sentinel://h2:26379/0` with `REDIS_SENTINEL_MASTER`. The
+audit store then asks the sentinels for that master and follows it when it fails over,
+like the broker (kombu's sentinel transport) and the result backend (celery's sentinel
+backend) configured from the same URL in `celeryconfig`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from worker.audit import AuditStore
+from worker.errors import ConfigError
 from worker.keys import Keys
 from worker.settings import Settings
 
@@ -19,21 +31,96 @@ SOCKET_TIMEOUT_SECONDS = 15.0
 CONNECT_TIMEOUT_SECONDS = 5.0
 HEALTH_CHECK_INTERVAL_SECONDS = 10
 MAX_CONNECTIONS = 200
+SENTINEL_SCHEME = "sentinel://"
 
 
 def redis_client(settings: Settings) -> redis.Redis:
     """A pooled client on `REDIS_URL`; retries a dropped connection with backoff."""
-    return redis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_timeout=SOCKET_TIMEOUT_SECONDS,
-        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        socket_keepalive=True,
-        health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=6),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-        max_connections=MAX_CONNECTIONS,
+    if is_sentinel_url(settings.redis_url):
+        return sentinel_master_client(settings)
+    return redis.Redis.from_url(settings.redis_url, **_client_options())
+
+
+def _client_options() -> dict[str, Any]:
+    return {
+        "decode_responses": True,
+        "socket_timeout": SOCKET_TIMEOUT_SECONDS,
+        "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "socket_keepalive": True,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_SECONDS,
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=6),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+        "max_connections": MAX_CONNECTIONS,
+    }
+
+
+def is_sentinel_url(url: str) -> bool:
+    return url.strip().lower().startswith(SENTINEL_SCHEME)
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelURL:
+    hosts: tuple[tuple[str, int], ...]
+    db: int
+    username: str | None
+    password: str | None
+
+
+def parse_sentinel_url(url: str) -> SentinelURL:
+    """`sentinel://[user:pass@]h1:26379;sentinel://h2:26379/0`: every host, the db, the auth.
+
+    As in kombu, the credentials (of the first part that has them) are the master's, and
+    the db comes from the part that names one.
+    """
+    hosts: list[tuple[str, int]] = []
+    db, username, password = 0, None, None
+    for part in (p.strip() for p in url.split(";")):
+        if not part:
+            continue
+        if not is_sentinel_url(part):
+            raise ConfigError(f"REDIS_URL: every ';'-separated part must be sentinel:// ({part!r})")
+        split = urlsplit(part)
+        try:
+            port = split.port or 26379
+        except ValueError:
+            raise ConfigError(f"REDIS_URL: bad port in {part!r}") from None
+        if not split.hostname:
+            raise ConfigError(f"REDIS_URL: no host in {part!r}")
+        hosts.append((split.hostname, port))
+        if split.password is not None and password is None:
+            password = unquote(split.password)
+            username = unquote(split.username) if split.username else None
+        path = split.path.strip("/")
+        if path:
+            if not path.isdigit():
+                raise ConfigError(f"REDIS_URL: db must be a number ({part!r})")
+            db = int(path)
+    if not hosts:
+        raise ConfigError("REDIS_URL: no sentinel host")
+    return SentinelURL(tuple(hosts), db, username, password)
+
+
+def sentinel_master_client(settings: Settings) -> redis.Redis:
+    """A client on the master the sentinels name, re-resolved after a failover."""
+    master = settings.redis_sentinel_master
+    if not master:
+        raise ConfigError("REDIS_SENTINEL_MASTER: required when REDIS_URL names Sentinel")
+    parsed = parse_sentinel_url(settings.redis_url)
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(parsed.hosts),
+        sentinel_kwargs={
+            "socket_timeout": CONNECT_TIMEOUT_SECONDS,
+            "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        },
     )
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        master,
+        db=parsed.db,
+        username=parsed.username,
+        password=parsed.password,
+        **_client_options(),
+    )
+    return client
 
 
 def audit_store(settings: Settings) -> AuditStore:

@@ -15,6 +15,11 @@
     c360:delayed                      ZSET   job ids waiting for a retry, by due time
     c360:delayed:msg                  HASH   job id -> "queue_key\nmessage" to push when due
     c360:calls:{epoch_second}         HASH   calls made in that second, by HTTP status (TTL)
+    c360:auth:blocked                 STRING set on a 401: calls paused until it expires (TTL)
+    c360:ratelimit:LIMITER/care360/…  LIST   the rate limit's moving window (`limits` library)
+    c360:ratelimit:bulk-turns         STRING next free turn of a deferred bulk job (TTL)
+    c360:cleanup:lock:{file name}     STRING who is processing that inbox file (TTL, renewed)
+    c360:redbeat:*                    -      celery-redbeat's schedule and its beat lock
 
 Broker queues (Celery/kombu's own keys) are named by `worker.settings.REALTIME_QUEUE` and
 `BULK_QUEUE`. Everything here sits under one prefix so that tests can give each run its
@@ -81,3 +86,23 @@ class Keys:
 
     def calls(self, epoch_second: int) -> str:
         return f"{self.prefix}:calls:{epoch_second}"
+
+    @property
+    def auth_blocked(self) -> str:
+        return f"{self.prefix}:auth:blocked"
+
+    @property
+    def rate_limit(self) -> str:
+        """Prefix of the rate limiter's keys (the `limits` storage's `key_prefix`)."""
+        return f"{self.prefix}:ratelimit"
+
+    @property
+    def bulk_turns(self) -> str:
+        return f"{self.prefix}:ratelimit:bulk-turns"
+
+    def cleanup_lock(self, file_name: str) -> str:
+        return f"{self.prefix}:cleanup:lock:{file_name}"
+
+    @property
+    def redbeat(self) -> str:
+        return f"{self.prefix}:redbeat"

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import threading
 
-from worker.attempt import Runtime
+from worker.attempt import Gate, Runtime
+from worker.audit import AuditStore
+from worker.auth_gate import AuthGate
 from worker.care360 import Care360Client
 from worker.connections import audit_store
+from worker.rate_limit import rate_limit_gate
 from worker.settings import Settings, load_settings
 
 _lock = threading.Lock()
@@ -18,15 +21,25 @@ _runtime: Runtime | None = None
 
 
 def build_runtime(settings: Settings) -> Runtime:
+    store = audit_store(settings)
     return Runtime(
         settings=settings,
-        store=audit_store(settings),
+        store=store,
         client=Care360Client(
             settings.care360_base_url,
             settings.require_api_key(),
             timeout_seconds=settings.timeout_seconds,
         ),
+        # Auth first: while the key is known to be wrong, no other policy needs to run.
+        gates=(AuthGate(store.redis, store.keys, backoff_seconds=settings.auth_backoff_seconds),)
+        + _rate_limit_gates(settings, store),
     )
+
+
+def _rate_limit_gates(settings: Settings, store: AuditStore) -> tuple[Gate, ...]:
+    """Last: a slot is taken only by a call that every other policy lets go ahead."""
+    gate = rate_limit_gate(store, settings.rate_limit_per_second)
+    return () if gate is None else (gate,)
 
 
 def get_runtime() -> Runtime:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from producers.cli import demo, jobs
+from producers.cli import bulk, demo, dlq, jobs, stats
 from simulator.cli import simulator_command
 
 
@@ -21,4 +21,9 @@ main.add_command(jobs.enqueue)
 main.add_command(jobs.status)
 main.add_command(jobs.audit)
 main.add_command(simulator_command, name="simulator")
+main.add_command(dlq.dlq)
+main.add_command(stats.stats)
 main.add_command(demo.demo)
+main.add_command(bulk.bulk)
+main.add_command(bulk.run)
+main.add_command(bulk.runs)

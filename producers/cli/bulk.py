@@ -1,0 +1,251 @@
+"""`cancelq bulk`, `run` and `runs`: a file of cancellations in, a run's progress out."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from producers.bulk import (
+    FORMATS,
+    BadRow,
+    BulkSummary,
+    ByteCount,
+    Format,
+    format_for,
+    intake,
+    new_run_id,
+    read_rows,
+)
+from producers.cli.common import (
+    EXIT_FAILED,
+    EXIT_TIMEOUT,
+    fail,
+    one_line_errors,
+    print_json,
+    store_from_env,
+)
+from producers.cli.jobs import default_requester
+from producers.cli.render import console, counts_table
+from producers.runs import RunProgress, export_csv, list_runs, run_progress, wait_for_run
+from worker.audit import AuditStore
+
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@click.command()
+@click.argument("source", metavar="FILE|-")
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="Default: from the file name (.csv, .jsonl, .ndjson), else sniffed.")
+@click.option("--run-id", help="Group the jobs under this run (default: a new bulk-... id).")
+@click.option("--requested-by", help="Who asks (default: user@host).")
+@click.option("--dry-run", is_flag=True, help="Validate and count only; touch nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@one_line_errors
+def bulk(
+    source: str,
+    fmt: Format | None,
+    run_id: str | None,
+    requested_by: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Enqueue every row of FILE (CSV with a header, or JSON lines) on the bulk queue.
+
+    Rows need case_id and event_id (reason is optional, other columns are ignored). Bad rows
+    are reported on stderr with their line number, and the good rows still go. Duplicates
+    (a pair that already has a live job, from the store or earlier in the file) are counted,
+    not sent.
+    """
+    run_id = run_id or new_run_id()
+    requested_by = requested_by or default_requester()
+    with _open(source) as (stream, size):
+        first = stream.readline()
+        chosen: Format = fmt or format_for(None if source == "-" else source, first)
+        counter = ByteCount()
+        rows = read_rows(itertools.chain([first], stream), chosen, counter)
+        with _progress(size, enabled=_err.is_terminal) as progress:
+            if dry_run:
+                summary = intake(rows, run_id=run_id, store=None, requested_by=requested_by,
+                                 dry_run=True, on_bad_row=_report_bad_row(progress),
+                                 on_chunk=progress.update, counter=counter)
+            else:
+                with store_from_env() as (_, store):
+                    summary = intake(rows, run_id=run_id, store=store,
+                                     requested_by=requested_by,
+                                     on_bad_row=_report_bad_row(progress),
+                                     on_chunk=progress.update, counter=counter)
+    if as_json:
+        print_json(summary.to_json())
+    else:
+        _print_summary(summary)
+
+
+@contextmanager
+def _open(source: str) -> Iterator[tuple[IO[bytes], int | None]]:
+    if source == "-":
+        yield sys.stdin.buffer, None
+        return
+    path = Path(source)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        fail(f"FILE: cannot read {source}: {exc.strerror}")
+    with handle:
+        yield handle, path.stat().st_size
+
+
+class _Bar:
+    """A rich progress bar on a terminal (by bytes of a file, or rows of stdin); else nothing."""
+
+    def __init__(self, progress: Progress | None, size: int | None) -> None:
+        self.progress = progress
+        self.size = size
+        self.task = None if progress is None else progress.add_task(
+            "rows 0", total=size
+        )
+
+    def update(self, summary: BulkSummary) -> None:
+        if self.progress is None or self.task is None:
+            return
+        completed = summary.bytes_read if self.size is not None else summary.rows
+        self.progress.update(
+            self.task, completed=completed,
+            description=f"rows {summary.rows:,}  invalid {summary.invalid:,}",
+        )
+
+    def print(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, markup=False, highlight=False)
+        else:
+            click.echo(text, err=True)
+
+
+@contextmanager
+def _progress(size: int | None, *, enabled: bool) -> Iterator[_Bar]:
+    if not enabled:
+        yield _Bar(None, size)
+        return
+    columns = [TextColumn("{task.description}"), BarColumn()]
+    if size is not None:
+        columns += [DownloadColumn(), TimeRemainingColumn()]
+    columns.append(TimeElapsedColumn())
+    with Progress(*columns, console=_err, transient=True) as progress:
+        yield _Bar(progress, size)
+
+
+def _report_bad_row(bar: _Bar) -> Callable[[BadRow], None]:
+    def report(bad: BadRow) -> None:
+        bar.print(f"cancelq: line {bad.line}: {bad.error}")
+
+    return report
+
+
+def _print_summary(summary: BulkSummary) -> None:
+    title = f"run {summary.run_id}" + (" (dry run: nothing sent)" if summary.dry_run else "")
+    counts = {
+        "rows read": summary.rows,
+        "accepted": summary.accepted,
+        "duplicates": summary.duplicates,
+        "invalid": summary.invalid,
+    }
+    table = Table(title=title, header_style="bold")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    for name, value in counts.items():
+        table.add_row(name, "not checked" if value is None else f"{value:,}")
+    console.print(table)
+    console.print(f"{summary.seconds:.1f} s, {summary.rows_per_second:,.0f} rows/s")
+    if not summary.dry_run:
+        console.print(f"follow it with: cancelq run {summary.run_id} --wait 600")
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--wait", "wait_seconds", type=float,
+              help="Block until every job is settled or dead (exit 3 if time runs out).")
+@click.option("--csv", "csv_path", metavar="FILE",
+              help="Write every job's outcome to FILE as CSV ('-' for stdout).")
+@click.option("--json", "as_json", is_flag=True, help="Print progress as one JSON object.")
+@one_line_errors
+def run(run_id: str, wait_seconds: float | None, csv_path: str | None, as_json: bool) -> None:
+    """Show a run's progress and outcome counts (from its counters, not a scan)."""
+    with store_from_env() as (_, store):
+        progress = run_progress(store, run_id)
+        if not progress.exists:
+            fail(f"run_id: no run {run_id!r}", EXIT_FAILED)
+        if wait_seconds is not None:
+            progress = wait_for_run(store, run_id, wait_seconds)
+        if csv_path is not None:
+            count = _export(store, run_id, csv_path)
+            click.echo(f"{count} job(s) written to {csv_path}", err=True)
+    if csv_path == "-":
+        pass  # stdout carries the CSV
+    elif as_json:
+        print_json(progress.to_json())
+    else:
+        _print_progress(progress)
+    if wait_seconds is not None and not progress.finished:
+        raise SystemExit(EXIT_TIMEOUT)
+
+
+def _export(store: AuditStore, run_id: str, csv_path: str) -> int:
+    if csv_path == "-":
+        return export_csv(store, run_id, sys.stdout)
+    try:
+        with open(csv_path, "w", newline="", encoding="utf-8") as out:
+            return export_csv(store, run_id, out)
+    except OSError as exc:
+        fail(f"--csv: cannot write {csv_path}: {exc.strerror}")
+
+
+def _print_progress(progress: RunProgress) -> None:
+    data = progress.to_json()
+    state = "finished" if progress.finished else "in progress"
+    console.print(
+        f"[bold]run {progress.run_id}[/bold]  {state}: {progress.done:,} of {progress.jobs:,} "
+        f"jobs done ({data['percent']}%), started {data['started_at'] or '-'}"
+    )
+    console.print(counts_table("states", data["states"]))
+    if progress.outcomes:
+        console.print(counts_table("outcomes", progress.outcomes))
+
+
+@click.command()
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of run objects.")
+@one_line_errors
+def runs(limit: int, as_json: bool) -> None:
+    """List runs, newest first, with their progress."""
+    with store_from_env() as (_, store):
+        found = list_runs(store, limit)
+    if as_json:
+        print_json([progress.to_json() for progress in found])
+        return
+    table = Table(title=f"{len(found)} run(s)", header_style="bold")
+    for column in ("run", "started", "jobs", "pending", "settled", "dead", "done"):
+        table.add_column(column, no_wrap=True,
+                         justify="right" if column not in ("run", "started") else "left")
+    for progress in found:
+        data = progress.to_json()
+        table.add_row(
+            progress.run_id, (data["started_at"] or "-")[:19].replace("T", " "),
+            f"{progress.jobs:,}", f"{progress.pending:,}", f"{progress.state('settled'):,}",
+            f"{progress.state('dead'):,}", f"{data['percent']}%",
+        )
+    console.print(table)

@@ -1,0 +1,171 @@
+"""Runs: the progress of a bulk run from its counters, its jobs from its index, all runs.
+
+Nothing here scans the keyspace: a run's progress is one HGETALL of its counters
+(`c360:run:{run_id}:stats`), its jobs are read from its index (`c360:idx:run:{run_id}`) a
+page at a time, and the list of runs is the `c360:runs` sorted set.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any, cast
+
+from worker.audit import Attempt, AuditStore, JobRecord, _iso
+
+PAGE = 1_000
+OPEN_STATES = ("queued", "running", "retrying")
+FINAL_STATES = ("settled", "dead")
+CSV_COLUMNS = (
+    "job_id", "case_id", "event_id", "state", "outcome", "attempts", "last_http_status",
+    "last_error", "reason", "created_at", "settled_at",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunProgress:
+    run_id: str
+    started_at: float | None
+    counters: dict[str, int]
+
+    @property
+    def exists(self) -> bool:
+        return self.started_at is not None or bool(self.counters)
+
+    @property
+    def jobs(self) -> int:
+        return self.counters.get("jobs", 0)
+
+    def state(self, name: str) -> int:
+        return self.counters.get(f"state:{name}", 0)
+
+    @property
+    def done(self) -> int:
+        return sum(self.state(name) for name in FINAL_STATES)
+
+    @property
+    def pending(self) -> int:
+        return sum(self.state(name) for name in OPEN_STATES)
+
+    @property
+    def finished(self) -> bool:
+        return self.jobs > 0 and self.pending == 0
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        return {
+            key.removeprefix("outcome:"): value
+            for key, value in sorted(self.counters.items())
+            if key.startswith("outcome:") and value
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented, stable `cancelq run --json` object."""
+        return {
+            "run_id": self.run_id,
+            "started_at": _iso(self.started_at),
+            "jobs": self.jobs,
+            "done": self.done,
+            "pending": self.pending,
+            "finished": self.finished,
+            "percent": round(100.0 * self.done / self.jobs, 1) if self.jobs else 0.0,
+            "states": {name: self.state(name) for name in (*OPEN_STATES, *FINAL_STATES)},
+            "outcomes": self.outcomes,
+        }
+
+
+def run_progress(store: AuditStore, run_id: str) -> RunProgress:
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.zscore(store.keys.runs, run_id)
+    pipe.hgetall(store.keys.run_stats(run_id))
+    score, raw = pipe.execute()
+    counters = {_s(k): int(v) for k, v in raw.items()}
+    return RunProgress(run_id, float(score) if score is not None else None, counters)
+
+
+def wait_for_run(
+    store: AuditStore, run_id: str, seconds: float, *, poll: float = 0.5
+) -> RunProgress:
+    """Poll the counters until every job of the run is settled or dead, or time is up."""
+    deadline = time.monotonic() + seconds
+    progress = run_progress(store, run_id)
+    while not progress.finished and time.monotonic() < deadline:
+        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+        progress = run_progress(store, run_id)
+    return progress
+
+
+def list_runs(store: AuditStore, limit: int = 50) -> list[RunProgress]:
+    """Newest first."""
+    entries = cast(
+        list[tuple[str, float]],
+        store.redis.zrevrange(store.keys.runs, 0, limit - 1, withscores=True),
+    )
+    pipe = store.redis.pipeline(transaction=False)
+    for run_id, _ in entries:
+        pipe.hgetall(store.keys.run_stats(_s(run_id)))
+    runs = []
+    for (run_id, score), raw in zip(entries, pipe.execute(), strict=True):
+        runs.append(
+            RunProgress(_s(run_id), float(score), {_s(k): int(v) for k, v in raw.items()})
+        )
+    return runs
+
+
+@dataclass(frozen=True, slots=True)
+class RunJob:
+    record: JobRecord
+    last_http_status: int | None
+    last_error: str | None
+
+    def row(self) -> list[str]:
+        data = self.record.to_json()
+        return [
+            self.record.job_id, self.record.case_id, self.record.event_id,
+            self.record.state.value, self.record.outcome or "", str(self.record.attempt_count),
+            "" if self.last_http_status is None else str(self.last_http_status),
+            self.last_error or "", self.record.reason or "",
+            data["created_at"] or "", data["settled_at"] or "",
+        ]
+
+
+def iter_run_jobs(store: AuditStore, run_id: str, *, page: int = PAGE) -> Iterator[RunJob]:
+    """Every job of the run, oldest first (file order), a page of records at a time."""
+    index = store.keys.index_run(run_id)
+    start = 0
+    while True:
+        ids = [_s(i) for i in store.redis.zrange(index, start, start + page - 1)]
+        if not ids:
+            return
+        start += len(ids)
+        records = {r.job_id: r for r in store.get_many(ids, with_attempts=False)}
+        pipe = store.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.lindex(store.keys.attempts(job_id), -1)
+        for job_id, last in zip(ids, pipe.execute(), strict=True):
+            record = records.get(job_id)
+            if record is None:  # expired by AUDIT_RETENTION_DAYS
+                continue
+            attempt = Attempt.decode(last) if last else None
+            yield RunJob(
+                record,
+                attempt.http_status if attempt else None,
+                attempt.error if attempt else None,
+            )
+
+
+def export_csv(store: AuditStore, run_id: str, out: IO[str]) -> int:
+    """Write every job's outcome as CSV (header first); returns the number of jobs."""
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    count = 0
+    for job in iter_run_jobs(store, run_id):
+        writer.writerow(job.row())
+        count += 1
+    return count
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

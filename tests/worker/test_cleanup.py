@@ -1,0 +1,287 @@
+"""Scheduled cleanup: the schedule, the inbox on fakeredis, and two real beats at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from celery.schedules import crontab, schedule
+
+from producers.bulk_writer import BulkRow, BulkWriter
+from producers.runs import run_progress
+from tests.conftest import ROOT, Simulator, WorkerFactory, wait_for, worker_env
+from worker.audit import AuditStore
+from worker.cleanup import Inbox, process_file, process_inbox, run_id_for
+from worker.cron import CLEANUP_TASK, beat_schedule, parse_schedule
+from worker.errors import ConfigError
+from worker.settings import BULK_QUEUE, REALTIME_QUEUE, load_settings
+
+
+def _id() -> str:
+    return str(uuid.uuid4())
+
+
+def drop(inbox: Path, name: str, text: str, *, age: float = 5.0) -> Path:
+    """Write beside, then rename in: how a file should arrive. Backdated past the settle time."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    temporary = inbox / f".{name}.part"
+    temporary.write_text(text)
+    past = time.time() - age
+    os.utime(temporary, (past, past))
+    path = inbox / name
+    os.rename(temporary, path)
+    return path
+
+
+def csv_text(pairs: list[tuple[str, str]], *extra: str) -> str:
+    return "\n".join(["case_id,event_id", *(f"{c},{e}" for c, e in pairs), *extra]) + "\n"
+
+
+def summary_of(directory: Path, name: str) -> dict[str, object]:
+    data: dict[str, object] = json.loads((directory / f"{name}.summary.json").read_text())
+    return data
+
+
+# -- the schedule -----------------------------------------------------------------------------
+
+
+def test_cron_nicknames_and_intervals() -> None:
+    assert parse_schedule("*/15 2 * * 1-5") == crontab("*/15", "2", day_of_week="1-5")
+    assert parse_schedule(" @daily ") == crontab("0", "0")
+    assert parse_schedule("@every 3s") == schedule(timedelta(seconds=3))
+    assert parse_schedule("@every 2m") == schedule(timedelta(minutes=2))
+
+
+@pytest.mark.parametrize("bad", ["* * *", "61 * * * *", "@every 0s", "@sometimes"])
+def test_a_bad_schedule_is_one_line_naming_the_variable(bad: str) -> None:
+    with pytest.raises(ConfigError, match="^CLEANUP_SCHEDULE: "):
+        parse_schedule(bad)
+
+
+def test_the_beat_schedule_comes_from_settings(tmp_path: Path) -> None:
+    assert beat_schedule(load_settings()) == {}
+    entry = beat_schedule(load_settings(CLEANUP_SCHEDULE="0 3 * * *", CLEANUP_INBOX=tmp_path))
+    assert entry["cleanup-inbox"]["task"] == CLEANUP_TASK
+    assert entry["cleanup-inbox"]["schedule"] == crontab("0", "3")
+    assert entry["cleanup-inbox"]["options"] == {"queue": REALTIME_QUEUE}
+    with pytest.raises(ConfigError, match="CLEANUP_INBOX"):
+        beat_schedule(load_settings(CLEANUP_SCHEDULE="@hourly"))
+
+
+def test_the_run_id_is_the_name_and_the_content(tmp_path: Path) -> None:
+    a = drop(tmp_path, "Nov cleanup (ops).csv", "case_id,event_id\n")
+    run_id, digest = run_id_for(a)
+    assert run_id == f"cleanup-Nov-cleanup-ops-{digest[:12]}"
+    assert run_id_for(a) == (run_id, digest)
+    a.write_text("case_id,event_id\n\n")
+    assert run_id_for(a)[0] != run_id
+
+
+# -- the inbox ------------------------------------------------------------------------------
+
+
+def test_a_file_becomes_one_run_and_moves_to_processed(
+    fake_store: AuditStore, tmp_path: Path
+) -> None:
+    pairs = [(_id(), _id()) for _ in range(5)]
+    drop(tmp_path, "nov.csv", csv_text(pairs, "bad,row", f"{pairs[0][0]},{pairs[0][1]}"))
+    results = process_inbox(fake_store, tmp_path)
+    assert [(r.name, r.status) for r in results] == [("nov.csv", "processed")]
+    inbox = Inbox(tmp_path)
+    assert not (tmp_path / "nov.csv").exists() and not any(inbox.processing.iterdir())
+    assert (inbox.processed / "nov.csv").exists()
+    report = summary_of(inbox.processed, "nov.csv")
+    assert (report["rows"], report["accepted"], report["duplicates"], report["invalid"]) == (
+        7, 5, 1, 1)
+    assert report["status"] == "processed" and report["resumed"] is False
+    assert report["run_id"] == results[0].run_id and report["run_jobs"] == 5
+    assert report["invalid_rows"] == [{"line": 7, "error": "case_id: not a valid UUID: 'bad'"}]
+    assert fake_store.redis.llen(BULK_QUEUE) == 5
+    # nothing left to do: the next run finds nothing
+    assert process_inbox(fake_store, tmp_path) == []
+
+
+@pytest.mark.parametrize(("name", "text", "reason"), [
+    ("a.csv", "id,event\n1,2\n", "CSV header must name case_id and event_id"),
+    ("b.txt", "case_id,event_id\n", "not a bulk file"),
+    ("c.csv", "case_id,event_id\n", "no rows"),
+    ("d.jsonl", '{"case_id": "x", "event_id": "y"}\n', "no valid row"),
+])
+def test_a_file_that_cannot_run_moves_to_failed_with_the_reason(
+    fake_store: AuditStore, tmp_path: Path, name: str, text: str, reason: str
+) -> None:
+    drop(tmp_path, name, text)
+    [result] = process_inbox(fake_store, tmp_path)
+    assert result.status == "failed"
+    failed = Inbox(tmp_path).failed
+    assert (failed / name).read_text() == text
+    report = summary_of(failed, name)
+    assert report["status"] == "failed" and reason in str(report["reason"])
+    assert fake_store.redis.llen(BULK_QUEUE) == 0
+
+
+def test_files_being_written_or_hidden_or_held_are_left_alone(
+    fake_store: AuditStore, tmp_path: Path
+) -> None:
+    drop(tmp_path, "fresh.csv", csv_text([(_id(), _id())]), age=0)
+    drop(tmp_path, ".hidden.csv", csv_text([(_id(), _id())]))
+    held = drop(tmp_path, "held.csv", csv_text([(_id(), _id())]))
+    fake_store.redis.set(fake_store.keys.cleanup_lock("held.csv"), "someone", ex=60)
+    assert process_inbox(fake_store, tmp_path, settle_seconds=2) == []
+    assert held.exists() and (tmp_path / "fresh.csv").exists()
+    assert [r.name for r in process_inbox(fake_store, tmp_path, settle_seconds=0)] == [
+        "fresh.csv"]
+
+
+def test_a_file_left_mid_way_by_a_dead_worker_resumes_without_duplicates(
+    fake_store: AuditStore, tmp_path: Path
+) -> None:
+    pairs = [(_id(), _id()) for _ in range(10)]
+    inbox = Inbox(tmp_path)
+    inbox.prepare()
+    path = drop(inbox.processing, "big.csv", csv_text(pairs))  # claimed, then the worker died
+    run_id, _ = run_id_for(path)
+    rows = [BulkRow(i, c, e) for i, (c, e) in enumerate(pairs[:4])]
+    BulkWriter(fake_store, run_id=run_id, requested_by="dead worker").send(rows)
+
+    [result] = process_inbox(fake_store, tmp_path)
+    assert result.status == "processed" and result.run_id == run_id
+    report = summary_of(inbox.processed, "big.csv")
+    assert (report["accepted"], report["duplicates"], report["resumed"]) == (6, 4, True)
+    assert run_progress(fake_store, run_id).jobs == 10
+    assert fake_store.redis.llen(BULK_QUEUE) == 10  # one message per pair, never two
+
+
+def test_the_same_name_dropped_again_keeps_both_summaries(
+    fake_store: AuditStore, tmp_path: Path
+) -> None:
+    pairs = [(_id(), _id())]
+    drop(tmp_path, "x.csv", csv_text(pairs))
+    process_inbox(fake_store, tmp_path)
+    drop(tmp_path, "x.csv", csv_text(pairs))
+    [result] = process_inbox(fake_store, tmp_path)
+    assert result.status == "processed"
+    summaries = sorted(p.name for p in Inbox(tmp_path).processed.glob("*.summary.json"))
+    assert len(summaries) == 2 and summaries[-1] == "x.csv.summary.json"
+    second = json.loads((Inbox(tmp_path).processed / summaries[0]).read_text())
+    assert (second["accepted"], second["duplicates"], second["resumed"]) == (0, 1, True)
+
+
+def test_two_workers_at_once_take_each_file_once(fake_store: AuditStore, tmp_path: Path) -> None:
+    sizes = {f"f{i}.csv": 30 + i for i in range(6)}
+    for name, size in sizes.items():
+        drop(tmp_path, name, csv_text([(_id(), _id()) for _ in range(size)]))
+    outcomes: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def work() -> None:
+        barrier.wait()
+        outcomes.extend(r.name for r in process_inbox(fake_store, tmp_path))
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == sorted(sizes)  # each file by exactly one of them
+    processed = Inbox(tmp_path).processed
+    assert sorted(p.name for p in processed.glob("*.summary.json")) == sorted(
+        f"{n}.summary.json" for n in sizes)
+    assert fake_store.redis.llen(BULK_QUEUE) == sum(sizes.values())
+
+
+def test_a_lock_lost_to_another_worker_is_reported_not_hidden(
+    fake_store: AuditStore, tmp_path: Path
+) -> None:
+    path = drop(tmp_path, "y.csv", csv_text([(_id(), _id())]))
+    inbox = Inbox(tmp_path)
+    inbox.prepare()
+    result = process_file(fake_store, inbox, path, requested_by="t", lock_seconds=30)
+    assert result.status == "processed"
+    assert fake_store.redis.get(fake_store.keys.cleanup_lock("y.csv")) is None  # released
+
+
+# -- integration: two beats, one worker, files dropped while they run ------------------------
+
+
+@pytest.fixture
+def beats(redis_url: str, simulator: Simulator, tmp_path: Path) -> Iterator[list[Path]]:
+    """Two `celery -A worker beat` processes, no flags, schedule from the environment."""
+    env = worker_env(redis_url, simulator.url, CLEANUP_SCHEDULE="@every 2s",
+                     CLEANUP_INBOX=str(tmp_path / "inbox"))
+    env.pop("CV_API_KEY", None)  # beat needs no key
+    logs, processes = [], []
+    for i in range(2):
+        log = tmp_path / f"beat-{i}.log"
+        logs.append(log)
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker", "beat", "-l", "info"],
+            stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+            start_new_session=True,
+        ))
+    try:
+        wait_for(lambda: any("Acquired lock" in p.read_text() for p in logs), timeout=30)
+        yield logs
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.mark.integration
+def test_dropped_files_are_processed_once_with_two_beats(
+    real_store: AuditStore,
+    simulator: Simulator,
+    start_worker: WorkerFactory,
+    beats: list[Path],
+    tmp_path: Path,
+) -> None:
+    inbox = tmp_path / "inbox"
+    start_worker(CLEANUP_INBOX=str(inbox), CARE360_RATE_LIMIT="0")
+    first = [(_id(), _id()) for _ in range(12)]
+    second = [(_id(), _id()) for _ in range(8)]
+    simulator.control.add_events([{"case_id": c, "event_id": e} for c, e in first + second])
+    drop(inbox, "one.csv", csv_text(first, "not,valid"))
+    lines = [json.dumps({"case_id": c, "event_id": e}) for c, e in second]
+    drop(inbox, "two.jsonl", "\n".join(lines + lines[:2]) + "\n")
+    drop(inbox, "three.csv", "wrong,header\n1,2\n")
+
+    processed, failed = inbox / "processed", inbox / "failed"
+
+    def summaries() -> list[str]:
+        return sorted(p.name for p in (*processed.glob("*.json"), *failed.glob("*.json")))
+
+    wait_for(lambda: len(summaries()) == 3, timeout=30)
+    time.sleep(5)  # a couple more ticks of the schedule: nothing must run twice
+    assert summaries() == [
+        "one.csv.summary.json", "three.csv.summary.json", "two.jsonl.summary.json"]
+    assert sorted(p.name for p in processed.iterdir() if not p.name.endswith(".json")) == [
+        "one.csv", "two.jsonl"]
+    assert [p.name for p in inbox.iterdir() if p.is_file()] == []
+
+    one, two = summary_of(processed, "one.csv"), summary_of(processed, "two.jsonl")
+    assert (one["accepted"], one["invalid"], two["accepted"], two["duplicates"]) == (12, 1, 8, 2)
+    runs = real_store.redis.zrange(real_store.keys.runs, 0, -1)
+    assert sorted(runs) == sorted([str(one["run_id"]), str(two["run_id"])])
+
+    wait_for(lambda: real_store.counters().get("state:settled", 0) == 20, timeout=30)
+    per_event = Counter(call["event_id"] for call in simulator.control.calls())
+    assert len(per_event) == 20 and set(per_event.values()) == {1}
+
+    senders = [log for log in beats if "Sending due task" in log.read_text()]
+    assert len(senders) == 1, "only the beat holding the lock sends"

@@ -1,0 +1,289 @@
+"""Scheduled cleanup: each file dropped in `CLEANUP_INBOX` becomes one bulk run, once.
+
+    CLEANUP_INBOX/              drop *.csv, *.jsonl or *.ndjson here (write it elsewhere or
+                                under a dot-name, then rename: a file is taken whole)
+    CLEANUP_INBOX/processing/   claimed by a worker, being enqueued
+    CLEANUP_INBOX/processed/    done: the file, and `<name>.summary.json` beside it
+    CLEANUP_INBOX/failed/       refused: the file, and `<name>.summary.json` saying why
+
+Celery beat sends `cleanup.process_inbox` on `CLEANUP_SCHEDULE` (`worker.cron`); only one
+beat sends it however many run (celery-redbeat's lock in Redis). Each file is still taken
+under a Redis lock of its own (`c360:cleanup:lock:{name}`, renewed after every chunk), then
+moved to `processing/` by one rename, so two workers running the task at once cannot take
+the same file. A worker that dies mid-file leaves it in `processing/` with its lock
+expiring; the next run takes it again under the same run id (`cleanup-{name}-{sha256}`),
+and the rows already enqueued come back as duplicates of their live jobs: nothing is called
+twice (the summary says `resumed`). Dropping the same content again makes the same run id,
+so it is counted as duplicates too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import redis
+from redis.lock import Lock
+
+from producers.bulk import (
+    SUFFIXES,
+    BulkSummary,
+    FileError,
+    format_for,
+    intake,
+    read_rows,
+)
+from producers.runs import run_progress
+from worker.audit import AuditStore
+from worker.celery import app
+from worker.cron import CLEANUP_TASK
+
+log = logging.getLogger("cancelq.cleanup")
+
+SETTLE_SECONDS = 1.0
+"""A file changed more recently than this may still be being written: left for next time."""
+LOCK_SECONDS = 60.0
+"""TTL of a file's lock; renewed after every chunk, so only a dead worker lets it expire."""
+PROCESSING, PROCESSED, FAILED = "processing", "processed", "failed"
+
+Status = Literal["processed", "failed", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    name: str
+    status: Status
+    run_id: str | None = None
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.name, "status": self.status, "run_id": self.run_id,
+                "detail": self.detail}
+
+
+def requester() -> str:
+    return f"cleanup@{socket.gethostname()} (scheduled)"
+
+
+def run_id_for(path: Path) -> tuple[str, str]:
+    """(run id, sha256) from the file's name and content: the same file, the same run."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    name = path.name
+    for suffix in SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:80] or "file"
+    hexdigest = digest.hexdigest()
+    return f"cleanup-{stem}-{hexdigest[:12]}", hexdigest
+
+
+class Inbox:
+    """The inbox directory and its three sub-directories."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.processing = root / PROCESSING
+        self.processed = root / PROCESSED
+        self.failed = root / FAILED
+
+    def prepare(self) -> None:
+        for directory in (self.processing, self.processed, self.failed):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def candidates(self, *, settle_seconds: float, now: float) -> list[Path]:
+        """Leftovers of a dead worker first (in `processing/`), then new files, oldest first."""
+        found: list[Path] = []
+        for directory in (self.processing, self.root):
+            entries = []
+            for path in directory.iterdir():
+                if path.name.startswith(".") or not path.is_file():
+                    continue
+                try:
+                    mtime = path.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                if directory is self.root and now - mtime < settle_seconds:
+                    continue
+                entries.append((mtime, path))
+            found.extend(path for _, path in sorted(entries))
+        return found
+
+
+def process_inbox(
+    store: AuditStore,
+    root: Path,
+    *,
+    requested_by: str | None = None,
+    settle_seconds: float = SETTLE_SECONDS,
+    lock_seconds: float = LOCK_SECONDS,
+) -> list[FileResult]:
+    """Take every ready file of the inbox that nobody else holds, and run it."""
+    inbox = Inbox(root)
+    inbox.prepare()
+    results = []
+    for path in inbox.candidates(settle_seconds=settle_seconds, now=time.time()):
+        result = process_file(
+            store, inbox, path, requested_by=requested_by or requester(),
+            lock_seconds=lock_seconds,
+        )
+        if result.status != "skipped":
+            results.append(result)
+    return results
+
+
+def process_file(
+    store: AuditStore,
+    inbox: Inbox,
+    path: Path,
+    *,
+    requested_by: str,
+    lock_seconds: float = LOCK_SECONDS,
+) -> FileResult:
+    name = path.name
+    lock: Lock = store.redis.lock(
+        store.keys.cleanup_lock(name), timeout=lock_seconds, blocking=False, thread_local=False
+    )
+    if not lock.acquire():
+        return FileResult(name, "skipped", detail="another worker holds it")
+    try:
+        claimed = inbox.processing / name
+        if path.parent != inbox.processing:
+            if claimed.exists():  # an earlier file of that name is still to be finished
+                return FileResult(name, "skipped", detail="same name still in processing/")
+            try:
+                os.rename(path, claimed)
+            except FileNotFoundError:
+                return FileResult(name, "skipped", detail="already taken")
+        return _run_file(store, inbox, claimed, requested_by, renew=lock.reacquire)
+    finally:
+        try:
+            lock.release()
+        except redis.exceptions.LockError:
+            log.warning("cleanup: the lock on %s had expired before its end", name)
+
+
+def _run_file(
+    store: AuditStore,
+    inbox: Inbox,
+    path: Path,
+    requested_by: str,
+    *,
+    renew: Callable[[], Any],
+) -> FileResult:
+    name = path.name
+    started = time.time()
+    if not any(name.lower().endswith(suffix) for suffix in SUFFIXES):
+        return _fail(inbox, path, started, None, None,
+                     f"not a bulk file: the name must end in {', '.join(SUFFIXES)}")
+    run_id, sha256 = run_id_for(path)
+    resumed = run_progress(store, run_id).exists
+    try:
+        with path.open("rb") as stream:
+            summary = intake(
+                read_rows(stream, format_for(name)),
+                run_id=run_id,
+                store=store,
+                requested_by=requested_by,
+                on_chunk=lambda _summary: renew(),
+            )
+    except FileError as exc:
+        return _fail(inbox, path, started, run_id, sha256, exc.problem)
+    if summary.rows == 0:
+        return _fail(inbox, path, started, run_id, sha256, "no rows", summary)
+    if summary.accepted + (summary.duplicates or 0) == 0:
+        return _fail(inbox, path, started, run_id, sha256,
+                     f"no valid row: all {summary.invalid} rows are invalid", summary)
+    report = _report("processed", name, started, run_id, sha256, summary)
+    report["resumed"] = resumed
+    report["run_jobs"] = run_progress(store, run_id).jobs
+    destination = _move_with_summary(path, inbox.processed, report)
+    log.info(
+        "cleanup: %s -> run %s: %d rows, %d accepted, %s duplicates, %d invalid%s",
+        name, run_id, summary.rows, summary.accepted, summary.duplicates, summary.invalid,
+        " (resumed)" if resumed else "",
+    )
+    return FileResult(name, "processed", run_id, str(destination))
+
+
+def _fail(
+    inbox: Inbox,
+    path: Path,
+    started: float,
+    run_id: str | None,
+    sha256: str | None,
+    reason: str,
+    summary: BulkSummary | None = None,
+) -> FileResult:
+    report = _report("failed", path.name, started, run_id, sha256, summary)
+    report["reason"] = reason
+    destination = _move_with_summary(path, inbox.failed, report)
+    log.warning("cleanup: %s failed: %s", path.name, reason)
+    return FileResult(path.name, "failed", run_id, f"{destination}: {reason}")
+
+
+def _report(
+    status: str,
+    name: str,
+    started: float,
+    run_id: str | None,
+    sha256: str | None,
+    summary: BulkSummary | None,
+) -> dict[str, Any]:
+    report: dict[str, Any] = {"file": name, "status": status, "run_id": run_id,
+                              "sha256": sha256}
+    if summary is not None:
+        report.update(summary.to_json())
+    report.update(
+        started_at=_iso(started), finished_at=_iso(time.time()), host=socket.gethostname()
+    )
+    return report
+
+
+def _move_with_summary(path: Path, directory: Path, report: dict[str, Any]) -> Path:
+    """The summary first, then the file: a crash in between only means doing it again."""
+    destination = directory / path.name
+    # A summary without its file is this file's own, from a worker that died between the
+    # two steps: replace it. A file already there is another drop of the same name: keep it.
+    if destination.exists():
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        destination = directory / f"{stamp}-{path.name}"
+    summary_path = _summary_path(destination)
+    temporary = summary_path.with_name(f".{summary_path.name}.tmp")
+    temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, summary_path)
+    os.replace(path, destination)
+    return destination
+
+
+def _summary_path(destination: Path) -> Path:
+    return destination.with_name(destination.name + ".summary.json")
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+@app.task(name=CLEANUP_TASK, acks_late=True, ignore_result=True)
+def process_inbox_task(inbox: str | None = None) -> list[dict[str, Any]]:
+    """Beat's entry point: run the inbox (`CLEANUP_INBOX`, or `inbox` when given)."""
+    from worker.runtime import get_runtime
+
+    rt = get_runtime()
+    root = Path(inbox) if inbox else rt.settings.cleanup_inbox
+    if root is None:
+        log.warning("cleanup: CLEANUP_INBOX is not set; nothing to do")
+        return []
+    results = process_inbox(rt.store, root)
+    return [result.to_json() for result in results]

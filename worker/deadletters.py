@@ -1,0 +1,225 @@
+"""Dead letters: the jobs that ended `dead`, why and when, and replaying them.
+
+A dead job (`unauthorized`, `retries_exhausted`) has nothing wrong with its request: the
+cause was outside it (a wrong key, an API down for longer than the retry budget). Once the
+cause is fixed, a replay puts the same job back on its queue with a fresh attempt budget
+(`AuditStore.replay`, one Lua script). Its earlier attempts stay in the audit, followed by
+a note of who replayed it and when. Listing reads the `idx:state:dead` index, never a scan.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from worker.audit import Attempt, AuditStore, JobRecord, Query, State
+from worker.auth_gate import clear_auth_block
+from worker.messages import PRIORITY_SEPARATOR, TaskMessage, build_task_message
+from worker.outcomes import Outcome
+from worker.settings import REALTIME_QUEUE
+
+READ_BATCH = 500
+REPLAY_VERDICT = "replayed"
+
+
+def operator_name() -> str:
+    """Who is at the keyboard, for the replay note: user@host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A dead job and why it died: the last attempt (or note) before it was dead-lettered."""
+
+    record: JobRecord
+
+    @property
+    def cause(self) -> Attempt | None:
+        for attempt in reversed(self.record.attempts):
+            if attempt.verdict != REPLAY_VERDICT:
+                return attempt
+        return None
+
+    @property
+    def replays(self) -> int:
+        return sum(1 for a in self.record.attempts if a.verdict == REPLAY_VERDICT)
+
+    @property
+    def why(self) -> str:
+        cause = self.cause
+        if cause is None:
+            return self.record.outcome or "-"
+        status = f"HTTP {cause.http_status}: " if cause.http_status is not None else ""
+        return f"{status}{cause.error or cause.error_class or cause.verdict or '-'}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented `cancelq dlq list --json` object."""
+        data = self.record.to_json()
+        cause = self.cause
+        return {
+            "job_id": data["job_id"],
+            "case_id": data["case_id"],
+            "event_id": data["event_id"],
+            "run_id": data["run_id"],
+            "queue": data["queue"],
+            "outcome": data["outcome"],
+            "died_at": data["settled_at"],
+            "created_at": data["created_at"],
+            "attempt_count": data["attempt_count"],
+            "calls": sum(1 for a in self.record.attempts if a.number > 0),
+            "replays": self.replays,
+            "why": self.why,
+            "last_attempt": cause.to_json() if cause is not None else None,
+        }
+
+
+def list_dead(
+    store: AuditStore, *, outcome: str | None = None, run_id: str | None = None, limit: int = 100
+) -> list[DeadLetter]:
+    """Dead jobs, newest first (by created time), with their attempts."""
+    query = Query(state=State.DEAD.value, outcome=outcome, run_id=run_id, limit=limit)
+    return [DeadLetter(r) for r in store.query(query, with_attempts=True)]
+
+
+def dead_job_ids(
+    store: AuditStore, *, outcome: str | None = None, run_id: str | None = None
+) -> list[str]:
+    """Every dead job id matching the filters, oldest first (for `replay --all`)."""
+    ids = [_s(i) for i in store.redis.zrange(store.keys.index_state(State.DEAD.value), 0, -1)]
+    if outcome is None and run_id is None:
+        return ids
+    kept: list[str] = []
+    for start in range(0, len(ids), READ_BATCH):
+        for record in store.get_many(ids[start : start + READ_BATCH], with_attempts=False):
+            if (outcome is None or record.outcome == outcome) and (
+                run_id is None or record.run_id == run_id
+            ):
+                kept.append(record.job_id)
+    return kept
+
+
+ReplayStatus = Literal["replayed", "would_replay", "refused", "missing"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    job_id: str
+    status: ReplayStatus
+    state: str | None
+    outcome: str | None
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("replayed", "would_replay")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "status": self.status, "state": self.state,
+                "outcome": self.outcome, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    results: tuple[ReplayResult, ...]
+    auth_block_cleared: bool
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+
+def replay_message(record: JobRecord, queue_key: str | None) -> TaskMessage:
+    """A fresh message for the job, built exactly as producers and retries build theirs."""
+    kwargs: dict[str, Any] = {"job_id": record.job_id, "case_id": record.case_id,
+                              "event_id": record.event_id}
+    for name in ("run_id", "requested_by", "reason"):
+        value = getattr(record, name)
+        if value:
+            kwargs[name] = value
+    return build_task_message(
+        kwargs, queue=record.queue or REALTIME_QUEUE, priority=_priority(queue_key)
+    )
+
+
+def replay(
+    store: AuditStore,
+    job_ids: Iterable[str],
+    *,
+    who: str,
+    dry_run: bool = False,
+    clear_auth: bool = True,
+) -> ReplayReport:
+    """Replay each dead job; refuse (and report) any that is not dead or does not exist.
+
+    When an `unauthorized` job is replayed, the auth block is lifted first (the operator
+    replaying it says the key is fixed), so workers call again instead of dead-lettering
+    the replayed jobs at once. A dry run changes nothing.
+    """
+    ids = list(dict.fromkeys(job_ids))
+    records: dict[str, tuple[JobRecord, str | None]] = {}
+    for start in range(0, len(ids), READ_BATCH):
+        chunk = ids[start : start + READ_BATCH]
+        pipe = store.redis.pipeline(transaction=False)
+        for job_id in chunk:
+            pipe.hget(store.keys.job(job_id), "queue_key")
+        queue_keys = pipe.execute()
+        by_id = {r.job_id: r for r in store.get_many(chunk, with_attempts=False)}
+        for job_id, queue_key in zip(chunk, queue_keys, strict=True):
+            if job_id in by_id:
+                records[job_id] = (by_id[job_id], _s(queue_key) if queue_key else None)
+
+    cleared = False
+    wants_unblock = any(
+        rec.state is State.DEAD and rec.outcome == Outcome.UNAUTHORIZED.value
+        for rec, _ in records.values()
+    )
+    if clear_auth and wants_unblock and not dry_run:
+        cleared = clear_auth_block(store.redis, store.keys)
+
+    results: list[ReplayResult] = []
+    for job_id in ids:
+        if job_id not in records:
+            results.append(ReplayResult(job_id, "missing", None, None, "no such job"))
+            continue
+        record, queue_key = records[job_id]
+        if record.state is not State.DEAD:
+            results.append(_refused(record.job_id, record.state.value, record.outcome))
+            continue
+        if dry_run:
+            results.append(ReplayResult(job_id, "would_replay", "dead", record.outcome,
+                                        f"would replay ({record.outcome})"))
+            continue
+        done = store.replay(job_id, replay_message(record, queue_key), who=who)
+        if not done.applied:
+            results.append(_refused(job_id, done.state, None))
+            continue
+        results.append(ReplayResult(job_id, "replayed", done.state, record.outcome,
+                                    f"replayed ({record.outcome}), replay #{done.replays}"))
+    return ReplayReport(tuple(results), cleared)
+
+
+def _refused(job_id: str, state: str, outcome: str | None) -> ReplayResult:
+    shown = f"{state} ({outcome})" if outcome else state
+    return ReplayResult(job_id, "refused", state, outcome,
+                        f"refused: job is {shown}, not dead; only dead jobs are replayed")
+
+
+def _priority(queue_key: str | None) -> int:
+    if not queue_key or PRIORITY_SEPARATOR not in queue_key:
+        return 0
+    try:
+        return int(queue_key.rsplit(PRIORITY_SEPARATOR, 1)[1])
+    except ValueError:
+        return 0
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+

@@ -17,12 +17,11 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import redis
 
-from worker.audit import AuditStore, Enqueued, State
+from worker.audit import AuditStore, Enqueued, State, script_source
 from worker.messages import TaskMessage, build_task_message, kwargs_repr
 from worker.settings import BULK_QUEUE
 
@@ -113,10 +112,6 @@ class BulkRow:
     reason: str | None = None
 
 
-def _script_source(name: str) -> str:
-    return resources.files("worker").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
-
-
 class BulkWriter:
     """Enqueue chunks of rows of one run on the bulk queue (`enqueue_many.lua`)."""
 
@@ -133,7 +128,7 @@ class BulkWriter:
         self.requested_by = requested_by
         self.template = MessageTemplate(queue)
         self.messages = RunMessages(self.template, run_id, requested_by)
-        self._source = _script_source("enqueue_many")
+        self._source = script_source("enqueue_many")
         self._sha = store.redis.script_load(self._source)
 
     def send(self, rows: Sequence[BulkRow], *, now: float | None = None) -> list[Enqueued]:

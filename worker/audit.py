@@ -206,8 +206,12 @@ def _delayed_entry(message: TaskMessage) -> str:
     return f"{message.queue_key}\n{message.payload}"
 
 
-def _script_source(name: str) -> str:
-    return resources.files("worker").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+def script_source(name: str) -> str:
+    """A script of `worker/lua/`, with the shared functions of `lib.lua` in front."""
+    lua = resources.files("worker").joinpath("lua")
+    return lua.joinpath("lib.lua").read_text(encoding="utf-8") + lua.joinpath(
+        f"{name}.lua"
+    ).read_text(encoding="utf-8")
 
 
 class AuditStore:
@@ -216,11 +220,11 @@ class AuditStore:
     def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
         self.redis = client
         self.keys = keys or Keys()
-        self._enqueue = client.register_script(_script_source("enqueue"))
-        self._begin = client.register_script(_script_source("begin"))
-        self._finish = client.register_script(_script_source("finish"))
-        self._promote = client.register_script(_script_source("promote"))
-        self._defer = client.register_script(_script_source("defer"))
+        self._enqueue = client.register_script(script_source("enqueue"))
+        self._begin = client.register_script(script_source("begin"))
+        self._finish = client.register_script(script_source("finish"))
+        self._promote = client.register_script(script_source("promote"))
+        self._defer = client.register_script(script_source("defer"))
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -374,7 +378,7 @@ class AuditStore:
 
     @cached_property
     def _replay(self) -> Any:
-        return self.redis.register_script(_script_source("replay"))
+        return self.redis.register_script(script_source("replay"))
 
     def promote_due(self, limit: int = 500) -> int:
         """Push due retries to their queues; returns how many moved."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import socket
 import time
 
 import click
@@ -20,17 +18,14 @@ from producers.cli.render import console, job_detail, jobs_table
 from producers.enqueue import enqueue_cancellation
 from worker.audit import Query, State
 from worker.contract import canonical_uuid
+from worker.deadletters import operator_name
 from worker.outcomes import Outcome
 
 WAIT_POLL_SECONDS = 0.2
 
 
 def default_requester() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()} (cancelq)"
+    return f"{operator_name()} (cancelq)"
 
 
 @click.command()

@@ -325,11 +325,12 @@ def test_sigkill_mid_batch_loses_no_job(
         records = real_store.get_many(list(jobs.values()), with_attempts=False)
         return len(records) == len(jobs) and all(r.state in FINAL_STATES for r in records)
 
-    wait_for(all_final, timeout=25)
+    wait_for(all_final, timeout=45)
     recovery = time.monotonic() - killed_at
-    # redelivery waits for the visibility timeout (4 s) plus at most one sweep interval;
-    # kombu's stock sweep (every 10th call of a 10 s timer) would take far longer
-    assert recovery < 10, f"recovered in {recovery:.1f}s"
+    # redelivery waits for the visibility timeout (4 s) plus one sweep interval derived from
+    # it (1 s), plus worker start-up; kombu's stock sweep (every 10th call of a 10 s timer)
+    # would take ~100 s. The bound is loose so a loaded machine does not fail it.
+    assert recovery < 35, f"recovered in {recovery:.1f}s"
 
     broker = redis.Redis.from_url(redis_url)
     try:

@@ -9,17 +9,6 @@ local force, queue_name, queue_key, payload = ARGV[9], ARGV[10], ARGV[11], ARGV[
 
 local pair = p .. ':pair:' .. case_id .. ':' .. event_id
 
-local function is_live(id)
-  local state, outcome = unpack(redis.call('HMGET', p .. ':job:' .. id, 'state', 'outcome'))
-  if not state then return nil end
-  if state == 'queued' or state == 'running' or state == 'retrying' or state == 'dead' then
-    return state
-  end
-  if state == 'settled' and (outcome == 'cancelled' or outcome == 'already_cancelled') then
-    return state
-  end
-  return nil
-end
 
 local own_state = redis.call('HGET', p .. ':job:' .. job_id, 'state')
 if own_state then
@@ -28,7 +17,7 @@ end
 if force ~= '1' then
   local existing = redis.call('GET', pair)
   if existing then
-    local state = is_live(existing)
+    local state = is_live(p, existing)
     if state then return {0, existing, state} end
   end
 end

@@ -16,17 +16,6 @@ local FIRST = 7
 local base_us = math.floor(now * 1000000 + 0.5)
 local find, sub = string.find, string.sub
 
-local function is_live(id)
-  local state, outcome = unpack(redis.call('HMGET', p .. ':job:' .. id, 'state', 'outcome'))
-  if not state then return nil end
-  if state == 'queued' or state == 'running' or state == 'retrying' or state == 'dead' then
-    return state
-  end
-  if state == 'settled' and (outcome == 'cancelled' or outcome == 'already_cancelled') then
-    return state
-  end
-  return nil
-end
 
 local out = {}
 local scored = {}   -- score, job_id pairs of the rows created, for the shared indexes
@@ -51,7 +40,7 @@ for i = 0, #ARGV - FIRST do
   else
     local existing = redis.call('GET', pair)
     if existing then
-      local state = is_live(existing)
+      local state = is_live(p, existing)
       if state then found, found_state = existing, state end
     end
   end

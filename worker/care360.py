@@ -3,7 +3,7 @@
 One `httpx.Client` per thread, not one shared: httpcore 1.0's pool scans every connection
 under a lock per request, so a shared client serialises a threads-pool worker (measured in
 CELERY-NOTES.md: 347 vs 1,047 calls/s at 64 threads). httpx exceptions are translated to
-ours in exactly one place, `_mapped_transport_errors`, with messages that carry neither
+ours in exactly one place, `_post`, with messages that carry neither
 headers nor the key.
 """
 
@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
-from worker.errors import Care360Timeout, Care360Unreachable
+from worker.errors import Care360Timeout, Care360Unreachable, TransportError
 
 ACTION = "CANCEL_CALENDAR_EVENT"
 PATH = "/api/v1/cases/{case_id}"
@@ -65,14 +63,22 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-@contextmanager
-def _mapped_transport_errors() -> Iterator[None]:
+def _post(
+    client: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str]
+) -> httpx.Response:
+    """The one place httpx's exceptions become ours.
+
+    The mapped error is raised after the `except` blocks on purpose, so that it has no
+    `__context__`: httpx's exception holds the request, headers (and so the key) included.
+    """
+    mapped: TransportError | None = None
     try:
-        yield
+        return client.post(path, json=body, headers=headers)
     except httpx.TimeoutException as exc:
-        raise Care360Timeout(f"timed out ({type(exc).__name__})") from None
+        mapped = Care360Timeout(f"timed out ({type(exc).__name__})")
     except httpx.TransportError as exc:
-        raise Care360Unreachable(f"request failed ({type(exc).__name__})") from None
+        mapped = Care360Unreachable(f"request failed ({type(exc).__name__})")
+    raise mapped
 
 
 class Care360Client:
@@ -103,15 +109,12 @@ class Care360Client:
     def cancel(self, case_id: str, event_id: str) -> Answer:
         """POST the cancel; any HTTP answer is returned, a failed exchange raises."""
         client = self._client()
-        with _mapped_transport_errors():
-            response = client.post(
-                PATH.format(case_id=case_id),
-                json={"action": ACTION, "calendar": {"id": event_id}},
-                headers={
-                    "content-type": "application/json",
-                    "cv-api-key": self._api_key.get_secret_value(),
-                },
-            )
+        response = _post(
+            client,
+            PATH.format(case_id=case_id),
+            {"action": ACTION, "calendar": {"id": event_id}},
+            {"content-type": "application/json", "cv-api-key": self._api_key.get_secret_value()},
+        )
         return Answer.from_response(response)
 
     def close(self) -> None:

@@ -57,6 +57,10 @@ def classify(answer: Answer) -> Outcome:
     if status == 401:
         return Outcome.UNAUTHORIZED
     if status == 404:
+        if answer.message is None and answer.error is None:
+            # Not Care360's JSON: a proxy or a wrong base URL. Never settle a case as missing
+            # on that; retry, and dead-letter (replayable) if it persists.
+            raise TransientResponse(status, error="404 without Care360's JSON body")
         return Outcome.CASE_NOT_FOUND
     if status in TRANSIENT_STATUSES or status >= 500:
         raise TransientResponse(

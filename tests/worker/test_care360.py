@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Callable
 
 import httpx
@@ -138,7 +139,7 @@ def test_transport_errors_are_mapped_without_the_key(
         assert API_KEY not in repr(exc)
         assert API_KEY not in repr(exc.args)
     assert not isinstance(info.value.__cause__, httpx.HTTPError)
-    assert info.value.__suppress_context__
+    assert info.value.__context__ is None or info.value.__suppress_context__
 
 
 def test_client_repr_hides_the_key() -> None:
@@ -185,3 +186,18 @@ def test_each_thread_gets_its_own_client() -> None:
     client.close()
     assert all(c.is_closed for c in pool)
     assert client._clients == []
+
+
+def test_mapped_transport_error_carries_no_httpx_context() -> None:
+    """httpx's exception holds the request (and its cv-api-key header): it must not ride along."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    client = Care360Client(
+        "http://care360.test", SecretStr("sk-secret-ctx"), timeout_seconds=1,
+        transport=httpx.MockTransport(handler),
+    )
+    with pytest.raises(Care360Unreachable) as info:
+        client.cancel(str(uuid.uuid4()), str(uuid.uuid4()))
+    assert info.value.__context__ is None and info.value.__cause__ is None

@@ -184,3 +184,10 @@ def test_redirect_is_not_followed_and_not_final() -> None:
     with pytest.raises(TransientResponse) as info:
         classify(answer(302, b"", {"Location": "https://elsewhere.example/"}))
     assert info.value.status == 302
+
+
+def test_404_without_care360_json_is_transient_not_case_not_found() -> None:
+    answer = Answer(status=404, success=None, message=None, error=None, retry_after=None,
+                    raw_body="<html>Not Found</html>")
+    with pytest.raises(TransientResponse):
+        classify(answer)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from producers.bulk_writer import BulkRow, BulkWriter
 from producers.enqueue import enqueue_cancellation
 from producers.local_redis import start_redis_server
 from producers.runs import run_progress
+from simulator.control import spawn_simulator
 from worker.audit import AuditStore
 from worker.settings import BULK_QUEUE, REALTIME_QUEUE
 
@@ -41,17 +41,8 @@ API_KEY = "bench-priority-key"
 
 
 def start_simulator(latency_ms: float) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "simulator", "--port", "0", "--api-key", API_KEY,
-         "--auto-create", "--latency-ms", str(latency_ms)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-    )
-    assert process.stdout is not None
-    match = re.search(r"http://[\d.]+:\d+", process.stdout.readline())
-    if not match:
-        process.kill()
-        raise SystemExit("simulator did not start")
-    return process, match.group(0)
+    return spawn_simulator("--api-key", API_KEY, "--auto-create", "--latency-ms",
+                           str(latency_ms), cwd=str(ROOT))
 
 
 def start_worker(

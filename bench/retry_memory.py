@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import redis
 
 from producers.enqueue import submit
 from producers.local_redis import start_redis_server
-from simulator.control import SimulatorControl
+from simulator.control import SimulatorControl, spawn_simulator
 from worker.audit import AuditStore
 from worker.contract import CancelRequest
 
@@ -68,16 +67,9 @@ def start_worker(app: str, env: dict[str, str], log: str) -> subprocess.Popen[by
 
 def ours(jobs: int) -> tuple[float, float]:
     server = start_redis_server()
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "simulator", "--port", "0", "--api-key", API_KEY,
-         "--auto-create"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    assert sim.stdout is not None
-    url = re.search(r"http://[\d.]+:\d+", sim.stdout.readline())
-    assert url
+    sim, sim_url = spawn_simulator("--api-key", API_KEY, "--auto-create")
     env = dict(os.environ, REDIS_URL=server.url, CV_API_KEY=API_KEY,
-               CARE360_BASE_URL=url.group(0), CANCEL_RETRY_BASE_SECONDS="600",
+               CARE360_BASE_URL=sim_url, CANCEL_RETRY_BASE_SECONDS="600",
                CANCEL_RETRY_MAX_SECONDS="600", CARE360_RATE_LIMIT="0")
     worker = start_worker("worker", env, "/tmp/bench-ours.log")
     try:
@@ -91,7 +83,7 @@ def ours(jobs: int) -> tuple[float, float]:
         batch()
         wait(lambda: store.counters().get("state:settled", 0) >= jobs, 600, "our warm-up")
         before = settle_rss(worker.pid)
-        SimulatorControl(url.group(0)).set_faults(error_rate=1.0)
+        SimulatorControl(sim_url).set_faults(error_rate=1.0)
         batch()
         wait(lambda: store.counters().get("state:retrying", 0) >= jobs, 600, "our retries")
         after = settle_rss(worker.pid)

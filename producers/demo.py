@@ -24,7 +24,7 @@ from rich.table import Table
 
 from producers.enqueue import enqueue_cancellation
 from producers.local_redis import LocalRedis, answers, ensure_redis
-from simulator.control import SimulatorControl
+from simulator.control import SimulatorControl, spawn_simulator
 from worker.audit import AuditStore, JobRecord
 from worker.connections import audit_store
 from worker.settings import load_settings
@@ -86,14 +86,18 @@ def _process(args: list[str], env: dict[str, str], name: str) -> Iterator[subpro
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                console.print(f"[yellow]{name} did not stop in 20 s; killed[/yellow]")
-                process.kill()
-                process.wait()
+        _stop(process, name)
+
+
+def _stop(process: subprocess.Popen[str], name: str) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            console.print(f"[yellow]{name} did not stop in 20 s; killed[/yellow]")
+            process.kill()
+            process.wait()
 
 
 def _redis_for_demo(url: str) -> LocalRedis:
@@ -128,16 +132,12 @@ def run_demo(*, jobs_timeout: float = SETTLE_TIMEOUT_SECONDS) -> int:
             RETRY_SCHEDULER_INTERVAL_SECONDS="0.1",
             PYTHONUNBUFFERED="1",
         )
-        sim = stack.enter_context(_process(
-            [sys.executable, "-m", "simulator", "--port", "0", "--api-key", DEMO_KEY,
-             "--latency-ms", "30"], env, "simulator"))
-        assert sim.stdout is not None
-        line = sim.stdout.readline()
-        match = re.search(r"http://[\d.]+:\d+", line)
-        if not match:
-            console.print(f"[red]simulator did not start: {line.strip()}[/red]")
+        try:
+            sim, sim_url = spawn_simulator("--api-key", DEMO_KEY, "--latency-ms", "30", env=env)
+        except RuntimeError as exc:
+            console.print(f"[red]{exc}[/red]")
             return 1
-        sim_url = match.group(0)
+        stack.callback(_stop, sim, "simulator")
         control = stack.enter_context(SimulatorControl(sim_url))
         control.wait_ready(10)
         console.print(f"[bold]2. Care360 simulator[/bold]: {sim_url} (30 ms latency)")

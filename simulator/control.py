@@ -7,6 +7,9 @@ depends on httpx, so importing it never pulls in the server.
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
@@ -171,3 +174,32 @@ class SimulatorControl:
                 message = response.text
             raise SimulatorControlError(response.status_code, message)
         return response.json()
+
+
+_LISTENING = re.compile(r"simulator listening on (http://\S+)")
+
+
+def spawn_simulator(
+    *args: str, env: Mapping[str, str] | None = None, cwd: str | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """Start `python -m simulator --port 0 ARGS` as a child; return it and its base URL.
+
+    The simulator prints one "listening on" line once its socket accepts; this is the one
+    place that reads it. Raises `RuntimeError` (after killing the child) if it does not start.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", "simulator", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    match = _LISTENING.search(line)
+    if match is None:
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"simulator did not start: {line.strip()!r}")
+    return process, match.group(1)

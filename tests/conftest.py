@@ -8,7 +8,6 @@ and flushes only that one between tests.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import pytest
 import redis
 
 from producers.local_redis import LocalRedis, ensure_redis
-from simulator.control import SimulatorControl
+from simulator.control import SimulatorControl, spawn_simulator
 from worker.audit import AuditStore
 from worker.keys import Keys
 
@@ -94,20 +93,10 @@ class Simulator:
 
 @pytest.fixture(scope="session")
 def simulator_process() -> Iterator[Simulator]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "simulator", "--port", "0", "--api-key", API_KEY],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=ROOT,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    match = re.search(r"http://[\d.]+:\d+", line)
-    assert match, f"simulator did not start: {line!r}"
-    control = SimulatorControl(match.group(0))
+    process, url = spawn_simulator("--api-key", API_KEY, cwd=str(ROOT))
+    control = SimulatorControl(url)
     control.wait_ready(10)
-    yield Simulator(match.group(0), control, process)
+    yield Simulator(url, control, process)
     process.terminate()
     process.wait(10)
 

@@ -131,12 +131,20 @@ def test_flower_lists_real_jobs_behind_auth_and_never_the_key(
     assert httpx.get(f"{flower}/api/tasks", auth=(USER, "wrong"), timeout=5).status_code == 401
     assert httpx.get(f"{flower}/api/workers", timeout=5).status_code == 401
 
+    def workers_listed() -> str | None:
+        # Flower's first refresh after start answers {} while its inspect broadcast is still
+        # out; a later one lists the worker. Poll for the state asserted below.
+        text = http.get("/api/workers", params={"refresh": "1"}).text
+        return text if "worker" in text else None
+
+    workers_answer = wait_for(workers_listed, timeout=60, interval=0.5)
+
     # the key (and the reason) appear nowhere Flower answers
     answers = {
         "/api/tasks": http.get("/api/tasks").text,
         "/api/task/info": http.get(f"/api/task/info/{jobs['ok']}").text,
         "/api/task/info retry": http.get(f"/api/task/info/{retry['uuid']}").text,
-        "/api/workers": http.get("/api/workers", params={"refresh": "1"}).text,
+        "/api/workers": workers_answer,
         "/api/task/types": http.get("/api/task/types").text,
         "/metrics": http.get("/metrics").text,
         "/tasks page": http.get("/tasks").text,

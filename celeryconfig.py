@@ -1,4 +1,4 @@
-"""Celery's settings, derived from `worker.settings.Settings`: nothing here is read twice.
+"""Celery's settings, derived from `cancelq.core.settings.Settings`: nothing here is read twice.
 
 Why these choices:
 - threads pool: the work is one HTTP call; threads are cheap and the Care360 client keeps
@@ -17,8 +17,9 @@ from typing import Any
 
 from kombu import Queue
 
-from worker.errors import ConfigError
-from worker.settings import BULK_QUEUE, REALTIME_QUEUE, load_settings
+from cancelq.core.errors import ConfigError
+from cancelq.core.settings import load_settings
+from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE
 
 try:
     _settings = load_settings()
@@ -77,7 +78,7 @@ worker_hijack_root_logger = True
 worker_redirect_stdouts = False
 
 # Flower (docs/operations.md): every job's life as task events. Producers push raw messages
-# (worker.messages), so there is no task-sent event; received/started/succeeded carry the
+# (cancelq.store.messages), so there is no task-sent event; received/started/succeeded carry the
 # message's argsrepr/kwargsrepr (ids only) and the task's result is the outcome summary.
 worker_send_task_events = True
 task_send_sent_event = True
@@ -92,13 +93,13 @@ task_track_started = True
 broker_transport_options["queue_order_strategy"] = "priority"
 worker_disable_prefetch = True
 
-# Scheduled cleanup (docs/bulk.md, worker/cleanup.py): `celery -A worker beat` with
+# Scheduled cleanup (docs/bulk.md, cancelq/bulk/inbox.py): `celery -A worker beat` with
 # celery-redbeat, whose Redis lock lets one beat send while the others stand by, however many
 # run. The standby retries the lock every beat_max_loop_interval seconds; the lock lives
 # 5 x that, so a dead beat's place is taken within about half a minute.
 try:
-    from worker.cron import beat_schedule as _beat_schedule
-    from worker.keys import Keys
+    from cancelq.store.keys import Keys
+    from worker.beat import beat_schedule as _beat_schedule
 
     beat_schedule = _beat_schedule(_settings)
 except ConfigError as _exc:
@@ -108,7 +109,7 @@ beat_max_loop_interval = 5
 redbeat_key_prefix = Keys(_settings.key_prefix).redbeat + ":"  # c360:redbeat:*
 redbeat_redis_url = _settings.redis_url
 if _settings.redis_sentinel_master:
-    from worker.connections import parse_sentinel_url as _parse_sentinel_url
+    from cancelq.store.connections import parse_sentinel_url as _parse_sentinel_url
 
     _sentinel = _parse_sentinel_url(_settings.redis_url)
     redbeat_redis_url = "redis-sentinel://"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
 
-from producers.local_redis import start_redis_server
+from producers.dev.local_redis import start_redis_server
 
 
 def write_file(path: Path, n: int) -> dict[str, int]:

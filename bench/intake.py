@@ -4,7 +4,7 @@
 
 Both read the same CSV file and validate every row by the message contract; then the naive
 loop sends each row with `cancel_calendar_event.apply_async(...)` (Celery's own publish,
-one round trip per row), and ours runs `producers.bulk.intake` (a template-built message and
+one round trip per row), and ours runs `cancelq.bulk.intake.intake` (a template-built message and
 one `enqueue_many.lua` call per 1,000 rows, with the audit record, the indexes, the
 counters and the idempotency check). Each repeat starts from an empty private redis-server;
 the worker is not running (idle). Prints rows/s for both, medians, and the ratio.
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import redis
 
-from producers.bulk import Row, intake, read_rows
-from producers.local_redis import start_redis_server
-from worker.audit import AuditStore
-from worker.contract import CancelRequest
-from worker.settings import BULK_QUEUE
+from cancelq.bulk.intake import Row, intake, read_rows
+from cancelq.core.contract import CancelRequest
+from cancelq.store.audit import AuditStore
+from cancelq.store.queues import BULK_QUEUE
+from producers.dev.local_redis import start_redis_server
 
 
 def write_rows(path: Path, n: int) -> None:

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import redis
 
-from producers.bulk_writer import BulkRow, BulkWriter
+from cancelq.bulk.runs import run_progress
+from cancelq.bulk.writer import BulkRow, BulkWriter
+from cancelq.store.audit import AuditStore
+from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE
+from producers.dev.local_redis import start_redis_server
 from producers.enqueue import enqueue_cancellation
-from producers.local_redis import start_redis_server
-from producers.runs import run_progress
 from simulator.control import spawn_simulator
-from worker.audit import AuditStore
-from worker.settings import BULK_QUEUE, REALTIME_QUEUE
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "bench-priority-key"

@@ -22,11 +22,11 @@ import uuid
 import psutil  # type: ignore[import-untyped]
 import redis
 
+from cancelq.core.contract import CancelRequest
+from cancelq.store.audit import AuditStore
+from producers.dev.local_redis import start_redis_server
 from producers.enqueue import submit
-from producers.local_redis import start_redis_server
 from simulator.control import SimulatorControl, spawn_simulator
-from worker.audit import AuditStore
-from worker.contract import CancelRequest
 
 API_KEY = "bench-key"
 

@@ -1,7 +1,7 @@
 """The Python producer API: validate, then record and enqueue in one atomic step.
 
 No Celery `apply_async` here: the job record, the idempotency key and the broker message are
-written by one Lua script (`worker/lua/enqueue.lua`), so a producer that dies half-way leaves
+written by one Lua script (`cancelq/store/lua/enqueue.lua`), so a producer that dies half-way leaves
 either a queued job with its message or nothing at all.
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 import uuid
 
-from worker.audit import AuditStore, Enqueued
-from worker.connections import audit_store
-from worker.contract import CancelRequest
-from worker.messages import build_task_message
-from worker.settings import REALTIME_QUEUE, Settings, load_settings
+from cancelq.core.contract import CancelRequest
+from cancelq.core.settings import Settings, load_settings
+from cancelq.store.audit import AuditStore, Enqueued, audit_store
+from cancelq.store.messages import build_task_message
+from cancelq.store.queues import REALTIME_QUEUE
 
 _default_store: AuditStore | None = None
 _lock = threading.Lock()

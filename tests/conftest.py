@@ -21,10 +21,10 @@ import fakeredis
 import pytest
 import redis
 
-from producers.local_redis import LocalRedis, ensure_redis
+from cancelq.store.audit import AuditStore
+from cancelq.store.keys import Keys
+from producers.dev.local_redis import LocalRedis, ensure_redis
 from simulator.control import SimulatorControl, spawn_simulator
-from worker.audit import AuditStore
-from worker.keys import Keys
 
 ROOT = Path(__file__).resolve().parent.parent
 #: A key that must never show up anywhere: logs, Redis, Flower, exceptions.

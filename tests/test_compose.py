@@ -21,9 +21,9 @@ import click
 import pytest
 import yaml
 
+from cancelq.core.settings import Settings
 from tests.conftest import ROOT
 from worker.healthcheck import BEAT_PIDFILE, CHECKS
-from worker.settings import Settings
 
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"

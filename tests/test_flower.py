@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
+from cancelq.core.contract import TASK_NAME, CancelRequest
+from cancelq.store.audit import AuditStore
+from producers.dev.local_redis import free_port
 from producers.enqueue import submit
-from producers.local_redis import free_port
 from tests.conftest import API_KEY, ROOT, Simulator, WorkerFactory, wait_for, worker_env
-from worker.audit import AuditStore
-from worker.contract import TASK_NAME, CancelRequest
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,11 @@ from typing import Any
 
 from celery import Celery, signals
 
-from worker.errors import ConfigError
+from cancelq.core.errors import ConfigError
+from cancelq.core.settings import load_settings
 from worker.scheduler import RetrySchedulerStep
-from worker.settings import load_settings
 
-app = Celery("cancelq", include=["worker.tasks", "worker.cleanup"])
+app = Celery("cancelq", include=["worker.tasks"])
 app.config_from_object("celeryconfig")
 app.steps["worker"].add(RetrySchedulerStep)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per outcome is ours to log

@@ -41,8 +41,8 @@ def check_worker() -> None:
 
 
 def check_beat() -> None:
-    from worker.connections import redis_client
-    from worker.settings import load_settings
+    from cancelq.core.settings import load_settings
+    from cancelq.store.connections import redis_client
 
     try:
         pid = int(BEAT_PIDFILE.read_text().strip())

@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import bootsteps
 
-from worker.audit import AuditStore
+from cancelq.store.audit import AuditStore
 
 log = logging.getLogger("cancelq.scheduler")
 
@@ -71,7 +71,7 @@ class RetrySchedulerStep(bootsteps.StartStopStep):
         self.scheduler: RetryScheduler | None = None
 
     def start(self, worker: Any) -> None:
-        from worker.runtime import get_runtime
+        from cancelq.pipeline.runtime import get_runtime
 
         rt = get_runtime()
         self.scheduler = RetryScheduler(

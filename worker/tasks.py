@@ -1,21 +1,28 @@
-"""The one task. Thin on purpose: validate, then hand over to `worker.attempt`."""
+"""The Celery tasks, thin on purpose: each validates its arguments and calls plain functions.
+
+    cancel_calendar_event   one attempt of one job (`cancelq.pipeline.attempt`)
+    process_inbox_task      beat's inbox files -> bulk runs (`cancelq.bulk.inbox`)
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from celery import Task
 from celery.exceptions import Reject
 from redis.exceptions import RedisError
 
-from worker.attempt import reject_invalid, run_attempt
+from cancelq.bulk.inbox import process_inbox
+from cancelq.core.contract import TASK_NAME, CancelRequest
+from cancelq.core.errors import InvalidInput
+from cancelq.pipeline.attempt import reject_invalid, run_attempt
+from cancelq.pipeline.runtime import get_runtime
+from cancelq.store.queues import REALTIME_QUEUE
 from worker.celery import app
-from worker.contract import TASK_NAME, CancelRequest
-from worker.errors import InvalidInput
-from worker.runtime import get_runtime
-from worker.settings import REALTIME_QUEUE
+from worker.beat import CLEANUP_TASK
 
 log = logging.getLogger("cancelq.task")
 
@@ -55,3 +62,15 @@ def cancel_calendar_event(
         log.warning("job %s: audit store unavailable (%s); requeued", job_id, type(exc).__name__)
         time.sleep(REQUEUE_PAUSE_SECONDS)
         raise Reject(str(exc), requeue=True) from None
+
+
+@app.task(name=CLEANUP_TASK, acks_late=True, ignore_result=True)
+def process_inbox_task(inbox: str | None = None) -> list[dict[str, Any]]:
+    """Beat's entry point: run the inbox (`CLEANUP_INBOX`, or `inbox` when given)."""
+    rt = get_runtime()
+    root = Path(inbox) if inbox else rt.settings.cleanup_inbox
+    if root is None:
+        log.warning("cleanup: CLEANUP_INBOX is not set; nothing to do")
+        return []
+    results = process_inbox(rt.store, root)
+    return [result.to_json() for result in results]

@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from producers.bulk import (
+from cancelq.bulk.intake import (
     FORMATS,
     BadRow,
     BulkSummary,
@@ -32,6 +32,8 @@ from producers.bulk import (
     new_run_id,
     read_rows,
 )
+from cancelq.bulk.runs import RunProgress, export_csv, list_runs, run_progress, wait_for_run
+from cancelq.store.audit import AuditStore
 from producers.cli.common import (
     EXIT_FAILED,
     EXIT_TIMEOUT,
@@ -42,8 +44,6 @@ from producers.cli.common import (
 )
 from producers.cli.jobs import default_requester
 from producers.cli.render import console, counts_table
-from producers.runs import RunProgress, export_csv, list_runs, run_progress, wait_for_run
-from worker.audit import AuditStore
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 

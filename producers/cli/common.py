@@ -13,10 +13,9 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 import redis
 
-from worker.audit import AuditStore
-from worker.connections import audit_store
-from worker.errors import ConfigError, InvalidInput
-from worker.settings import Settings, load_settings
+from cancelq.core.errors import ConfigError, InvalidInput
+from cancelq.core.settings import Settings, load_settings
+from cancelq.store.audit import AuditStore, audit_store
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

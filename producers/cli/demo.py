@@ -13,6 +13,6 @@ from producers.cli.common import one_line_errors
 @one_line_errors
 def demo() -> None:
     """Start a simulator and a worker, run a mixed batch, show outcomes and the audit."""
-    from producers.demo import run_demo
+    from producers.dev.demo import run_demo
 
     sys.exit(run_demo())

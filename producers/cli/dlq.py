@@ -9,10 +9,11 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from cancelq.core.lifecycle import DEAD_OUTCOMES
+from cancelq.core.operator import operator_name
+from cancelq.ops.deadletters import DeadLetter, dead_job_ids, list_dead, replay
 from producers.cli.common import EXIT_FAILED, fail, one_line_errors, print_json, store_from_env
 from producers.cli.render import console
-from worker.deadletters import DeadLetter, dead_job_ids, list_dead, operator_name, replay
-from worker.outcomes import DEAD_OUTCOMES
 
 DEAD_CHOICES = sorted(o.value for o in DEAD_OUTCOMES)
 

@@ -6,6 +6,10 @@ import time
 
 import click
 
+from cancelq.core.contract import canonical_uuid
+from cancelq.core.lifecycle import Outcome, State
+from cancelq.core.operator import operator_name
+from cancelq.store.audit import Query
 from producers.cli.common import (
     EXIT_TIMEOUT,
     fail,
@@ -16,10 +20,6 @@ from producers.cli.common import (
 )
 from producers.cli.render import console, job_detail, jobs_table
 from producers.enqueue import enqueue_cancellation
-from worker.audit import Query, State
-from worker.contract import canonical_uuid
-from worker.deadletters import operator_name
-from worker.outcomes import Outcome
 
 WAIT_POLL_SECONDS = 0.2
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from cancelq.ops.stats import Snapshot, snapshot
 from producers.cli.common import one_line_errors, print_json, store_from_env
 from producers.cli.render import console
-from worker.livestats import Snapshot, snapshot
 
 
 @click.command()

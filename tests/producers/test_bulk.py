@@ -21,7 +21,7 @@ import fakeredis
 import pytest
 from click.testing import CliRunner, Result
 
-from producers.bulk import (
+from cancelq.bulk.intake import (
     MAX_REPORTED_BAD_ROWS,
     BadRow,
     FileError,
@@ -30,16 +30,17 @@ from producers.bulk import (
     intake,
     read_rows,
 )
-from producers.bulk_writer import BulkRow, BulkWriter, MessageTemplate, RunMessages, uuid4_str
+from cancelq.bulk.runs import export_csv, iter_run_jobs, list_runs, run_progress
+from cancelq.bulk.writer import BulkRow, BulkWriter, MessageTemplate, RunMessages, uuid4_str
+from cancelq.core.contract import CancelRequest
+from cancelq.core.lifecycle import State
+from cancelq.store.audit import Attempt, AuditStore
+from cancelq.store.keys import Keys
+from cancelq.store.messages import build_task_message
+from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE
 from producers.cli import main
 from producers.enqueue import enqueue_cancellation, submit
-from producers.runs import export_csv, iter_run_jobs, list_runs, run_progress
 from tests.conftest import ROOT, Simulator, WorkerFactory, wait_for
-from worker.audit import Attempt, AuditStore, State
-from worker.contract import CancelRequest
-from worker.keys import Keys
-from worker.messages import build_task_message
-from worker.settings import BULK_QUEUE, REALTIME_QUEUE
 
 
 def _id() -> str:
@@ -372,8 +373,8 @@ def test_cli_bulk_refuses_an_unusable_file_with_one_line(
 
 MEMORY_SCRIPT = """
 import resource, sys, redis
-from producers.bulk import intake, read_rows
-from worker.audit import AuditStore
+from cancelq.bulk.intake import intake, read_rows
+from cancelq.store.audit import AuditStore
 store = AuditStore(redis.Redis.from_url(sys.argv[1], decode_responses=True))
 with open(sys.argv[2], "rb") as f:
     s = intake(read_rows(f, "csv"), run_id=sys.argv[3], store=store)

@@ -12,9 +12,10 @@ import pytest
 import redis
 from click.testing import CliRunner
 
+from cancelq.core.lifecycle import State
+from cancelq.store.audit import AuditStore
 from producers.cli import main
 from tests.conftest import ROOT, Simulator, WorkerFactory, wait_for
-from worker.audit import AuditStore, State
 
 JOB_KEYS = {"job_id", "case_id", "event_id", "run_id", "state", "outcome", "created_at",
             "settled_at", "attempts"}

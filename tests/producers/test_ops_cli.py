@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from cancelq.core.contract import CancelRequest
+from cancelq.core.lifecycle import State
+from cancelq.store.audit import AuditStore, JobRecord, Query
+from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE
 from producers.cli import main
 from producers.enqueue import submit
 from tests.conftest import Simulator, WorkerFactory, wait_for
-from worker.audit import AuditStore, JobRecord, Query, State
-from worker.contract import CancelRequest
-from worker.settings import BULK_QUEUE, REALTIME_QUEUE
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""`worker.attempt.run_attempt`: the whole attempt on fakeredis and `httpx.MockTransport`.
+"""`cancelq.pipeline.attempt.run_attempt`: the whole attempt on fakeredis and `httpx.MockTransport`.
 
 Each job goes the way a worker sees it: the producer enqueues, the "worker" pops the message
 from the queue list and runs the attempt with the message's own kwargs; a retry comes back
@@ -19,24 +19,17 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from cancelq.care360.client import Care360Client
+from cancelq.core.contract import CancelRequest
+from cancelq.core.lifecycle import Outcome, State
+from cancelq.core.settings import load_settings
+from cancelq.pipeline.attempt import AttemptResult, reject_invalid, run_attempt
+from cancelq.pipeline.gates import Defer, EndWithoutCall, Gate, GateVerdict, Proceed
+from cancelq.pipeline.runtime import Runtime
+from cancelq.store.audit import AuditStore, JobRecord
+from cancelq.store.messages import build_task_message
+from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE, queue_key
 from tests.conftest import API_KEY
-from worker.attempt import (
-    AttemptResult,
-    Defer,
-    EndWithoutCall,
-    Gate,
-    GateVerdict,
-    Proceed,
-    Runtime,
-    reject_invalid,
-    run_attempt,
-)
-from worker.audit import AuditStore, JobRecord, State
-from worker.care360 import Care360Client
-from worker.contract import CancelRequest
-from worker.messages import build_task_message, queue_key
-from worker.outcomes import Outcome
-from worker.settings import BULK_QUEUE, REALTIME_QUEUE, load_settings
 
 CASE = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"
 EVENT = "987fcdeb-51a2-43d7-9876-543210fedcba"

@@ -1,4 +1,4 @@
-"""`worker.audit.AuditStore` on fakeredis (with its Lua): records, indexes, counters, the
+"""`cancelq.store.audit.AuditStore` on fakeredis (with its Lua): records, indexes, counters, the
 queue push, idempotency, the attempt lifecycle, retries and the delayed set, queries."""
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from collections import Counter
 import fakeredis
 import pytest
 
-from worker.audit import Attempt, AuditStore, Begun, JobRecord, Query, State
-from worker.contract import CancelRequest
-from worker.messages import TaskMessage, build_task_message, queue_key
-from worker.settings import BULK_QUEUE, REALTIME_QUEUE
+from cancelq.core.contract import CancelRequest
+from cancelq.core.lifecycle import State
+from cancelq.store.audit import Attempt, AuditStore, Begun, JobRecord, Query
+from cancelq.store.messages import TaskMessage, build_task_message
+from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE, queue_key
 
 CASE = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"
 CASE_2 = "11111111-2222-3333-4444-555555555555"

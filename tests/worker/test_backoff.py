@@ -1,4 +1,4 @@
-"""`worker.backoff`: full jitter, the cap, and Retry-After in both of its forms."""
+"""`cancelq.core.backoff`: full jitter, the cap, and Retry-After in both of its forms."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from worker.backoff import compute_backoff, next_delay, parse_retry_after
+from cancelq.core.backoff import compute_backoff, next_delay, parse_retry_after
 
 NOW = datetime(2015, 10, 21, 7, 28, 0, tzinfo=UTC)
 

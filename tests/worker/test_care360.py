@@ -1,4 +1,4 @@
-"""`worker.care360.Care360Client` against `httpx.MockTransport`: the wire request, error
+"""`cancelq.care360.client.Care360Client` against `httpx.MockTransport`: the wire request, error
 mapping without leaking the key, and one `httpx.Client` per thread."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from cancelq.care360.client import Answer, Care360Client
+from cancelq.core.errors import Care360Timeout, Care360Unreachable, TransportError
 from tests.conftest import API_KEY
-from worker.care360 import Answer, Care360Client
-from worker.errors import Care360Timeout, Care360Unreachable, TransportError
 
 BASE = "https://api-staging.care360-next.carevalidate.com"
 CASE = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"

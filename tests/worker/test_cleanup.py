@@ -17,14 +17,15 @@ from pathlib import Path
 import pytest
 from celery.schedules import crontab, schedule
 
-from producers.bulk_writer import BulkRow, BulkWriter
-from producers.runs import run_progress
+from cancelq.bulk.inbox import Inbox, process_file, process_inbox, run_id_for
+from cancelq.bulk.runs import run_progress
+from cancelq.bulk.writer import BulkRow, BulkWriter
+from cancelq.core.errors import ConfigError
+from cancelq.core.settings import load_settings
+from cancelq.store.audit import AuditStore
+from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE
 from tests.conftest import ROOT, Simulator, WorkerFactory, wait_for, worker_env
-from worker.audit import AuditStore
-from worker.cleanup import Inbox, process_file, process_inbox, run_id_for
-from worker.cron import CLEANUP_TASK, beat_schedule, parse_schedule
-from worker.errors import ConfigError
-from worker.settings import BULK_QUEUE, REALTIME_QUEUE, load_settings
+from worker.beat import CLEANUP_TASK, beat_schedule, parse_schedule
 
 
 def _id() -> str:

@@ -1,4 +1,4 @@
-"""`worker.contract`: canonical UUIDs, and one-line `InvalidInput` errors naming the field."""
+"""`cancelq.core.contract`: canonical UUIDs, and one-line `InvalidInput` errors naming the field."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from worker.contract import CancelRequest, canonical_uuid
-from worker.errors import InvalidInput
+from cancelq.core.contract import CancelRequest, canonical_uuid
+from cancelq.core.errors import InvalidInput
 
 CASE = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"
 EVENT = "987fcdeb-51a2-43d7-9876-543210fedcba"

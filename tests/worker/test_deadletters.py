@@ -15,17 +15,19 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from cancelq.care360.client import Care360Client
+from cancelq.core.contract import CancelRequest
+from cancelq.core.lifecycle import Outcome, State
+from cancelq.core.settings import load_settings
+from cancelq.ops.deadletters import dead_job_ids, list_dead, replay
+from cancelq.ops.stats import snapshot
+from cancelq.pipeline.attempt import AttemptResult, run_attempt
+from cancelq.pipeline.auth_gate import AuthGate, blocked_for
+from cancelq.pipeline.runtime import Runtime
+from cancelq.store.audit import AuditStore, JobRecord
+from cancelq.store.messages import build_task_message
+from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE, queue_key
 from tests.conftest import API_KEY
-from worker.attempt import AttemptResult, Runtime, run_attempt
-from worker.audit import AuditStore, JobRecord, State
-from worker.auth_gate import AuthGate, blocked_for
-from worker.care360 import Care360Client
-from worker.contract import CancelRequest
-from worker.deadletters import dead_job_ids, list_dead, replay
-from worker.livestats import snapshot
-from worker.messages import build_task_message, queue_key
-from worker.outcomes import Outcome
-from worker.settings import BULK_QUEUE, REALTIME_QUEUE, load_settings
 
 CASE = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"
 OK = b'{"status":200,"success":true,"message":"ok","data":{"success":true}}'

@@ -1,4 +1,4 @@
-"""`worker.messages.build_task_message`: Celery protocol 2 as kombu's Redis transport stores it.
+"""`build_task_message`: Celery protocol 2 as kombu's Redis transport stores it.
 
 The reference is Celery itself: the same task sent with `send_task` over kombu's in-memory
 virtual transport (which prepares messages exactly as the Redis one does) is compared with
@@ -19,9 +19,9 @@ from kombu import Queue
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
-from worker.contract import TASK_NAME
-from worker.messages import build_task_message, kwargs_repr, queue_key
-from worker.settings import BULK_QUEUE, REALTIME_QUEUE
+from cancelq.core.contract import TASK_NAME
+from cancelq.store.messages import build_task_message, kwargs_repr
+from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE, queue_key
 
 KWARGS: dict[str, Any] = {
     "job_id": "4a6f2a63-9e0e-4f57-9d1c-0d0e1f2a3b4c",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from worker.connections import audit_store, is_sentinel_url, parse_sentinel_url
-from worker.errors import ConfigError
+from cancelq.core.errors import ConfigError
+from cancelq.core.settings import load_settings
+from cancelq.store.audit import audit_store
+from cancelq.store.connections import is_sentinel_url, parse_sentinel_url
 from worker.flower_auth import FlowerAuthError, check_auth
-from worker.settings import load_settings
 
 
 @pytest.mark.parametrize(

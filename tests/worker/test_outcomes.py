@@ -1,4 +1,4 @@
-"""`worker.outcomes.classify`: one test per row of the classification table.
+"""`cancelq.care360.classify.classify`: one test per row of the classification table.
 
 Bodies are the spec's text byte for byte (docs/spec: care360-cancel-calendar-event.md), parsed
 through `Answer.from_response` so the parsing is exercised too.
@@ -11,9 +11,10 @@ import json
 import httpx
 import pytest
 
-from worker.care360 import Answer
-from worker.errors import RetryableError, TransientResponse
-from worker.outcomes import Outcome, classify
+from cancelq.care360.classify import classify
+from cancelq.care360.client import Answer
+from cancelq.core.errors import RetryableError, TransientResponse
+from cancelq.core.lifecycle import Outcome
 
 OK = (
     b'{"status":200,"success":true,"message":"Calendar event cancelled successfully",'

@@ -23,11 +23,12 @@ import celery
 import pytest
 import redis
 
+from cancelq.core.contract import TASK_NAME
+from cancelq.core.lifecycle import State
+from cancelq.store.audit import AuditStore, JobRecord, Query
+from cancelq.store.queues import REALTIME_QUEUE
 from producers.enqueue import enqueue_cancellation
 from tests.conftest import API_KEY, ROOT, Simulator, WorkerFactory, wait_for, worker_env
-from worker.audit import AuditStore, JobRecord, Query, State
-from worker.contract import TASK_NAME
-from worker.settings import REALTIME_QUEUE
 
 pytestmark = pytest.mark.integration
 

@@ -11,23 +11,26 @@ from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 from pydantic import SecretStr
 
-from producers.bulk_writer import BulkRow, BulkWriter
-from producers.enqueue import enqueue_cancellation, submit
-from producers.runs import run_progress
-from tests.conftest import API_KEY, Simulator, WorkerFactory, wait_for
-from worker.attempt import Defer, Proceed, Runtime, run_attempt
-from worker.audit import AuditStore, State
-from worker.care360 import Care360Client
-from worker.contract import CancelRequest
-from worker.rate_limit import (
+from cancelq.bulk.runs import run_progress
+from cancelq.bulk.writer import BulkRow, BulkWriter
+from cancelq.care360.client import Care360Client
+from cancelq.core.contract import CancelRequest
+from cancelq.core.lifecycle import State
+from cancelq.core.settings import load_settings
+from cancelq.pipeline.attempt import run_attempt
+from cancelq.pipeline.gates import Defer, Proceed
+from cancelq.pipeline.rate_limit import (
     BULK_WAIT_SECONDS,
     Limit,
     RateLimitGate,
     TurnBook,
     rate_limit_gate,
 )
-from worker.runtime import build_runtime
-from worker.settings import BULK_QUEUE, REALTIME_QUEUE, load_settings
+from cancelq.pipeline.runtime import Runtime, build_runtime
+from cancelq.store.audit import AuditStore
+from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE
+from producers.enqueue import enqueue_cancellation, submit
+from tests.conftest import API_KEY, Simulator, WorkerFactory, wait_for
 
 REQUEST = CancelRequest.parse(case_id=str(uuid.uuid4()), event_id=str(uuid.uuid4()))
 

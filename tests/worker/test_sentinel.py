@@ -23,14 +23,15 @@ import pytest
 import redis
 from click.testing import CliRunner
 
+from cancelq.core.contract import CancelRequest
+from cancelq.core.lifecycle import State
+from cancelq.core.settings import load_settings
+from cancelq.store.audit import Query, audit_store
+from cancelq.store.queues import REALTIME_QUEUE
 from producers.cli import main
+from producers.dev.local_redis import free_port
 from producers.enqueue import submit
-from producers.local_redis import free_port
 from tests.conftest import ROOT, Simulator, WorkerFactory, wait_for, worker_env
-from worker.audit import Query, State
-from worker.connections import audit_store
-from worker.contract import CancelRequest
-from worker.settings import REALTIME_QUEUE, load_settings
 
 pytestmark = [
     pytest.mark.integration,

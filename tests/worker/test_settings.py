@@ -1,4 +1,4 @@
-"""`worker.settings`: defaults, overrides, one-line errors naming the variable, and a key
+"""`cancelq.core.settings`: defaults, overrides, one-line errors naming the variable, and a key
 that never leaks."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from cancelq.core.errors import ConfigError
+from cancelq.core.settings import load_settings
 from tests.conftest import API_KEY
-from worker.errors import ConfigError
-from worker.settings import load_settings
 
 STAGING = "https://api-staging.care360-next.carevalidate.com"
 PRODUCTION = "https://api.care360-next.carevalidate.com"

@@ -21,7 +21,7 @@
     c360:cleanup:lock:{file name}     STRING who is processing that inbox file (TTL, renewed)
     c360:redbeat:*                    -      celery-redbeat's schedule and its beat lock
 
-Broker queues (Celery/kombu's own keys) are named by `worker.settings.REALTIME_QUEUE` and
+Broker queues (Celery/kombu's own keys) are named by `cancelq.core.settings.REALTIME_QUEUE` and
 `BULK_QUEUE`. Everything here sits under one prefix so that tests can give each run its
 own prefix, and `KEY_PREFIX` can separate two deployments sharing a Redis.
 """

@@ -4,7 +4,7 @@ Two costs dominated a naive intake (measured, docs/bulk.md): `build_task_message
 row: a nested `json.dumps`) and one `enqueue.lua` call per row (~38 us of Redis time plus
 the client's packing). Here the message is cut from a template made *by*
 `build_task_message` itself, so only the fields that change per row are encoded; and
-`worker/lua/enqueue_many.lua` records and pushes a whole chunk in one call, with the same
+`cancelq/store/lua/enqueue_many.lua` records and pushes a whole chunk in one call, with the same
 keys and the same idempotency rule as `enqueue.lua` (tests compare the two).
 """
 
@@ -21,9 +21,10 @@ from typing import Any
 
 import redis
 
-from worker.audit import AuditStore, Enqueued, State, script_source
-from worker.messages import TaskMessage, build_task_message, kwargs_repr
-from worker.settings import BULK_QUEUE
+from cancelq.core.lifecycle import State
+from cancelq.store.audit import AuditStore, Enqueued, script_source
+from cancelq.store.messages import TaskMessage, build_task_message, kwargs_repr
+from cancelq.store.queues import BULK_QUEUE
 
 _MARK = "\x01"
 _SLOTS = ("B", "I", "K", "T")  # body, task id, kwargsrepr, delivery tag
@@ -86,7 +87,7 @@ class RunMessages:
             "," + json.dumps(k) + ":" + json.dumps(v) for k, v in common.items()
         )
         self._body_end = "}," + json.dumps(template._embed, separators=(",", ":")) + "]"
-        # kwargsrepr shows the run id too (`worker.messages.kwargs_repr`): JSON-escaped once
+        # kwargsrepr shows the run id too (`cancelq.store.messages.kwargs_repr`): JSON-escaped once
         self._repr_end = (json.dumps(f", 'run_id': {run_id!r}")[1:-1] if run_id else "") + '}"'
 
     def build(self, job_id: str, case_id: str, event_id: str, reason: str | None) -> TaskMessage:

@@ -8,30 +8,10 @@ matched on keywords, case-insensitively, so a reworded vendor message still land
 
 from __future__ import annotations
 
-from enum import StrEnum
-
-from worker.backoff import parse_retry_after
-from worker.care360 import Answer
-from worker.errors import TransientResponse
-
-
-class Outcome(StrEnum):
-    CANCELLED = "cancelled"
-    ALREADY_CANCELLED = "already_cancelled"
-    EVENT_NOT_FOUND = "event_not_found"
-    NOT_CUSTOM_EVENT = "not_custom_event"
-    INVALID_REQUEST = "invalid_request"
-    UNAUTHORIZED = "unauthorized"
-    CASE_NOT_FOUND = "case_not_found"
-    RETRIES_EXHAUSTED = "retries_exhausted"
-
-    @property
-    def is_dead(self) -> bool:
-        """Dead-lettered: nothing is wrong with the request; replay once the cause is fixed."""
-        return self in DEAD_OUTCOMES
-
-
-DEAD_OUTCOMES = frozenset({Outcome.UNAUTHORIZED, Outcome.RETRIES_EXHAUSTED})
+from cancelq.care360.client import Answer
+from cancelq.core.backoff import parse_retry_after
+from cancelq.core.errors import TransientResponse
+from cancelq.core.lifecycle import Outcome
 
 #: Statuses that mean "try again": gateways, throttling, server faults.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})

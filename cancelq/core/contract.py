@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from worker.errors import InvalidInput
+from cancelq.core.errors import InvalidInput
 
 TASK_NAME = "cancellations.cancel_calendar_event"
 MAX_TEXT = 200

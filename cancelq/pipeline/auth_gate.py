@@ -21,10 +21,10 @@ import time
 
 import redis
 
-from worker.attempt import EndWithoutCall, GateVerdict, Proceed
-from worker.contract import CancelRequest
-from worker.keys import Keys
-from worker.outcomes import Outcome
+from cancelq.core.contract import CancelRequest
+from cancelq.core.lifecycle import Outcome
+from cancelq.pipeline.gates import EndWithoutCall, GateVerdict, Proceed
+from cancelq.store.keys import Keys
 
 log = logging.getLogger("cancelq.auth")
 
@@ -32,7 +32,7 @@ UNAUTHORIZED_STATUS = 401
 
 
 class AuthGate:
-    """A `worker.attempt.Gate`: shares "the key is wrong" between every worker via Redis."""
+    """A `Gate`: shares "the key is wrong" between every worker via Redis."""
 
     def __init__(self, client: redis.Redis, keys: Keys, *, backoff_seconds: float) -> None:
         self.redis = client

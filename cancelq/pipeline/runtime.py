@@ -6,18 +6,32 @@ because importing the task module (Flower, beat, the CLI) must not need the API 
 
 from __future__ import annotations
 
+import random
 import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
-from worker.attempt import Gate, Runtime
-from worker.audit import AuditStore
-from worker.auth_gate import AuthGate
-from worker.care360 import Care360Client
-from worker.connections import audit_store
-from worker.rate_limit import rate_limit_gate
-from worker.settings import Settings, load_settings
+from cancelq.care360.client import Care360Client
+from cancelq.core.settings import Settings, load_settings
+from cancelq.pipeline.auth_gate import AuthGate
+from cancelq.pipeline.gates import Gate
+from cancelq.pipeline.rate_limit import rate_limit_gate
+from cancelq.store.audit import AuditStore, audit_store
 
 _lock = threading.Lock()
 _runtime: Runtime | None = None
+
+
+
+@dataclass
+class Runtime:
+    """Everything an attempt needs, injected so tests can swap any part."""
+
+    settings: Settings
+    store: AuditStore
+    client: Care360Client
+    rand: Callable[[], float] = field(default=random.random)
+    gates: Sequence[Gate] = ()
 
 
 def build_runtime(settings: Settings) -> Runtime:

@@ -15,7 +15,7 @@ bulk work:
 - a call that finds no slot waits a little (up to `REALTIME_WAIT_SECONDS` for real-time,
   `BULK_WAIT_SECONDS` for bulk) for the oldest call to leave the window, then gives up its
   worker slot: the gate answers `Defer`, which parks the job in the store's delayed set
-  without using an attempt (`worker.attempt`);
+  without using an attempt (`cancelq.pipeline.attempt`);
 - bulk never takes the last `reserve` slots of a window (10% of the limit, at least one
   when the limit is 2 or more), so real-time work always finds room even while a bulk run
   is saturating the limit;
@@ -42,10 +42,10 @@ from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from worker.attempt import Defer, GateVerdict, Proceed
-from worker.audit import AuditStore
-from worker.contract import CancelRequest
-from worker.settings import BULK_QUEUE
+from cancelq.core.contract import CancelRequest
+from cancelq.pipeline.gates import Defer, GateVerdict, Proceed
+from cancelq.store.audit import AuditStore
+from cancelq.store.queues import BULK_QUEUE
 
 log = logging.getLogger("cancelq.ratelimit")
 
@@ -95,7 +95,7 @@ class TurnBook:
     def __init__(self, client: redis.Redis, key: str) -> None:
         self.key = key
         self._script = client.register_script(
-            resources.files("worker").joinpath("lua", "reserve_slot.lua").read_text("utf-8")
+            resources.files("cancelq.store").joinpath("lua", "reserve_slot.lua").read_text("utf-8")
         )
 
     def book(self, interval: float, earliest: float) -> float:
@@ -104,7 +104,7 @@ class TurnBook:
 
 
 class RateLimitGate:
-    """A `worker.attempt.Gate`: a slot under the global limit, or `Defer` a short while."""
+    """A `Gate`: a slot under the global limit, or `Defer` a short while."""
 
     def __init__(
         self,

@@ -27,10 +27,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from producers.bulk_writer import BulkRow, BulkWriter
-from worker.audit import AuditStore, Enqueued
-from worker.contract import CancelRequest
-from worker.errors import InvalidInput
+from cancelq.bulk.writer import BulkRow, BulkWriter
+from cancelq.core.contract import CancelRequest
+from cancelq.core.errors import InvalidInput
+from cancelq.store.audit import AuditStore, Enqueued
 
 Format = Literal["csv", "jsonl"]
 FORMATS: tuple[Format, ...] = ("csv", "jsonl")

@@ -22,10 +22,8 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from worker.audit import AuditStore
-from worker.errors import ConfigError
-from worker.keys import Keys
-from worker.settings import Settings
+from cancelq.core.errors import ConfigError
+from cancelq.core.settings import Settings
 
 SOCKET_TIMEOUT_SECONDS = 15.0
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -122,7 +120,3 @@ def sentinel_master_client(settings: Settings) -> redis.Redis:
     )
     return client
 
-
-def audit_store(settings: Settings) -> AuditStore:
-    """The audit store on `REDIS_URL` under `KEY_PREFIX`."""
-    return AuditStore(redis_client(settings), Keys(settings.key_prefix))

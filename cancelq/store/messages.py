@@ -19,15 +19,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from worker.contract import TASK_NAME
+from cancelq.core.contract import TASK_NAME
+from cancelq.store.queues import queue_key
 
 _ORIGIN = f"cancelq@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-PRIORITY_SEPARATOR = "\x06\x16"
-#: kombu's Redis transport keeps one list per step; a worker listens on these lists only.
-PRIORITY_STEPS = (0, 3, 6, 9)
-
-
 @dataclass(frozen=True, slots=True)
 class TaskMessage:
     """A serialized message and the Redis list it belongs in."""
@@ -35,17 +31,6 @@ class TaskMessage:
     queue_key: str
     payload: str
     task_id: str
-
-
-def queue_key(queue: str, priority: int = 0) -> str:
-    """kombu's list name for a queue at a priority (0 is the plain queue name).
-
-    As kombu does it: the priority is clamped to 0-9, then rounded down to a step, so a
-    message lands in a list a worker actually listens on.
-    """
-    clamped = max(0, min(9, priority))
-    step = max(s for s in PRIORITY_STEPS if s <= clamped)
-    return f"{queue}{PRIORITY_SEPARATOR}{step}" if step else queue
 
 
 def kwargs_repr(kwargs: dict[str, Any]) -> str:

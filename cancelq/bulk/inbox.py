@@ -6,7 +6,7 @@
     CLEANUP_INBOX/processed/    done: the file, and `<name>.summary.json` beside it
     CLEANUP_INBOX/failed/       refused: the file, and `<name>.summary.json` saying why
 
-Celery beat sends `cleanup.process_inbox` on `CLEANUP_SCHEDULE` (`worker.cron`); only one
+Celery beat sends `cleanup.process_inbox` on `CLEANUP_SCHEDULE` (`worker.beat`); only one
 beat sends it however many run (celery-redbeat's lock in Redis). Each file is still taken
 under a Redis lock of its own (`c360:cleanup:lock:{name}`, renewed after every chunk), then
 moved to `processing/` by one rename, so two workers running the task at once cannot take
@@ -34,7 +34,7 @@ from typing import Any, Literal
 import redis
 from redis.lock import Lock
 
-from producers.bulk import (
+from cancelq.bulk.intake import (
     SUFFIXES,
     BulkSummary,
     FileError,
@@ -42,10 +42,8 @@ from producers.bulk import (
     intake,
     read_rows,
 )
-from producers.runs import run_progress
-from worker.audit import AuditStore
-from worker.celery import app
-from worker.cron import CLEANUP_TASK
+from cancelq.bulk.runs import run_progress
+from cancelq.store.audit import AuditStore
 
 log = logging.getLogger("cancelq.cleanup")
 
@@ -273,17 +271,3 @@ def _summary_path(destination: Path) -> Path:
 
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
-@app.task(name=CLEANUP_TASK, acks_late=True, ignore_result=True)
-def process_inbox_task(inbox: str | None = None) -> list[dict[str, Any]]:
-    """Beat's entry point: run the inbox (`CLEANUP_INBOX`, or `inbox` when given)."""
-    from worker.runtime import get_runtime
-
-    rt = get_runtime()
-    root = Path(inbox) if inbox else rt.settings.cleanup_inbox
-    if root is None:
-        log.warning("cleanup: CLEANUP_INBOX is not set; nothing to do")
-        return []
-    results = process_inbox(rt.store, root)
-    return [result.to_json() for result in results]

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from worker.audit import AuditStore, State
-from worker.messages import PRIORITY_STEPS, queue_key
-from worker.settings import BULK_QUEUE, REALTIME_QUEUE
+from cancelq.core.lifecycle import State
+from cancelq.store.audit import AuditStore
+from cancelq.store.queues import BULK_QUEUE, PRIORITY_STEPS, REALTIME_QUEUE, queue_key
 
 QUEUES: tuple[str, ...] = (REALTIME_QUEUE, BULK_QUEUE)
 #: kombu's Redis transport keeps delivered, not yet acknowledged messages here.

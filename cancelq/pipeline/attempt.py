@@ -11,20 +11,21 @@ messages live in worker RAM and loop past the visibility timeout).
 from __future__ import annotations
 
 import logging
-import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
-from worker.audit import Attempt, AuditStore, Decision
-from worker.backoff import next_delay
-from worker.care360 import Answer, Care360Client
-from worker.contract import CancelRequest
-from worker.errors import RetryableError, TransientResponse
-from worker.messages import build_task_message, queue_key
-from worker.outcomes import Outcome, classify
-from worker.settings import Settings
+from cancelq.care360.classify import classify
+from cancelq.care360.client import Answer
+from cancelq.core.backoff import next_delay
+from cancelq.core.contract import CancelRequest
+from cancelq.core.errors import RetryableError, TransientResponse
+from cancelq.core.lifecycle import Decision, Outcome
+from cancelq.core.settings import Settings
+from cancelq.pipeline.gates import Defer, EndWithoutCall
+from cancelq.pipeline.runtime import Runtime
+from cancelq.store.audit import Attempt
+from cancelq.store.messages import build_task_message
+from cancelq.store.queues import queue_key
 
 log = logging.getLogger("cancelq.attempt")
 
@@ -48,49 +49,6 @@ class AttemptResult:
         if self.state == "retrying":
             return f"retrying: attempt {self.attempt} failed, next in {self.retry_in_seconds:.1f}s"
         return f"{self.state}: {self.outcome}"
-
-
-@dataclass(frozen=True, slots=True)
-class Proceed:
-    """The gate lets the call go ahead."""
-
-
-@dataclass(frozen=True, slots=True)
-class Defer:
-    """Not now: park the job for `seconds` without using an attempt (e.g. rate limit)."""
-
-    seconds: float
-    why: str
-
-
-@dataclass(frozen=True, slots=True)
-class EndWithoutCall:
-    """End the job with `outcome` and no call (e.g. the key is known to be wrong)."""
-
-    outcome: Outcome
-    why: str
-
-
-GateVerdict = Proceed | Defer | EndWithoutCall
-
-
-class Gate(Protocol):
-    """Asked before every attempt; told every answer. Policies plug in here, not in the task."""
-
-    def before_call(self, job_id: str, request: CancelRequest, queue: str) -> GateVerdict: ...
-
-    def after_answer(self, job_id: str, status: int | None, outcome: str | None) -> None: ...
-
-
-@dataclass
-class Runtime:
-    """Everything an attempt needs, injected so tests can swap any part."""
-
-    settings: Settings
-    store: AuditStore
-    client: Care360Client
-    rand: Callable[[], float] = field(default=random.random)
-    gates: Sequence[Gate] = ()
 
 
 def run_attempt(

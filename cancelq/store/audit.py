@@ -1,10 +1,10 @@
 """The audit store: every job and every attempt, in Redis, queryable without a scan.
 
-Every change of a job is one Lua script (`worker/lua/*.lua`), so counters, indexes, the
+Every change of a job is one Lua script (`cancelq/store/lua/*.lua`), so counters, indexes, the
 record and the broker queue can never disagree: enqueue records the job and pushes its
 message in one step; finish appends the attempt and settles, dead-letters or schedules the
 retry in one step; a second finish for the same attempt changes nothing. The key layout
-is in `worker.keys`.
+is in `cancelq.store.keys`.
 """
 
 from __future__ import annotations
@@ -13,31 +13,18 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from functools import cached_property
 from importlib import resources
 from typing import Any, Literal
 
 import redis
 
-from worker.contract import CancelRequest
-from worker.keys import Keys
-from worker.messages import TaskMessage
-
-
-class State(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    RETRYING = "retrying"
-    SETTLED = "settled"
-    DEAD = "dead"
-
-    @property
-    def is_final(self) -> bool:
-        return self in (State.SETTLED, State.DEAD)
-
-
-Decision = Literal["settle", "dead", "retry"]
+from cancelq.core.contract import CancelRequest
+from cancelq.core.lifecycle import Decision, State
+from cancelq.core.settings import Settings
+from cancelq.store.connections import redis_client
+from cancelq.store.keys import Keys
+from cancelq.store.messages import TaskMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,8 +194,8 @@ def _delayed_entry(message: TaskMessage) -> str:
 
 
 def script_source(name: str) -> str:
-    """A script of `worker/lua/`, with the shared functions of `lib.lua` in front."""
-    lua = resources.files("worker").joinpath("lua")
+    """A script of `cancelq/store/lua/`, with the shared functions of `lib.lua` in front."""
+    lua = resources.files("cancelq.store").joinpath("lua")
     return lua.joinpath("lib.lua").read_text(encoding="utf-8") + lua.joinpath(
         f"{name}.lua"
     ).read_text(encoding="utf-8")
@@ -474,3 +461,8 @@ def _s(value: Any) -> str:
 
 def _decode_hash(raw: dict[Any, Any]) -> dict[str, str]:
     return {_s(k): _s(v) for k, v in raw.items()}
+
+
+def audit_store(settings: Settings) -> AuditStore:
+    """The audit store on `REDIS_URL` under `KEY_PREFIX`."""
+    return AuditStore(redis_client(settings), Keys(settings.key_prefix))

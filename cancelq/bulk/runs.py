@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
-from worker.audit import Attempt, AuditStore, JobRecord, _iso
+from cancelq.store.audit import Attempt, AuditStore, JobRecord, _iso
 
 PAGE = 1_000
 OPEN_STATES = ("queued", "running", "retrying")

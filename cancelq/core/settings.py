@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.errors import ConfigError
+from cancelq.core.errors import ConfigError
 
 BASE_URLS: dict[str, str] = {
     "production": "https://api.care360-next.carevalidate.com",
@@ -27,10 +27,6 @@ DEFAULT_RETRY_BASE_SECONDS = 2.0
 DEFAULT_RETRY_MAX_SECONDS = 300.0
 DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 3600.0
-
-REALTIME_QUEUE = "cancellations"
-BULK_QUEUE = "cancellations.bulk"
-
 
 class Settings(BaseSettings):
     """The whole configuration; field aliases are the environment variable names."""

@@ -11,7 +11,7 @@
             └── TransientResponse      an answer that says "not now" (5xx, 429, odd 2xx)
 
 Final answers from Care360 (the 400s, 401, 404) are not exceptions: they are outcomes
-(`worker.outcomes.Outcome`), recorded once and never retried. Programming mistakes stay
+(`cancelq.care360.classify.Outcome`), recorded once and never retried. Programming mistakes stay
 outside this tree so that `except CancelqError` never hides a bug.
 """
 

@@ -16,8 +16,9 @@ from typing import Any
 
 from celery.schedules import crontab, schedule
 
-from worker.errors import ConfigError
-from worker.settings import REALTIME_QUEUE, Settings
+from cancelq.core.errors import ConfigError
+from cancelq.core.settings import Settings
+from cancelq.store.queues import REALTIME_QUEUE
 
 CLEANUP_TASK = "cleanup.process_inbox"
 CLEANUP_ENTRY = "cleanup-inbox"

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from worker.errors import Care360Timeout, Care360Unreachable, TransportError
+from cancelq.core.errors import Care360Timeout, Care360Unreachable, TransportError
 
 ACTION = "CANCEL_CALENDAR_EVENT"
 PATH = "/api/v1/cases/{case_id}"

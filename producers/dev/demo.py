@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.table import Table
 
+from cancelq.core.settings import load_settings
+from cancelq.store.audit import AuditStore, JobRecord, audit_store
+from producers.dev.local_redis import LocalRedis, answers, ensure_redis
 from producers.enqueue import enqueue_cancellation
-from producers.local_redis import LocalRedis, answers, ensure_redis
 from simulator.control import SimulatorControl, spawn_simulator
-from worker.audit import AuditStore, JobRecord
-from worker.connections import audit_store
-from worker.settings import load_settings
 
 DEMO_KEY = "demo-key-not-a-secret"
 DEMO_DB = 15

@@ -9,29 +9,18 @@ a note of who replayed it and when. Listing reads the `idx:state:dead` index, ne
 
 from __future__ import annotations
 
-import getpass
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from worker.audit import Attempt, AuditStore, JobRecord, Query, State
-from worker.auth_gate import clear_auth_block
-from worker.messages import PRIORITY_SEPARATOR, TaskMessage, build_task_message
-from worker.outcomes import Outcome
-from worker.settings import REALTIME_QUEUE
+from cancelq.core.lifecycle import Outcome, State
+from cancelq.pipeline.auth_gate import clear_auth_block
+from cancelq.store.audit import Attempt, AuditStore, JobRecord, Query
+from cancelq.store.messages import TaskMessage, build_task_message
+from cancelq.store.queues import PRIORITY_SEPARATOR, REALTIME_QUEUE
 
 READ_BATCH = 500
 REPLAY_VERDICT = "replayed"
-
-
-def operator_name() -> str:
-    """Who is at the keyboard, for the replay note: user@host."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 @dataclass(frozen=True, slots=True)

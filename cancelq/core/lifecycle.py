@@ -1,0 +1,48 @@
+"""The job lifecycle vocabulary: states, outcomes and the verdicts of an attempt.
+
+One copy of every name the audit store, the pipeline, the CLI and the Lua scripts share.
+`cancelq.store.scripts` hands these values to Lua as `ARGV`-free constants in the script
+prelude, so the two languages cannot drift.
+
+    queued -> running -> (retrying -> running)* -> settled (with an outcome)
+                                                 `-> dead (unauthorized, retries_exhausted)
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+
+class State(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SETTLED = "settled"
+    DEAD = "dead"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (State.SETTLED, State.DEAD)
+
+
+class Outcome(StrEnum):
+    CANCELLED = "cancelled"
+    ALREADY_CANCELLED = "already_cancelled"
+    EVENT_NOT_FOUND = "event_not_found"
+    NOT_CUSTOM_EVENT = "not_custom_event"
+    INVALID_REQUEST = "invalid_request"
+    UNAUTHORIZED = "unauthorized"
+    CASE_NOT_FOUND = "case_not_found"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+
+    @property
+    def is_dead(self) -> bool:
+        """Dead-lettered: nothing is wrong with the request; replay once the cause is fixed."""
+        return self in DEAD_OUTCOMES
+
+
+DEAD_OUTCOMES = frozenset({Outcome.UNAUTHORIZED, Outcome.RETRIES_EXHAUSTED})
+
+
+Decision = Literal["settle", "dead", "retry"]

@@ -21,8 +21,8 @@ from cancelq.core.errors import InvalidInput
 from cancelq.pipeline.attempt import reject_invalid, run_attempt
 from cancelq.pipeline.runtime import get_runtime
 from cancelq.store.queues import REALTIME_QUEUE
-from worker.celery import app
 from worker.beat import CLEANUP_TASK
+from worker.celery import app
 
 log = logging.getLogger("cancelq.task")
 

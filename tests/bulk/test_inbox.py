@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,7 +20,6 @@ from cancelq.core.errors import ConfigError
 from cancelq.core.settings import load_settings
 from cancelq.store.audit import AuditStore
 from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE
-from tests.conftest import ROOT, Simulator, wait_for, worker_env
 from worker.beat import CLEANUP_TASK, beat_schedule, parse_schedule
 
 
@@ -209,36 +205,3 @@ def test_a_lock_lost_to_another_worker_is_reported_not_hidden(
     result = process_file(fake_store, inbox, path, requested_by="t", lock_seconds=30)
     assert result.status == "processed"
     assert fake_store.redis.get(fake_store.keys.cleanup_lock("y.csv")) is None  # released
-
-
-# -- integration: two beats, one worker, files dropped while they run ------------------------
-
-
-@pytest.fixture
-def beats(redis_url: str, simulator: Simulator, tmp_path: Path) -> Iterator[list[Path]]:
-    """Two `celery -A worker beat` processes, no flags, schedule from the environment."""
-    env = worker_env(redis_url, simulator.url, CLEANUP_SCHEDULE="@every 2s",
-                     CLEANUP_INBOX=str(tmp_path / "inbox"))
-    env.pop("CV_API_KEY", None)  # beat needs no key
-    logs, processes = [], []
-    for i in range(2):
-        log = tmp_path / f"beat-{i}.log"
-        logs.append(log)
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker", "beat", "-l", "info"],
-            stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT, env=env,
-            start_new_session=True,
-        ))
-    try:
-        wait_for(lambda: any("Acquired lock" in p.read_text() for p in logs), timeout=30)
-        yield logs
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-

@@ -4,17 +4,49 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cancelq.store.audit import AuditStore
 from tests.bulk.test_inbox import _id, csv_text, drop, summary_of
-from tests.conftest import Simulator, WorkerFactory, wait_for
+from tests.conftest import ROOT, Simulator, WorkerFactory, wait_for, worker_env
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def beats(redis_url: str, simulator: Simulator, tmp_path: Path) -> Iterator[list[Path]]:
+    """Two `celery -A worker beat` processes, no flags, schedule from the environment."""
+    env = worker_env(redis_url, simulator.url, CLEANUP_SCHEDULE="@every 2s",
+                     CLEANUP_INBOX=str(tmp_path / "inbox"))
+    env.pop("CV_API_KEY", None)  # beat needs no key
+    logs, processes = [], []
+    for i in range(2):
+        log = tmp_path / f"beat-{i}.log"
+        logs.append(log)
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker", "beat", "-l", "info"],
+            stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+            start_new_session=True,
+        ))
+    try:
+        wait_for(lambda: any("Acquired lock" in p.read_text() for p in logs), timeout=30)
+        yield logs
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def test_dropped_files_are_processed_once_with_two_beats(

@@ -77,7 +77,7 @@ class RunMessages:
     Everything that is the same for the whole run (run id, requester, the message's frame)
     is encoded once; a row adds its three ids, which are canonical UUIDs (as `read_rows`
     gives them: nothing to escape), and its reason. The result is byte for byte what
-    `build_task_message` writes (tests/producers/test_bulk.py), at about half the cost.
+    `build_task_message` writes (tests/bulk/test_intake.py), at about half the cost.
     """
 
     def __init__(self, template: MessageTemplate, run_id: str, requested_by: str | None) -> None:

@@ -1,8 +1,8 @@
 """The Care360 HTTP client: one call, *Cancel Custom Calendar Event*.
 
 One `httpx.Client` per thread, not one shared: httpcore 1.0's pool scans every connection
-under a lock per request, so a shared client serialises a threads-pool worker (measured in
-CELERY-NOTES.md: 347 vs 1,047 calls/s at 64 threads). httpx exceptions are translated to
+under a lock per request, so a shared client serialises a threads-pool worker (measured here:
+347 vs 1,047 calls/s at 64 threads, docs/celery-on-redis.md). httpx exceptions are translated to
 ours in exactly one place, `_post`, with messages that carry neither
 headers nor the key.
 """

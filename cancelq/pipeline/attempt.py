@@ -4,7 +4,7 @@ The task is a thin shell around `run_attempt`, so every business rule here is un
 with fakeredis and an httpx mock transport, and the same code runs in the real worker.
 A retry is not a Celery countdown: the job goes to the store's delayed set with the
 message to push when due, and this attempt returns at once. A waiting job therefore holds
-no worker slot, no worker memory and no unacked broker message (CELERY-NOTES.md: ETA
+no worker slot, no worker memory and no unacked broker message (docs/celery-on-redis.md: ETA
 messages live in worker RAM and loop past the visibility timeout).
 """
 

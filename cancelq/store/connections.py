@@ -2,7 +2,7 @@
 
 Socket timeouts, keepalive and health checks are on because a Redis that restarts or fails
 over can leave half-open sockets that would otherwise block a caller forever
-(CELERY-NOTES.md, "Reconnecting after Redis restarts").
+(docs/celery-on-redis.md, "Reconnecting after Redis restarts").
 
 `REDIS_URL` may name Redis Sentinel instead, the way kombu and Celery spell it:
 `sentinel://[:password@]h1:26379;sentinel://h2:26379/0` with `REDIS_SENTINEL_MASTER`. The

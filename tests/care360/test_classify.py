@@ -1,6 +1,6 @@
 """`cancelq.care360.classify.classify`: one test per row of the classification table.
 
-Bodies are the spec's text byte for byte (docs/spec: care360-cancel-calendar-event.md), parsed
+Bodies are the spec's text byte for byte (docs/care360-api.md), parsed
 through `Answer.from_response` so the parsing is exercised too.
 """
 

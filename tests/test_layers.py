@@ -30,7 +30,7 @@ def _modules(package: str) -> list[Path]:
 
 
 def _imports(path: Path) -> list[str]:
-    found = []
+    found: list[str] = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.extend(alias.name for alias in node.names)
@@ -56,7 +56,7 @@ def test_top_level_packages_import_only_downward(package: str) -> None:
 
 
 def test_cancelq_layers_import_only_the_layers_beneath() -> None:
-    wrong = []
+    wrong: list[str] = []
     for path in _modules("cancelq"):
         parts = path.relative_to(ROOT / "cancelq").parts
         if len(parts) < 2:

@@ -1,13 +1,15 @@
 """Fixtures: one per real part (Redis, simulator, worker), plus fakeredis for unit tests.
 
 Integration tests never touch a Redis they did not start: the session starts a private
-`redis-server` on a free port (or, where none is installed, the embedded fakeredis server)
-and flushes only that one between tests.
+`redis-server` on a free port and flushes only that one between tests. Where no
+`redis-server` is installed they fail, saying so: a fault test on fakeredis would prove
+nothing (it has no persistence, no real `CLIENT KILL`, no Sentinel).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +25,7 @@ import redis
 
 from cancelq.store.audit import AuditStore
 from cancelq.store.keys import Keys
-from producers.dev.local_redis import LocalRedis, ensure_redis
+from producers.dev.local_redis import LocalRedis, start_redis_server
 from simulator.control import SimulatorControl, spawn_simulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +61,9 @@ def fake_store(fake_redis: fakeredis.FakeRedis) -> AuditStore:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[LocalRedis]:
-    server = ensure_redis(None, prefer_private=True)
+    if shutil.which("redis-server") is None:
+        pytest.fail("integration tests need `redis-server` on PATH (apt-get install redis-server)")
+    server = start_redis_server()
     yield server
     server.stop()
 

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import click
 import uvicorn
@@ -274,45 +275,23 @@ def simulator_command(
     events_per_case: int,
     auto_create: bool,
     random_seed: int | None,
-    latency_ms: float,
-    latency_jitter_ms: float,
-    error_rate: float,
-    lost_response_rate: float,
-    hang_rate: float,
-    hang_seconds: float,
-    throttle_rate: float,
-    throttle_status: str,
-    retry_after: int | None,
     log_level: str,
     access_log: bool,
+    **fault_options: Any,
 ) -> None:
-    """Serve a simulated Care360 "Cancel Custom Calendar Event" API with fault injection."""
+    """Serve a simulated Care360 "Cancel Custom Calendar Event" API with fault injection.
+
+    The fault options arrive under `FaultConfig`'s own field names (`--error-rate` is
+    `error_rate`), so they are passed on as they are, not listed a second time here.
+    """
     try:
-        faults = FaultConfig(
-            latency_ms=latency_ms,
-            latency_jitter_ms=latency_jitter_ms,
-            error_rate=error_rate,
-            lost_response_rate=lost_response_rate,
-            hang_rate=hang_rate,
-            hang_seconds=hang_seconds,
-            throttle_rate=throttle_rate,
-            throttle_status=int(throttle_status),
-            retry_after=retry_after,
-        )
-    except FaultConfigError as exc:
-        raise click.UsageError(str(exc)) from exc
-    try:
+        faults = _fault_config(fault_options)
         state = _build_state(seed_file, generate, events_per_case, random_seed)
-    except SeedError as exc:
+    except (FaultConfigError, SeedError) as exc:
         raise click.UsageError(str(exc)) from exc
     config = SimulatorConfig(
         api_key=api_key, auto_create=auto_create, faults=faults, random_seed=random_seed
     )
-
-    def announce(bound_host: str, bound_port: int) -> None:
-        click.echo(f"simulator listening on http://{bound_host}:{bound_port}")
-        sys.stdout.flush()
-
     serve(
         host,
         port,
@@ -320,5 +299,16 @@ def simulator_command(
         state=state,
         log_level=log_level,
         access_log=access_log,
-        on_ready=announce,
+        on_ready=_announce,
     )
+
+
+def _fault_config(options: dict[str, Any]) -> FaultConfig:
+    """The fault options as a `FaultConfig` (`--throttle-status` is a choice of strings)."""
+    return FaultConfig(**{**options, "throttle_status": int(options["throttle_status"])})
+
+
+def _announce(bound_host: str, bound_port: int) -> None:
+    """The one stdout line a parent process waits for to learn the port."""
+    click.echo(f"simulator listening on http://{bound_host}:{bound_port}")
+    sys.stdout.flush()

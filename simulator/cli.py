@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 import uvicorn
+from click.decorators import FC
 
 from simulator.app import DEFAULT_API_KEY, SimulatorApp, SimulatorConfig, create_app
 from simulator.faults import DEFAULT_HANG_SECONDS, FaultConfig, FaultConfigError
@@ -173,6 +174,11 @@ def _build_state(
     return state
 
 
+def _rate_option(flag: str, help_text: str) -> Callable[[FC], FC]:
+    """A fault rate: a fraction of calls, 0 (never, the default) to 1 (every call)."""
+    return click.option(flag, default=0.0, type=click.FloatRange(0, 1), help=help_text)
+
+
 @click.command(name="simulator")
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Interface to bind.")
 @click.option(
@@ -224,33 +230,13 @@ def _build_state(
     type=click.FloatRange(min=0),
     help="Extra uniform random delay, 0..J ms.",
 )
-@click.option(
-    "--error-rate",
-    default=0.0,
-    type=click.FloatRange(0, 1),
-    help="Fraction answered 500, nothing applied.",
-)
-@click.option(
-    "--lost-response-rate",
-    default=0.0,
-    type=click.FloatRange(0, 1),
-    help="Fraction of would-be 200s applied but answered 500.",
-)
-@click.option(
-    "--hang-rate",
-    default=0.0,
-    type=click.FloatRange(0, 1),
-    help="Fraction that hang --hang-seconds before being answered.",
-)
+@_rate_option("--error-rate", "Fraction answered 500, nothing applied.")
+@_rate_option("--lost-response-rate", "Fraction of would-be 200s applied but answered 500.")
+@_rate_option("--hang-rate", "Fraction that hang --hang-seconds before being answered.")
 @click.option(
     "--hang-seconds", default=DEFAULT_HANG_SECONDS, show_default=True, type=click.FloatRange(min=0)
 )
-@click.option(
-    "--throttle-rate",
-    default=0.0,
-    type=click.FloatRange(0, 1),
-    help="Fraction answered --throttle-status.",
-)
+@_rate_option("--throttle-rate", "Fraction answered --throttle-status.")
 @click.option(
     "--throttle-status", default="429", show_default=True, type=click.Choice(["429", "503"])
 )
@@ -279,11 +265,9 @@ def simulator_command(
     access_log: bool,
     **fault_options: Any,
 ) -> None:
-    """Serve a simulated Care360 "Cancel Custom Calendar Event" API with fault injection.
-
-    The fault options arrive under `FaultConfig`'s own field names (`--error-rate` is
-    `error_rate`), so they are passed on as they are, not listed a second time here.
-    """
+    """Serve a simulated Care360 "Cancel Custom Calendar Event" API with fault injection."""
+    # The fault options arrive under FaultConfig's own field names (--error-rate is
+    # error_rate), so they are passed on as they are, not listed a second time here.
     try:
         faults = _fault_config(fault_options)
         state = _build_state(seed_file, generate, events_per_case, random_seed)

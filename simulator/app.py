@@ -116,6 +116,29 @@ class _Answer:
     retry_after: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _ApiRequest:
+    """One call to the Care360 endpoint, as every step of answering it reads it."""
+
+    api_key: bytes | None
+    case_id: str | None
+    payload: Mapping[str, Any] | None
+    event_id: str | None
+
+    @classmethod
+    def read(cls, scope: Scope, body: bytes, case_segment: str) -> _ApiRequest:
+        """The first `cv-api-key` and `content-type` headers count; ids as the API parses them."""
+        api_key: bytes | None = None
+        content_type = b""
+        for name, value in scope["headers"]:
+            if name == b"cv-api-key" and api_key is None:
+                api_key = value
+            elif name == b"content-type" and not content_type:
+                content_type = value
+        payload = _parse_payload(body, content_type)
+        return cls(api_key, parse_uuid(case_segment), payload, _event_id(payload))
+
+
 class _ControlError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -157,34 +180,21 @@ class SimulatorApp:
         log = self.log
         log.in_flight += 1
         try:
-            body = await _read_body(receive)
-            api_key: bytes | None = None
-            content_type = b""
-            for name, value in scope["headers"]:
-                if name == b"cv-api-key" and api_key is None:
-                    api_key = value
-                elif name == b"content-type" and not content_type:
-                    content_type = value
-            payload = _parse_payload(body, content_type)
-            event_id = _event_id(payload)
-            case_id = parse_uuid(case_segment)
-
+            request = _ApiRequest.read(scope, await _read_body(receive), case_segment)
             faults = self.faults
             if faults.latency_ms or faults.latency_jitter_ms:
                 await asyncio.sleep(faults.latency_seconds(self._rng.random()))
-
+            event_id = request.event_id
             scripted = self.scripts.pop(event_id) if event_id is not None else None
             answer: _Answer | None
             if scripted is not None:
-                answer = await self._scripted(
-                    scripted, receive, api_key, case_id, payload, event_id
-                )
+                answer = await self._scripted(scripted, receive, request)
             else:
-                answer = await self._unscripted(receive, api_key, case_id, payload, event_id)
+                answer = await self._unscripted(receive, request)
             log.record(
                 Call(
                     time=arrived,
-                    case_id=case_id if case_id is not None else case_segment,
+                    case_id=request.case_id if request.case_id is not None else case_segment,
                     event_id=event_id,
                     status=answer.status if answer else CLIENT_CLOSED_STATUS,
                     fault=answer.fault if answer else GatewayFault.HANG.value,
@@ -198,13 +208,7 @@ class SimulatorApp:
             log.in_flight -= 1
 
     async def _scripted(
-        self,
-        scripted: ForcedStatus | str,
-        receive: Receive,
-        api_key: bytes | None,
-        case_id: str | None,
-        payload: Mapping[str, Any] | None,
-        event_id: str | None,
+        self, scripted: ForcedStatus | str, receive: Receive, request: _ApiRequest
     ) -> _Answer | None:
         if isinstance(scripted, ForcedStatus):
             return _forced(scripted.status, scripted.retry_after, "forced")
@@ -213,20 +217,13 @@ class SimulatorApp:
         if scripted == "hang":
             if await self._hang(receive):
                 return None
-            answer = self._decide(api_key, case_id, payload, event_id)
+            answer = self._decide(request)
             return _Answer(answer.status, answer.body, answer.applied, "hang")
         # "lost": whatever happened, the client never hears about it.
-        answer = self._decide(api_key, case_id, payload, event_id)
+        answer = self._decide(request)
         return _Answer(500, BODY_INTERNAL_ERROR, answer.applied, "lost")
 
-    async def _unscripted(
-        self,
-        receive: Receive,
-        api_key: bytes | None,
-        case_id: str | None,
-        payload: Mapping[str, Any] | None,
-        event_id: str | None,
-    ) -> _Answer | None:
+    async def _unscripted(self, receive: Receive, request: _ApiRequest) -> _Answer | None:
         faults = self.faults
         fault: str | None = None
         if faults.has_gateway_faults:
@@ -239,7 +236,7 @@ class SimulatorApp:
                 if await self._hang(receive):
                     return None
                 fault = gateway.value
-        answer = self._decide(api_key, case_id, payload, event_id)
+        answer = self._decide(request)
         if (
             answer.status == 200
             and self.faults.lost_response_rate > 0
@@ -261,14 +258,10 @@ class SimulatorApp:
         except TimeoutError:
             return False
 
-    def _decide(
-        self,
-        api_key: bytes | None,
-        case_id: str | None,
-        payload: Mapping[str, Any] | None,
-        event_id: str | None,
-    ) -> _Answer:
+    def _decide(self, request: _ApiRequest) -> _Answer:
         """The API's own checks, in order; a success cancels the event (synchronously)."""
+        api_key, case_id = request.api_key, request.case_id
+        payload, event_id = request.payload, request.event_id
         if api_key is None or not hmac.compare_digest(api_key, self._api_key):
             return _Answer(401, BODY_UNAUTHORIZED)
         state = self.state

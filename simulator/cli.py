@@ -19,9 +19,11 @@ import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import click
 import uvicorn
+from click.decorators import FC
 
 from simulator.app import DEFAULT_API_KEY, SimulatorApp, SimulatorConfig, create_app
 from simulator.faults import DEFAULT_HANG_SECONDS, FaultConfig, FaultConfigError
@@ -172,6 +174,11 @@ def _build_state(
     return state
 
 
+def _rate_option(flag: str, help_text: str) -> Callable[[FC], FC]:
+    """A fault rate: a fraction of calls, 0 (never, the default) to 1 (every call)."""
+    return click.option(flag, default=0.0, type=click.FloatRange(0, 1), help=help_text)
+
+
 @click.command(name="simulator")
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Interface to bind.")
 @click.option(
@@ -223,33 +230,13 @@ def _build_state(
     type=click.FloatRange(min=0),
     help="Extra uniform random delay, 0..J ms.",
 )
-@click.option(
-    "--error-rate",
-    default=0.0,
-    type=click.FloatRange(0, 1),
-    help="Fraction answered 500, nothing applied.",
-)
-@click.option(
-    "--lost-response-rate",
-    default=0.0,
-    type=click.FloatRange(0, 1),
-    help="Fraction of would-be 200s applied but answered 500.",
-)
-@click.option(
-    "--hang-rate",
-    default=0.0,
-    type=click.FloatRange(0, 1),
-    help="Fraction that hang --hang-seconds before being answered.",
-)
+@_rate_option("--error-rate", "Fraction answered 500, nothing applied.")
+@_rate_option("--lost-response-rate", "Fraction of would-be 200s applied but answered 500.")
+@_rate_option("--hang-rate", "Fraction that hang --hang-seconds before being answered.")
 @click.option(
     "--hang-seconds", default=DEFAULT_HANG_SECONDS, show_default=True, type=click.FloatRange(min=0)
 )
-@click.option(
-    "--throttle-rate",
-    default=0.0,
-    type=click.FloatRange(0, 1),
-    help="Fraction answered --throttle-status.",
-)
+@_rate_option("--throttle-rate", "Fraction answered --throttle-status.")
 @click.option(
     "--throttle-status", default="429", show_default=True, type=click.Choice(["429", "503"])
 )
@@ -274,45 +261,21 @@ def simulator_command(
     events_per_case: int,
     auto_create: bool,
     random_seed: int | None,
-    latency_ms: float,
-    latency_jitter_ms: float,
-    error_rate: float,
-    lost_response_rate: float,
-    hang_rate: float,
-    hang_seconds: float,
-    throttle_rate: float,
-    throttle_status: str,
-    retry_after: int | None,
     log_level: str,
     access_log: bool,
+    **fault_options: Any,
 ) -> None:
     """Serve a simulated Care360 "Cancel Custom Calendar Event" API with fault injection."""
+    # The fault options arrive under FaultConfig's own field names (--error-rate is
+    # error_rate), so they are passed on as they are, not listed a second time here.
     try:
-        faults = FaultConfig(
-            latency_ms=latency_ms,
-            latency_jitter_ms=latency_jitter_ms,
-            error_rate=error_rate,
-            lost_response_rate=lost_response_rate,
-            hang_rate=hang_rate,
-            hang_seconds=hang_seconds,
-            throttle_rate=throttle_rate,
-            throttle_status=int(throttle_status),
-            retry_after=retry_after,
-        )
-    except FaultConfigError as exc:
-        raise click.UsageError(str(exc)) from exc
-    try:
+        faults = _fault_config(fault_options)
         state = _build_state(seed_file, generate, events_per_case, random_seed)
-    except SeedError as exc:
+    except (FaultConfigError, SeedError) as exc:
         raise click.UsageError(str(exc)) from exc
     config = SimulatorConfig(
         api_key=api_key, auto_create=auto_create, faults=faults, random_seed=random_seed
     )
-
-    def announce(bound_host: str, bound_port: int) -> None:
-        click.echo(f"simulator listening on http://{bound_host}:{bound_port}")
-        sys.stdout.flush()
-
     serve(
         host,
         port,
@@ -320,5 +283,16 @@ def simulator_command(
         state=state,
         log_level=log_level,
         access_log=access_log,
-        on_ready=announce,
+        on_ready=_announce,
     )
+
+
+def _fault_config(options: dict[str, Any]) -> FaultConfig:
+    """The fault options as a `FaultConfig` (`--throttle-status` is a choice of strings)."""
+    return FaultConfig(**{**options, "throttle_status": int(options["throttle_status"])})
+
+
+def _announce(bound_host: str, bound_port: int) -> None:
+    """The one stdout line a parent process waits for to learn the port."""
+    click.echo(f"simulator listening on http://{bound_host}:{bound_port}")
+    sys.stdout.flush()

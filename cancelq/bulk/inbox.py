@@ -43,6 +43,7 @@ from cancelq.bulk.intake import (
     read_rows,
 )
 from cancelq.bulk.runs import run_progress
+from cancelq.core.clock import iso_utc
 from cancelq.store.audit import AuditStore
 
 log = logging.getLogger("cancelq.cleanup")
@@ -244,7 +245,9 @@ def _report(
     if summary is not None:
         report.update(summary.to_json())
     report.update(
-        started_at=_iso(started), finished_at=_iso(time.time()), host=socket.gethostname()
+        started_at=iso_utc(started, millis=False),
+        finished_at=iso_utc(time.time(), millis=False),
+        host=socket.gethostname(),
     )
     return report
 
@@ -267,7 +270,3 @@ def _move_with_summary(path: Path, directory: Path, report: dict[str, Any]) -> P
 
 def _summary_path(destination: Path) -> Path:
     return destination.with_name(destination.name + ".summary.json")
-
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
-from cancelq.store.audit import Attempt, AuditStore, JobRecord, _iso
+from cancelq.core.clock import iso_utc
+from cancelq.store.audit import Attempt, AuditStore, JobRecord
+from cancelq.store.codec import decode_counters, decode_text
 
 PAGE = 1_000
 OPEN_STATES = ("queued", "running", "retrying")
@@ -65,7 +67,7 @@ class RunProgress:
         """The documented, stable `cancelq run --json` object."""
         return {
             "run_id": self.run_id,
-            "started_at": _iso(self.started_at),
+            "started_at": iso_utc(self.started_at),
             "jobs": self.jobs,
             "done": self.done,
             "pending": self.pending,
@@ -81,7 +83,7 @@ def run_progress(store: AuditStore, run_id: str) -> RunProgress:
     pipe.zscore(store.keys.runs, run_id)
     pipe.hgetall(store.keys.run_stats(run_id))
     score, raw = pipe.execute()
-    counters = {_s(k): int(v) for k, v in raw.items()}
+    counters = decode_counters(raw)
     return RunProgress(run_id, float(score) if score is not None else None, counters)
 
 
@@ -105,12 +107,10 @@ def list_runs(store: AuditStore, limit: int = 50) -> list[RunProgress]:
     )
     pipe = store.redis.pipeline(transaction=False)
     for run_id, _ in entries:
-        pipe.hgetall(store.keys.run_stats(_s(run_id)))
+        pipe.hgetall(store.keys.run_stats(decode_text(run_id)))
     runs = []
     for (run_id, score), raw in zip(entries, pipe.execute(), strict=True):
-        runs.append(
-            RunProgress(_s(run_id), float(score), {_s(k): int(v) for k, v in raw.items()})
-        )
+        runs.append(RunProgress(decode_text(run_id), float(score), decode_counters(raw)))
     return runs
 
 
@@ -136,7 +136,7 @@ def iter_run_jobs(store: AuditStore, run_id: str, *, page: int = PAGE) -> Iterat
     index = store.keys.index_run(run_id)
     start = 0
     while True:
-        ids = [_s(i) for i in store.redis.zrange(index, start, start + page - 1)]
+        ids = [decode_text(i) for i in store.redis.zrange(index, start, start + page - 1)]
         if not ids:
             return
         start += len(ids)
@@ -165,7 +165,3 @@ def export_csv(store: AuditStore, run_id: str, out: IO[str]) -> int:
         writer.writerow(job.row())
         count += 1
     return count
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

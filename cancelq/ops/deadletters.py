@@ -16,6 +16,7 @@ from typing import Any, Literal
 from cancelq.core.lifecycle import Outcome, State
 from cancelq.pipeline.auth_gate import clear_auth_block
 from cancelq.store.audit import Attempt, AuditStore, JobRecord, Query
+from cancelq.store.codec import decode_text
 from cancelq.store.messages import TaskMessage, build_task_message
 from cancelq.store.queues import PRIORITY_SEPARATOR, REALTIME_QUEUE
 
@@ -81,7 +82,8 @@ def dead_job_ids(
     store: AuditStore, *, outcome: str | None = None, run_id: str | None = None
 ) -> list[str]:
     """Every dead job id matching the filters, oldest first (for `replay --all`)."""
-    ids = [_s(i) for i in store.redis.zrange(store.keys.index_state(State.DEAD.value), 0, -1)]
+    index = store.keys.index_state(State.DEAD.value)
+    ids = [decode_text(i) for i in store.redis.zrange(index, 0, -1)]
     if outcome is None and run_id is None:
         return ids
     kept: list[str] = []
@@ -152,6 +154,23 @@ def replay(
     the replayed jobs at once. A dry run changes nothing.
     """
     ids = list(dict.fromkeys(job_ids))
+    records = _read_for_replay(store, ids)
+    cleared = False
+    wants_unblock = any(
+        rec.state is State.DEAD and rec.outcome == Outcome.UNAUTHORIZED.value
+        for rec, _ in records.values()
+    )
+    if clear_auth and wants_unblock and not dry_run:
+        cleared = clear_auth_block(store.redis, store.keys)
+    results = [_replay_one(store, job_id, records.get(job_id), who=who, dry_run=dry_run)
+               for job_id in ids]
+    return ReplayReport(tuple(results), cleared)
+
+
+def _read_for_replay(
+    store: AuditStore, ids: list[str]
+) -> dict[str, tuple[JobRecord, str | None]]:
+    """Each existing job's record and queue key (its priority), a batch at a time."""
     records: dict[str, tuple[JobRecord, str | None]] = {}
     for start in range(0, len(ids), READ_BATCH):
         chunk = ids[start : start + READ_BATCH]
@@ -162,36 +181,31 @@ def replay(
         by_id = {r.job_id: r for r in store.get_many(chunk, with_attempts=False)}
         for job_id, queue_key in zip(chunk, queue_keys, strict=True):
             if job_id in by_id:
-                records[job_id] = (by_id[job_id], _s(queue_key) if queue_key else None)
+                records[job_id] = (by_id[job_id], decode_text(queue_key) if queue_key else None)
+    return records
 
-    cleared = False
-    wants_unblock = any(
-        rec.state is State.DEAD and rec.outcome == Outcome.UNAUTHORIZED.value
-        for rec, _ in records.values()
-    )
-    if clear_auth and wants_unblock and not dry_run:
-        cleared = clear_auth_block(store.redis, store.keys)
 
-    results: list[ReplayResult] = []
-    for job_id in ids:
-        if job_id not in records:
-            results.append(ReplayResult(job_id, "missing", None, None, "no such job"))
-            continue
-        record, queue_key = records[job_id]
-        if record.state is not State.DEAD:
-            results.append(_refused(record.job_id, record.state.value, record.outcome))
-            continue
-        if dry_run:
-            results.append(ReplayResult(job_id, "would_replay", "dead", record.outcome,
-                                        f"would replay ({record.outcome})"))
-            continue
-        done = store.replay(job_id, replay_message(record, queue_key), who=who)
-        if not done.applied:
-            results.append(_refused(job_id, done.state, None))
-            continue
-        results.append(ReplayResult(job_id, "replayed", done.state, record.outcome,
-                                    f"replayed ({record.outcome}), replay #{done.replays}"))
-    return ReplayReport(tuple(results), cleared)
+def _replay_one(
+    store: AuditStore,
+    job_id: str,
+    found: tuple[JobRecord, str | None] | None,
+    *,
+    who: str,
+    dry_run: bool,
+) -> ReplayResult:
+    if found is None:
+        return ReplayResult(job_id, "missing", None, None, "no such job")
+    record, queue_key = found
+    if record.state is not State.DEAD:
+        return _refused(record.job_id, record.state.value, record.outcome)
+    if dry_run:
+        return ReplayResult(job_id, "would_replay", "dead", record.outcome,
+                            f"would replay ({record.outcome})")
+    done = store.replay(job_id, replay_message(record, queue_key), who=who)
+    if not done.applied:
+        return _refused(job_id, done.state, None)
+    return ReplayResult(job_id, "replayed", done.state, record.outcome,
+                        f"replayed ({record.outcome}), replay #{done.replays}")
 
 
 def _refused(job_id: str, state: str, outcome: str | None) -> ReplayResult:
@@ -207,8 +221,4 @@ def _priority(queue_key: str | None) -> int:
         return int(queue_key.rsplit(PRIORITY_SEPARATOR, 1)[1])
     except ValueError:
         return 0
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 

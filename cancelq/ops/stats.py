@@ -9,19 +9,23 @@ created time), the per-second call buckets of the last minute, and the auth bloc
 
 from __future__ import annotations
 
-import time
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cancelq.core.clock import iso_utc
 from cancelq.core.lifecycle import State
 from cancelq.store.audit import AuditStore
+from cancelq.store.codec import decode_counters, decode_pttl, decode_text
 from cancelq.store.queues import BULK_QUEUE, PRIORITY_STEPS, REALTIME_QUEUE, queue_key
 
 QUEUES: tuple[str, ...] = (REALTIME_QUEUE, BULK_QUEUE)
 #: kombu's Redis transport keeps delivered, not yet acknowledged messages here.
 KOMBU_UNACKED_KEY = "unacked"
 CALLS_WINDOW_SECONDS = 60
+#: `auth_blocked_seconds` of a block without a TTL (made by hand): it lasts until cleared.
+BLOCKED_UNTIL_CLEARED = -1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +66,7 @@ class Snapshot:
     def to_json(self) -> dict[str, Any]:
         """The documented `cancelq stats --json` object."""
         return {
-            "taken_at": _iso(self.taken_at),
+            "taken_at": iso_utc(self.taken_at),
             "run_id": self.run_id,
             "jobs": self.jobs,
             "attempts": self.attempts,
@@ -90,6 +94,37 @@ def snapshot(
     store: AuditStore, *, run_id: str | None = None, queues: Sequence[str] = QUEUES
 ) -> Snapshot:
     """Read the snapshot in one pipeline (plus the call buckets, another one)."""
+    replies = iter(_snapshot_pipeline(store, run_id, queues).execute())
+    seconds, micros = next(replies)
+    now = int(seconds) + int(micros) / 1_000_000
+    counters = decode_counters(next(replies))
+    depths = tuple(
+        QueueDepth(name, {step: int(next(replies)) for step in PRIORITY_STEPS}) for name in queues
+    )
+    delayed = int(next(replies))
+    unacked = int(next(replies))
+    oldest_id, oldest_age = _oldest_queued(next(replies), now)
+    blocked = _blocked_seconds(next(replies))
+    return Snapshot(
+        taken_at=now,
+        run_id=run_id,
+        jobs=counters.get("jobs", 0),
+        attempts=counters.get("attempts", 0),
+        replays=counters.get("replays", 0),
+        states={s.value: counters.get(f"state:{s.value}", 0) for s in State},
+        outcomes=_outcomes(counters),
+        queues=depths,
+        delayed=delayed,
+        unacked=unacked,
+        oldest_queued_job=oldest_id,
+        oldest_queued_age_seconds=oldest_age,
+        calls_last_minute=dict(sorted(store.calls_last(CALLS_WINDOW_SECONDS).items())),
+        auth_blocked_seconds=blocked,
+    )
+
+
+def _snapshot_pipeline(store: AuditStore, run_id: str | None, queues: Sequence[str]) -> Any:
+    """The reads of one snapshot, queued in the order `snapshot` takes the replies."""
     keys = store.keys
     pipe = store.redis.pipeline(transaction=False)
     pipe.time()
@@ -101,59 +136,30 @@ def snapshot(
     pipe.hlen(KOMBU_UNACKED_KEY)
     pipe.zrange(keys.index_state(State.QUEUED.value), 0, 0, withscores=True)
     pipe.pttl(keys.auth_blocked)
-    replies = iter(pipe.execute())
+    return pipe
 
-    seconds, micros = next(replies)
-    now = int(seconds) + int(micros) / 1_000_000
-    counters = {_s(k): int(v) for k, v in next(replies).items()}
-    depths = tuple(
-        QueueDepth(name, {step: int(next(replies)) for step in PRIORITY_STEPS}) for name in queues
-    )
-    delayed = int(next(replies))
-    unacked = int(next(replies))
-    oldest = next(replies)
-    ttl_ms = int(next(replies))
 
-    states = {s.value: counters.get(f"state:{s.value}", 0) for s in State}
-    outcomes = {
+def _outcomes(counters: dict[str, int]) -> dict[str, int]:
+    """The non-zero `outcome:*` counters, by outcome name, sorted."""
+    return {
         name.removeprefix("outcome:"): count
         for name, count in sorted(counters.items())
         if name.startswith("outcome:") and count
     }
-    oldest_id, oldest_age = None, None
-    if oldest:
-        member, score = oldest[0]
-        oldest_id, oldest_age = _s(member), round(max(0.0, now - float(score)), 3)
-    return Snapshot(
-        taken_at=now,
-        run_id=run_id,
-        jobs=counters.get("jobs", 0),
-        attempts=counters.get("attempts", 0),
-        replays=counters.get("replays", 0),
-        states=states,
-        outcomes=outcomes,
-        queues=depths,
-        delayed=delayed,
-        unacked=unacked,
-        oldest_queued_job=oldest_id,
-        oldest_queued_age_seconds=oldest_age,
-        calls_last_minute=dict(sorted(store.calls_last(CALLS_WINDOW_SECONDS).items())),
-        auth_blocked_seconds=_blocked_seconds(ttl_ms),
-    )
+
+
+def _oldest_queued(reply: Any, now: float) -> tuple[str | None, float | None]:
+    """The oldest queued job and its age in seconds, from ZRANGE 0 0 WITHSCORES."""
+    if not reply:
+        return None, None
+    member, score = reply[0]
+    return decode_text(member), round(max(0.0, now - float(score)), 3)
 
 
 def _blocked_seconds(ttl_ms: int) -> float | None:
-    """None: calls allowed. -1: a block without TTL (made by hand) that lasts until cleared."""
-    if ttl_ms == -2:
-        return None
-    if ttl_ms == -1:
-        return -1.0
-    return ttl_ms / 1000
+    """None: calls allowed. -1: a block without TTL (made by hand) that lasts until cleared.
 
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    -1 and not infinity, because the JSON output cannot carry infinity.
+    """
+    left = decode_pttl(ttl_ms)
+    return BLOCKED_UNTIL_CLEARED if left == math.inf else left

@@ -4,8 +4,12 @@ The task is a thin shell around `run_attempt`, so every business rule here is un
 with fakeredis and an httpx mock transport, and the same code runs in the real worker.
 A retry is not a Celery countdown: the job goes to the store's delayed set with the
 message to push when due, and this attempt returns at once. A waiting job therefore holds
-no worker slot, no worker memory and no unacked broker message (docs/celery-on-redis.md: ETA
-messages live in worker RAM and loop past the visibility timeout).
+no worker slot, no worker memory and no unacked broker message (a Celery ETA message waits
+in the worker's RAM, unacked, and is redelivered each time it outlives the broker's
+visibility timeout).
+
+Every step takes an `AttemptContext` (the runtime, the job and its queue) and, once the call
+is made, a `Call` (attempt number, start, duration) rather than a list of positional values.
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ from cancelq.core.lifecycle import Decision, Outcome
 from cancelq.core.settings import Settings
 from cancelq.pipeline.gates import Defer, EndWithoutCall
 from cancelq.pipeline.runtime import Runtime
-from cancelq.store.audit import Attempt
-from cancelq.store.messages import build_task_message
+from cancelq.store.audit import Attempt, Begun
+from cancelq.store.messages import TaskMessage, build_task_message
 from cancelq.store.queues import queue_key
 
 log = logging.getLogger("cancelq.attempt")
@@ -51,6 +55,51 @@ class AttemptResult:
         return f"{self.state}: {self.outcome}"
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptContext:
+    """The job an attempt works on, and where its message came from: what every step needs.
+
+    `queue` and `priority` matter beyond the audit: a deferral or a retry puts the job back
+    on the same queue and priority sub-list, so a bulk job never overtakes a realtime one.
+    """
+
+    rt: Runtime
+    job_id: str
+    request: CancelRequest
+    queue: str
+    priority: int = 0
+
+    @property
+    def queue_key(self) -> str:
+        return queue_key(self.queue, self.priority)
+
+    def message(self) -> TaskMessage:
+        """The message that runs this job again later, built exactly as producers build it."""
+        return build_task_message(
+            {"job_id": self.job_id, **self.request.model_dump(exclude_none=True)},
+            queue=self.queue,
+            priority=self.priority,
+        )
+
+    def begin(self, max_attempts: int) -> Begun:
+        return self.rt.store.begin(
+            self.job_id,
+            self.request,
+            max_attempts=max_attempts,
+            queue=self.queue,
+            queue_key=self.queue_key,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call to Care360: which attempt it was, when it started, how long it took."""
+
+    number: int
+    started_at: float
+    duration_ms: float
+
+
 def run_attempt(
     rt: Runtime,
     job_id: str,
@@ -59,141 +108,152 @@ def run_attempt(
     queue: str,
     priority: int = 0,
 ) -> AttemptResult:
-    settings, store = rt.settings, rt.store
-    for gate in rt.gates:
-        verdict = gate.before_call(job_id, request, queue)
-        if isinstance(verdict, Defer):
-            message = build_task_message(
-                {"job_id": job_id, **request.model_dump(exclude_none=True)},
-                queue=queue,
-                priority=priority,
-            )
-            store.defer(job_id, delay_seconds=verdict.seconds, message=message)
-            log.debug("job %s deferred %.2fs: %s", job_id, verdict.seconds, verdict.why)
-            return AttemptResult(job_id, "deferred", None, 0, False, verdict.seconds)
-        if isinstance(verdict, EndWithoutCall):
-            store.begin(job_id, request, max_attempts=0, queue=queue,
-                        queue_key=queue_key(queue, priority))
-            return settle_without_call(rt, job_id, verdict.outcome, 0, verdict.why)
-    begun = store.begin(
-        job_id,
-        request,
-        max_attempts=settings.max_attempts,
-        queue=queue,
-        queue_key=queue_key(queue, priority),
-    )
+    """Ask the gates, begin the attempt in the store, call Care360 once, record what it said."""
+    ctx = AttemptContext(rt, job_id, request, queue, priority)
+    stopped = _ask_gates(ctx)
+    if stopped is not None:
+        return stopped
+    max_attempts = rt.settings.max_attempts
+    begun = ctx.begin(max_attempts)
     if begun.verdict == "settled":
         log.info("job %s already %s (%s): not called again", job_id, begun.state, begun.outcome)
         return AttemptResult(job_id, begun.state or "", begun.outcome, begun.attempt, False)
     if begun.verdict == "exhausted":
         return settle_without_call(
-            rt, job_id, Outcome.RETRIES_EXHAUSTED, begun.attempt,
-            f"all {settings.max_attempts} attempts already used",
+            ctx, Outcome.RETRIES_EXHAUSTED, f"all {max_attempts} attempts already used",
+            attempts=begun.attempt,
         )
+    return _call(ctx, begun.attempt)
 
-    number = begun.attempt
+
+def _ask_gates(ctx: AttemptContext) -> AttemptResult | None:
+    """The first gate that does not let the call go ahead decides; None when all do."""
+    for gate in ctx.rt.gates:
+        verdict = gate.before_call(ctx.job_id, ctx.request, ctx.queue)
+        if isinstance(verdict, Defer):
+            ctx.rt.store.defer(ctx.job_id, delay_seconds=verdict.seconds, message=ctx.message())
+            log.debug("job %s deferred %.2fs: %s", ctx.job_id, verdict.seconds, verdict.why)
+            return AttemptResult(ctx.job_id, "deferred", None, 0, False, verdict.seconds)
+        if isinstance(verdict, EndWithoutCall):
+            ctx.begin(max_attempts=0)
+            return settle_without_call(ctx, verdict.outcome, verdict.why)
+    return None
+
+
+def _call(ctx: AttemptContext, number: int) -> AttemptResult:
+    """Call Care360 once; a retryable failure (raised or classified) goes to `_after_transient`."""
     started_at = time.time()
     t0 = time.perf_counter()
     answer: Answer | None = None
     try:
-        answer = rt.client.cancel(request.case_id, request.event_id)
+        answer = ctx.rt.client.cancel(ctx.request.case_id, ctx.request.event_id)
         outcome = classify(answer)
     except RetryableError as exc:
-        duration_ms = round((time.perf_counter() - t0) * 1000, 1)
-        return _after_transient(
-            rt, job_id, request, exc, answer, number, started_at, duration_ms, queue, priority
-        )
-    duration_ms = round((time.perf_counter() - t0) * 1000, 1)
+        return _after_transient(ctx, Call(number, started_at, _ms_since(t0)), exc, answer)
+    return _after_final(ctx, Call(number, started_at, _ms_since(t0)), answer, outcome)
+
+
+def _after_final(
+    ctx: AttemptContext, call: Call, answer: Answer, outcome: Outcome
+) -> AttemptResult:
+    """A final answer: the job settles (or dies) with the attempt that got it."""
     decision: Decision = "dead" if outcome.is_dead else "settle"
+    cancelled = outcome is Outcome.CANCELLED
     attempt = Attempt(
-        number=number,
-        started_at=started_at,
-        duration_ms=duration_ms,
+        number=call.number,
+        started_at=call.started_at,
+        duration_ms=call.duration_ms,
         http_status=answer.status,
-        error_class=None if outcome is Outcome.CANCELLED else "FinalAnswer",
-        error=answer.error or (answer.message if outcome is not Outcome.CANCELLED else None),
+        error_class=None if cancelled else "FinalAnswer",
+        error=answer.error or (answer.message if not cancelled else None),
         verdict=outcome.value,
         raw_body=answer.raw_body if outcome in RAW_BODY_OUTCOMES else None,
     )
-    applied = store.finish(
-        job_id,
+    applied = ctx.rt.store.finish(
+        ctx.job_id,
         attempt=attempt,
         decision=decision,
         outcome=outcome.value,
-        retention_seconds=_retention(settings),
+        retention_seconds=_retention(ctx.rt.settings),
     )
+    _notify(ctx.rt, ctx.job_id, answer.status, outcome.value)
+    _log_outcome(ctx, call, outcome.value, answer.status, applied)
     state = "dead" if decision == "dead" else "settled"
-    _notify(rt, job_id, answer.status, outcome.value)
-    _log_outcome(job_id, number, outcome.value, answer.status, duration_ms, applied)
-    return AttemptResult(job_id, state, outcome.value, number, True)
+    return AttemptResult(ctx.job_id, state, outcome.value, call.number, True)
 
 
 def _after_transient(
-    rt: Runtime,
-    job_id: str,
-    request: CancelRequest,
-    exc: RetryableError,
-    answer: Answer | None,
-    number: int,
-    started_at: float,
-    duration_ms: float,
-    queue: str,
-    priority: int,
+    ctx: AttemptContext, call: Call, exc: RetryableError, answer: Answer | None
 ) -> AttemptResult:
-    settings = rt.settings
+    """A failure worth retrying: schedule the retry, or dead-letter if this was the last try."""
     status = exc.status if isinstance(exc, TransientResponse) else None
-    _notify(rt, job_id, status, None)
-    exhausted = number >= settings.max_attempts
-    delay = None
-    if not exhausted:
-        delay = round(
-            next_delay(
-                number,
-                retry_after=exc.delay,
-                base_seconds=settings.retry_base_seconds,
-                max_seconds=settings.retry_max_seconds,
-                rand=rt.rand,
-            ),
-            3,
-        )
-    attempt = Attempt(
-        number=number,
-        started_at=started_at,
-        duration_ms=duration_ms,
-        http_status=status,
-        error_class=type(exc).__name__,
-        error=str(exc),
-        verdict="retries_exhausted" if exhausted else "retry",
-        retry_in_seconds=delay,
-        raw_body=answer.raw_body if answer is not None else None,
+    _notify(ctx.rt, ctx.job_id, status, None)
+    if call.number >= ctx.rt.settings.max_attempts:
+        return _dead_after_last_try(ctx, call, exc, answer)
+    return _schedule_retry(ctx, call, exc, answer)
+
+
+def _dead_after_last_try(
+    ctx: AttemptContext, call: Call, exc: RetryableError, answer: Answer | None
+) -> AttemptResult:
+    exhausted = Outcome.RETRIES_EXHAUSTED.value
+    attempt = _transient_attempt(call, exc, answer, verdict=exhausted, delay=None)
+    applied = ctx.rt.store.finish(
+        ctx.job_id,
+        attempt=attempt,
+        decision="dead",
+        outcome=exhausted,
+        retention_seconds=_retention(ctx.rt.settings),
     )
-    if exhausted:
-        applied = rt.store.finish(
-            job_id,
-            attempt=attempt,
-            decision="dead",
-            outcome=Outcome.RETRIES_EXHAUSTED.value,
-            retention_seconds=_retention(settings),
-        )
-        _log_outcome(job_id, number, Outcome.RETRIES_EXHAUSTED.value, status, duration_ms, applied)
-        return AttemptResult(job_id, "dead", Outcome.RETRIES_EXHAUSTED.value, number, True)
-    message = build_task_message(
-        {"job_id": job_id, **request.model_dump(exclude_none=True)},
-        queue=queue,
-        priority=priority,
+    _log_outcome(ctx, call, exhausted, attempt.http_status, applied)
+    return AttemptResult(ctx.job_id, "dead", exhausted, call.number, True)
+
+
+def _schedule_retry(
+    ctx: AttemptContext, call: Call, exc: RetryableError, answer: Answer | None
+) -> AttemptResult:
+    """Park the job in the delayed set with the message to push when due; hold nothing."""
+    settings = ctx.rt.settings
+    delay = round(
+        next_delay(
+            call.number,
+            retry_after=exc.delay,
+            base_seconds=settings.retry_base_seconds,
+            max_seconds=settings.retry_max_seconds,
+            rand=ctx.rt.rand,
+        ),
+        3,
     )
-    applied = rt.store.finish(
-        job_id, attempt=attempt, decision="retry", delay_seconds=delay or 0.0, retry_message=message
+    attempt = _transient_attempt(call, exc, answer, verdict="retry", delay=delay)
+    applied = ctx.rt.store.finish(
+        ctx.job_id, attempt=attempt, decision="retry", delay_seconds=delay,
+        retry_message=ctx.message(),
     )
     log.info(
         "job %s attempt %d: %s; retry in %.1fs%s",
-        job_id, number, exc, delay, "" if applied else " (stale attempt, not recorded)",
+        ctx.job_id, call.number, exc, delay, "" if applied else " (stale attempt, not recorded)",
     )
-    return AttemptResult(job_id, "retrying", None, number, True, retry_in_seconds=delay)
+    return AttemptResult(ctx.job_id, "retrying", None, call.number, True, retry_in_seconds=delay)
+
+
+def _transient_attempt(
+    call: Call, exc: RetryableError, answer: Answer | None, *, verdict: str, delay: float | None
+) -> Attempt:
+    return Attempt(
+        number=call.number,
+        started_at=call.started_at,
+        duration_ms=call.duration_ms,
+        http_status=exc.status if isinstance(exc, TransientResponse) else None,
+        error_class=type(exc).__name__,
+        error=str(exc),
+        verdict=verdict,
+        retry_in_seconds=delay,
+        raw_body=answer.raw_body if answer is not None else None,
+    )
 
 
 def settle_without_call(
-    rt: Runtime, job_id: str, outcome: Outcome, attempts: int, why: str
+    ctx: AttemptContext, outcome: Outcome, why: str, *, attempts: int = 0
 ) -> AttemptResult:
     """End a job without calling Care360, leaving a note (number 0) of why in its attempts."""
     decision: Decision = "dead" if outcome.is_dead else "settle"
@@ -206,16 +266,16 @@ def settle_without_call(
         error=why,
         verdict=outcome.value,
     )
-    rt.store.finish(
-        job_id,
+    ctx.rt.store.finish(
+        ctx.job_id,
         attempt=note,
         decision=decision,
         outcome=outcome.value,
-        retention_seconds=_retention(rt.settings),
+        retention_seconds=_retention(ctx.rt.settings),
     )
-    log.info("job %s: %s without a call: %s", job_id, outcome.value, why)
+    log.info("job %s: %s without a call: %s", ctx.job_id, outcome.value, why)
     state = "dead" if decision == "dead" else "settled"
-    return AttemptResult(job_id, state, outcome.value, attempts, False)
+    return AttemptResult(ctx.job_id, state, outcome.value, attempts, False)
 
 
 def reject_invalid(
@@ -233,8 +293,9 @@ def reject_invalid(
         requested_by=fields.get("requested_by"),
         reason=None,
     )
-    rt.store.begin(job_id, request, max_attempts=0, queue=queue, queue_key=queue_key(queue))
-    return settle_without_call(rt, job_id, Outcome.INVALID_REQUEST, 0, problem)
+    ctx = AttemptContext(rt, job_id, request, queue)
+    ctx.begin(max_attempts=0)
+    return settle_without_call(ctx, Outcome.INVALID_REQUEST, problem)
 
 
 def _notify(rt: Runtime, job_id: str, status: int | None, outcome: str | None) -> None:
@@ -250,11 +311,15 @@ def _retention(settings: Settings) -> float | None:
     return days * 86400 if days else None
 
 
+def _ms_since(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 1)
+
+
 def _log_outcome(
-    job_id: str, number: int, outcome: str, status: int | None, duration_ms: float, applied: bool
+    ctx: AttemptContext, call: Call, outcome: str, status: int | None, applied: bool
 ) -> None:
     log.info(
         "job %s attempt %d: %s (HTTP %s, %.0f ms)%s",
-        job_id, number, outcome, status, duration_ms,
+        ctx.job_id, call.number, outcome, status, call.duration_ms,
         "" if applied else " (already settled elsewhere, not recorded)",
     )

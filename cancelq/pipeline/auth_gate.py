@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import socket
 import time
 
@@ -24,6 +25,7 @@ import redis
 from cancelq.core.contract import CancelRequest
 from cancelq.core.lifecycle import Outcome
 from cancelq.pipeline.gates import EndWithoutCall, GateVerdict, Proceed
+from cancelq.store.codec import decode_pttl
 from cancelq.store.keys import Keys
 
 log = logging.getLogger("cancelq.auth")
@@ -52,7 +54,7 @@ class AuthGate:
         remaining = blocked_for(self.redis, self.keys)
         if remaining is None:
             return Proceed()
-        left = "until the block is cleared" if remaining == float("inf") else (
+        left = "until the block is cleared" if remaining == math.inf else (
             f"for another {remaining:.0f}s")
         return EndWithoutCall(
             Outcome.UNAUTHORIZED,
@@ -78,12 +80,8 @@ class AuthGate:
 
 def blocked_for(client: redis.Redis, keys: Keys) -> float | None:
     """Seconds left on the auth block, or None when calls are allowed."""
-    ttl_ms = int(client.pttl(keys.auth_blocked))
-    if ttl_ms == -2:  # no such key
-        return None
-    if ttl_ms == -1:  # no TTL: only a hand-made key; treat as blocked until cleared
-        return float("inf")
-    return ttl_ms / 1000
+    # No TTL (infinity) happens only with a hand-made key: blocked until cleared.
+    return decode_pttl(client.pttl(keys.auth_blocked))
 
 
 def clear_auth_block(client: redis.Redis, keys: Keys) -> bool:

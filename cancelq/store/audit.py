@@ -19,9 +19,11 @@ from typing import Any, Literal
 
 import redis
 
+from cancelq.core.clock import iso_utc
 from cancelq.core.contract import CancelRequest
 from cancelq.core.lifecycle import Decision, State
 from cancelq.core.settings import Settings
+from cancelq.store.codec import decode_counters, decode_float, decode_hash, decode_text
 from cancelq.store.connections import redis_client
 from cancelq.store.keys import Keys
 from cancelq.store.messages import TaskMessage
@@ -42,7 +44,7 @@ class Attempt:
     def to_json(self) -> dict[str, Any]:
         return {
             "number": self.number,
-            "started_at": _iso(self.started_at),
+            "started_at": iso_utc(self.started_at),
             "duration_ms": self.duration_ms,
             "http_status": self.http_status,
             "error": self.error,
@@ -112,10 +114,10 @@ class JobRecord:
             "state": self.state.value,
             "outcome": self.outcome,
             "attempt_count": self.attempt_count,
-            "created_at": _iso(self.created_at),
-            "updated_at": _iso(self.updated_at),
-            "settled_at": _iso(self.settled_at),
-            "next_attempt_at": _iso(self.next_attempt_at),
+            "created_at": iso_utc(self.created_at),
+            "updated_at": iso_utc(self.updated_at),
+            "settled_at": iso_utc(self.settled_at),
+            "next_attempt_at": iso_utc(self.next_attempt_at),
             "queue": self.queue,
             "attempts": [attempt.to_json() for attempt in self.attempts],
         }
@@ -134,8 +136,8 @@ class JobRecord:
             attempt_count=int(raw.get("attempts") or 0),
             created_at=float(raw["created_at"]),
             updated_at=float(raw.get("updated_at") or raw["created_at"]),
-            settled_at=_float(raw.get("settled_at")),
-            next_attempt_at=_float(raw.get("next_attempt_at")),
+            settled_at=decode_float(raw.get("settled_at")),
+            next_attempt_at=decode_float(raw.get("next_attempt_at")),
             queue=raw.get("queue", ""),
             attempts=tuple(Attempt.decode(a) for a in attempts),
         )
@@ -177,16 +179,6 @@ class Query:
     state: str | None = None
     since: float | None = None
     limit: int = 50
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
-
-
-def _float(value: str | None) -> float | None:
-    return float(value) if value else None
 
 
 def _delayed_entry(message: TaskMessage) -> str:
@@ -249,7 +241,9 @@ class AuditStore:
     @staticmethod
     def parse_enqueued(reply: Sequence[Any]) -> Enqueued:
         created, job_id, state = reply
-        return Enqueued(job_id=_s(job_id), duplicate=not int(created), state=State(_s(state)))
+        return Enqueued(
+            job_id=decode_text(job_id), duplicate=not int(created), state=State(decode_text(state))
+        )
 
     def begin(
         self,
@@ -276,9 +270,11 @@ class AuditStore:
                 queue_key,
             ]
         )
-        verdict = _s(verdict)
+        verdict = decode_text(verdict)
         if verdict == "settled":
-            return Begun("settled", 0, state=_s(value), outcome=_s(outcome) or None)
+            return Begun(
+                "settled", 0, state=decode_text(value), outcome=decode_text(outcome) or None
+            )
         return Begun(verdict, int(value))  # type: ignore[arg-type]
 
     def finish(
@@ -333,8 +329,8 @@ class AuditStore:
             pipe.hgetall(self.keys.calls(second))
         totals: dict[str, int] = {}
         for bucket in pipe.execute():
-            for status, count in _decode_hash(bucket).items():
-                totals[status] = totals.get(status, 0) + int(count)
+            for status, count in decode_counters(bucket).items():
+                totals[status] = totals.get(status, 0) + count
         return totals
 
     def replay(
@@ -361,7 +357,7 @@ class AuditStore:
             args=[self.keys.prefix, job_id, repr(at), note.encode(), message.queue_key,
                   message.payload]
         )
-        return Replayed(job_id, bool(int(applied)), _s(state), int(replays))
+        return Replayed(job_id, bool(int(applied)), decode_text(state), int(replays))
 
     @cached_property
     def _replay(self) -> Any:
@@ -379,7 +375,7 @@ class AuditStore:
         if with_attempts:
             pipe.lrange(self.keys.attempts(job_id), 0, -1)
         replies = pipe.execute()
-        raw = _decode_hash(replies[0])
+        raw = decode_hash(replies[0])
         if not raw:
             return None
         attempts = replies[1] if with_attempts else []
@@ -395,7 +391,7 @@ class AuditStore:
         step = 2 if with_attempts else 1
         records = []
         for i in range(0, len(replies), step):
-            raw = _decode_hash(replies[i])
+            raw = decode_hash(replies[i])
             if raw:
                 attempts = replies[i + 1] if with_attempts else []
                 records.append(JobRecord.from_hash(raw, attempts))
@@ -403,7 +399,7 @@ class AuditStore:
 
     def job_for_pair(self, case_id: str, event_id: str) -> str | None:
         value = self.redis.get(self.keys.pair(case_id, event_id))
-        return _s(value) if value is not None else None
+        return decode_text(value) if value is not None else None
 
     def query(self, q: Query, *, with_attempts: bool = False) -> list[JobRecord]:
         """Newest first. Reads the most selective index, then filters the few records read."""
@@ -416,7 +412,7 @@ class AuditStore:
             if not ids:
                 break
             offset += len(ids)
-            for record in self.get_many([_s(i) for i in ids], with_attempts=with_attempts):
+            for record in self.get_many([decode_text(i) for i in ids], with_attempts=with_attempts):
                 if _matches(record, q):
                     records.append(record)
                     if len(records) >= q.limit:
@@ -425,7 +421,7 @@ class AuditStore:
 
     def counters(self, run_id: str | None = None) -> dict[str, int]:
         key = self.keys.run_stats(run_id) if run_id else self.keys.stats
-        return {k: int(v) for k, v in _decode_hash(self.redis.hgetall(key)).items()}
+        return decode_counters(self.redis.hgetall(key))
 
     def delayed_count(self) -> int:
         return int(self.redis.zcard(self.keys.delayed))
@@ -453,14 +449,6 @@ def _matches(record: JobRecord, q: Query) -> bool:
         and (q.state is None or record.state.value == q.state)
         and (q.since is None or record.created_at >= q.since)
     )
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _decode_hash(raw: dict[Any, Any]) -> dict[str, str]:
-    return {_s(k): _s(v) for k, v in raw.items()}
 
 
 def audit_store(settings: Settings) -> AuditStore:

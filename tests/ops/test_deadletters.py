@@ -254,6 +254,18 @@ def test_other_answers_do_not_block(fake_store: AuditStore) -> None:
     assert blocked_for(fake_store.redis, fake_store.keys) is None
 
 
+def test_a_hand_made_block_without_ttl_lasts_until_cleared(fake_store: AuditStore) -> None:
+    fake_store.redis.set(fake_store.keys.auth_blocked, "set by hand")  # no TTL
+    upstream = Upstream(200)
+    rt = runtime(fake_store, upstream)
+    submit(fake_store, "j1")
+    result = run_out(rt)
+    assert (result.outcome, result.called, upstream.calls) == ("unauthorized", False, 0)
+    assert "until the block is cleared" in (get(fake_store, "j1").attempts[-1].error or "")
+    assert snapshot(fake_store).auth_blocked_seconds == -1.0
+    assert snapshot(fake_store).to_json()["auth_blocked_seconds"] == -1.0
+
+
 def test_replaying_only_exhausted_jobs_leaves_the_auth_block(fake_store: AuditStore) -> None:
     rt = runtime(fake_store, Upstream(500), max_attempts=1)
     submit(fake_store, "j1")

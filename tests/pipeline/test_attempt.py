@@ -326,6 +326,21 @@ def test_defer_parks_the_job_without_a_call_or_an_attempt(
     assert gate.seen == [("j1", 200, "cancelled")]
 
 
+def test_deferral_returns_to_the_same_queue_and_priority(
+    fake_store: AuditStore, fake_redis: fakeredis.FakeRedis
+) -> None:
+    upstream = Upstream((200, OK))
+    gate = ScriptedGate(Defer(0.0, "rate limited"))
+    rt = make_runtime(fake_store, upstream, gates=[gate])
+    submit(fake_store, queue=BULK_QUEUE, priority=6, run_id="run-7")
+    assert deliver(rt, fake_redis, queue=BULK_QUEUE, priority=6).state == "deferred"
+    assert fake_store.promote_due() == 1
+    assert fake_redis.llen(BULK_QUEUE) == 0
+    gate.verdict = Proceed()
+    assert deliver(rt, fake_redis, queue=BULK_QUEUE, priority=6).outcome == "cancelled"
+    assert record(rt).run_id == "run-7"  # the message carried the whole request
+
+
 @pytest.mark.parametrize(
     ("outcome", "state"),
     [(Outcome.UNAUTHORIZED, "dead"), (Outcome.INVALID_REQUEST, "settled")],

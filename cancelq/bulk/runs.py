@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
-from cancelq.store.audit import Attempt, AuditStore, JobRecord, _iso
+from cancelq.store.audit import AuditStore
+from cancelq.store.records import Attempt, JobRecord, _iso
 
 PAGE = 1_000
 OPEN_STATES = ("queued", "running", "retrying")

@@ -23,9 +23,9 @@ from cancelq.core.lifecycle import Decision, Outcome
 from cancelq.core.settings import Settings
 from cancelq.pipeline.gates import Defer, EndWithoutCall
 from cancelq.pipeline.runtime import Runtime
-from cancelq.store.audit import Attempt
 from cancelq.store.messages import build_task_message
 from cancelq.store.queues import queue_key
+from cancelq.store.records import Attempt
 
 log = logging.getLogger("cancelq.attempt")
 

@@ -4,7 +4,7 @@ Building the message ourselves lets one Lua script record a job *and* push its m
 single atomic step (no job without a message, no message without a record), and lets bulk
 intake pipeline thousands of them (an `apply_async` loop manages ~1,700/s here; a pipelined
 LPUSH ~100,000/s). The format is Celery protocol 2 over kombu's virtual transport:
-`tests/worker/test_messages.py` checks it field by field against what `apply_async` writes.
+`tests/store/test_messages.py` checks it field by field against what `apply_async` writes.
 
 The anonymous exchange is used on purpose: when kombu restores an unacked message after a
 worker dies, it routes it by `routing_key` alone, with no dependence on exchange bindings.
@@ -24,6 +24,8 @@ from cancelq.store.queues import queue_key
 
 _ORIGIN = f"cancelq@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
 @dataclass(frozen=True, slots=True)
 class TaskMessage:
     """A serialized message and the Redis list it belongs in."""

@@ -12,9 +12,10 @@ import uuid
 
 from cancelq.core.contract import CancelRequest
 from cancelq.core.settings import Settings, load_settings
-from cancelq.store.audit import AuditStore, Enqueued, audit_store
+from cancelq.store.audit import AuditStore, audit_store
 from cancelq.store.messages import build_task_message
 from cancelq.store.queues import REALTIME_QUEUE
+from cancelq.store.records import Enqueued
 
 _default_store: AuditStore | None = None
 _lock = threading.Lock()

@@ -30,7 +30,8 @@ from typing import Any, Literal
 from cancelq.bulk.writer import BulkRow, BulkWriter
 from cancelq.core.contract import CancelRequest
 from cancelq.core.errors import InvalidInput
-from cancelq.store.audit import AuditStore, Enqueued
+from cancelq.store.audit import AuditStore
+from cancelq.store.records import Enqueued
 
 Format = Literal["csv", "jsonl"]
 FORMATS: tuple[Format, ...] = ("csv", "jsonl")

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import IO, Any, cast
 
 from cancelq.core.clock import iso_utc
-from cancelq.store.audit import Attempt, AuditStore, JobRecord
+from cancelq.store.audit import AuditStore
 from cancelq.store.codec import decode_counters, decode_text
+from cancelq.store.records import Attempt, JobRecord
 
 PAGE = 1_000
 OPEN_STATES = ("queued", "running", "retrying")

@@ -4,8 +4,10 @@ Two costs dominated a naive intake (measured, docs/bulk.md): `build_task_message
 row: a nested `json.dumps`) and one `enqueue.lua` call per row (~38 us of Redis time plus
 the client's packing). Here the message is cut from a template made *by*
 `build_task_message` itself, so only the fields that change per row are encoded; and
-`cancelq/store/lua/enqueue_many.lua` records and pushes a whole chunk in one call, with the same
-keys and the same idempotency rule as `enqueue.lua` (tests compare the two).
+`AuditStore.start_enqueue_many` (`cancelq/store/lua/enqueue_many.lua`) records and pushes a
+whole chunk in one call, with the same keys and the same idempotency rule as `enqueue.lua`
+(tests compare the two). This module only makes messages: what reaches Redis, and how,
+is the store's.
 """
 
 from __future__ import annotations
@@ -14,17 +16,14 @@ import base64
 import json
 import os
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
-from cancelq.core.lifecycle import State
-from cancelq.store.audit import AuditStore, Enqueued, script_source
+from cancelq.store.audit import AuditStore, NewJob
 from cancelq.store.messages import TaskMessage, build_task_message, kwargs_repr
 from cancelq.store.queues import BULK_QUEUE
+from cancelq.store.records import Enqueued
 
 _MARK = "\x01"
 _SLOTS = ("B", "I", "K", "T")  # body, task id, kwargsrepr, delivery tag
@@ -38,7 +37,8 @@ class MessageTemplate:
         self.queue = queue
         self.queue_key = sample.queue_key
         message = json.loads(sample.payload)
-        self._embed = json.loads(base64.b64decode(message["body"]))[2]
+        #: the body's third element (Celery's callbacks/errbacks/chain/chord), the same for all
+        self.embed: dict[str, Any] = json.loads(base64.b64decode(message["body"]))[2]
         message["body"] = _MARK + "B"
         headers, properties = message["headers"], message["properties"]
         headers["id"] = headers["root_id"] = properties["correlation_id"] = _MARK + "I"
@@ -53,11 +53,12 @@ class MessageTemplate:
             raise RuntimeError("build_task_message changed shape: update MessageTemplate")
 
     def build(self, kwargs: dict[str, Any], task_id: str) -> TaskMessage:
-        body = json.dumps([[], kwargs, self._embed], separators=(",", ":")).encode()
-        return self._assemble(body, json.dumps(task_id), json.dumps(kwargs_repr(kwargs)), task_id)
+        body = json.dumps([[], kwargs, self.embed], separators=(",", ":")).encode()
+        return self.assemble(body, json.dumps(task_id), json.dumps(kwargs_repr(kwargs)), task_id)
 
-    def _assemble(self, body: bytes, task_id_json: str, kwargsrepr_json: str,
-                  task_id: str) -> TaskMessage:
+    def assemble(self, body: bytes, task_id_json: str, kwargsrepr_json: str,
+                 task_id: str) -> TaskMessage:
+        """The message around an encoded body, task id and kwargsrepr (JSON texts, as-is)."""
         values = {
             "B": '"' + base64.b64encode(body).decode("ascii") + '"',
             "I": task_id_json,
@@ -86,7 +87,7 @@ class RunMessages:
         self._body_common = "".join(
             "," + json.dumps(k) + ":" + json.dumps(v) for k, v in common.items()
         )
-        self._body_end = "}," + json.dumps(template._embed, separators=(",", ":")) + "]"
+        self._body_end = "}," + json.dumps(template.embed, separators=(",", ":")) + "]"
         # kwargsrepr shows the run id too (`cancelq.store.messages.kwargs_repr`): JSON-escaped once
         self._repr_end = (json.dumps(f", 'run_id': {run_id!r}")[1:-1] if run_id else "") + '}"'
 
@@ -100,7 +101,7 @@ class RunMessages:
             "\"{'job_id': '" + job_id + "', 'case_id': '" + case_id + "', 'event_id': '"
             + event_id + "'" + self._repr_end
         )
-        return self.template._assemble(body.encode(), '"' + job_id + '"', kwargsrepr, job_id)
+        return self.template.assemble(body.encode(), '"' + job_id + '"', kwargsrepr, job_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +130,6 @@ class BulkWriter:
         self.requested_by = requested_by
         self.template = MessageTemplate(queue)
         self.messages = RunMessages(self.template, run_id, requested_by)
-        self._source = script_source("enqueue_many")
-        self._sha = store.redis.script_load(self._source)
 
     def send(self, rows: Sequence[BulkRow], *, now: float | None = None) -> list[Enqueued]:
         """Record and push the rows; one `Enqueued` per row (duplicates flagged), in order."""
@@ -139,71 +138,31 @@ class BulkWriter:
     def start(
         self, rows: Sequence[BulkRow], *, now: float | None = None
     ) -> Callable[[], list[Enqueued]]:
-        """Send the chunk's script call and return at once; call the result to read the reply.
+        """Send the chunk and return at once; call the result to read what became of each row.
 
-        Redis runs the script while the caller reads and builds the next chunk: the
-        producer's CPU and Redis's overlap without a thread (a sender thread made intake
-        slower here: every socket call hands the GIL back and waits to get it again).
-        A dropped connection is raised, not retried: the chunk may or may not have been
-        applied (the script is atomic), and running the file again sends only what is
-        missing, the rest being duplicates of live jobs.
+        Redis runs the chunk while the caller reads and builds the next one
+        (`AuditStore.start_enqueue_many`). A dropped connection is raised, not retried: the
+        chunk may or may not have been applied, and running the file again sends only what
+        is missing, the rest being duplicates of live jobs.
         """
-        job_ids, args = self._arguments(rows, now)
-        if not rows:
-            return list
-        pool = self.store.redis.connection_pool
-        conn: Any = pool.get_connection()  # redis-py's connection methods are untyped
-        try:
-            conn.send_command("EVALSHA", self._sha, 0, *args)
-        except BaseException:
-            conn.disconnect()
-            pool.release(conn)
-            raise
+        return self.store.start_enqueue_many(
+            self._new_jobs(rows),
+            run_id=self.run_id,
+            requested_by=self.requested_by,
+            queue=self.template.queue,
+            queue_key=self.template.queue_key,
+            now=now,
+        )
 
-        def finish() -> list[Enqueued]:
-            try:
-                try:
-                    reply = conn.read_response()
-                except redis.exceptions.NoScriptError:  # Redis restarted: scripts are gone
-                    conn.send_command("EVAL", self._source, 0, *args)
-                    reply = conn.read_response()
-            except BaseException:
-                conn.disconnect()
-                raise
-            finally:
-                pool.release(conn)
-            return self._results(job_ids, reply)
-
-        return finish
-
-    def _arguments(
-        self, rows: Sequence[BulkRow], now: float | None
-    ) -> tuple[list[str], list[str]]:
-        args: list[str] = [
-            self.store.keys.prefix,
-            self.run_id,
-            self.requested_by or "",
-            repr(now if now is not None else time.time()),
-            self.template.queue,
-            self.template.queue_key,
-        ]
+    def _new_jobs(self, rows: Sequence[BulkRow]) -> list[NewJob]:
         build = self.messages.build
-        job_ids: list[str] = []
+        jobs: list[NewJob] = []
         for row in rows:
             job_id = uuid4_str()
-            job_ids.append(job_id)
             reason = row.reason or ""
             payload = build(job_id, row.case_id, row.event_id, reason).payload
-            args.append(f"{job_id}\n{row.case_id}\n{row.event_id}\n{reason}\n{payload}")
-        return job_ids, args
-
-    @staticmethod
-    def _results(job_ids: list[str], reply: Sequence[Any]) -> list[Enqueued]:
-        results = [Enqueued(job_id, False, State.QUEUED) for job_id in job_ids]
-        for i in range(0, len(reply), 3):
-            row_number, job_id, state = reply[i : i + 3]
-            results[int(row_number) - 1] = AuditStore.parse_enqueued((0, job_id, state))
-        return results
+            jobs.append((job_id, row.case_id, row.event_id, reason, payload))
+        return jobs
 
 
 def uuid4_str() -> str:

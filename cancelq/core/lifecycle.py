@@ -1,8 +1,9 @@
 """The job lifecycle vocabulary: states, outcomes and the verdicts of an attempt.
 
 One copy of every name the audit store, the pipeline, the CLI and the Lua scripts share.
-`cancelq.store.scripts` hands these values to Lua as `ARGV`-free constants in the script
-prelude, so the two languages cannot drift.
+`cancelq.store.scripts` writes these values into the prelude of every Lua script as
+constants (`STATE.QUEUED`, `OUTCOME.CANCELLED`, `DECISION.RETRY`, `BEGIN_VERDICT.RUN`,
+`VERDICT.INTERRUPTED`), so the two languages cannot drift: a name is spelled here only.
 
     queued -> running -> (retrying -> running)* -> settled (with an outcome)
                                                  `-> dead (unauthorized, retries_exhausted)
@@ -45,4 +46,19 @@ class Outcome(StrEnum):
 DEAD_OUTCOMES = frozenset({Outcome.UNAUTHORIZED, Outcome.RETRIES_EXHAUSTED})
 
 
+#: What `finish` does with a job after an attempt (`AuditStore.finish`, `lua/finish.lua`).
 Decision = Literal["settle", "dead", "retry"]
+
+#: What `begin` decided (`AuditStore.begin`, `lua/begin.lua`): run attempt n, or don't call
+#: because the job is already settled or dead, or has used all its attempts.
+BeginVerdict = Literal["run", "settled", "exhausted"]
+
+
+class Verdict(StrEnum):
+    """An attempt's verdict when it is not the outcome of an answer (that one is `Outcome`)."""
+
+    RETRY = "retry"
+    #: the worker stopped before the attempt was recorded (`lua/begin.lua` closes it)
+    INTERRUPTED = "interrupted"
+    #: not an attempt: the note an operator's replay leaves (`AuditStore.replay`)
+    REPLAYED = "replayed"

@@ -15,10 +15,11 @@ from typing import Any, Literal
 
 from cancelq.core.lifecycle import Outcome, State
 from cancelq.pipeline.auth_gate import clear_auth_block
-from cancelq.store.audit import Attempt, AuditStore, JobRecord, Query
+from cancelq.store.audit import AuditStore
 from cancelq.store.codec import decode_text
 from cancelq.store.messages import TaskMessage, build_task_message
 from cancelq.store.queues import PRIORITY_SEPARATOR, REALTIME_QUEUE
+from cancelq.store.records import Attempt, JobRecord, Query
 
 READ_BATCH = 500
 REPLAY_VERDICT = "replayed"

@@ -27,9 +27,9 @@ from cancelq.core.lifecycle import Decision, Outcome
 from cancelq.core.settings import Settings
 from cancelq.pipeline.gates import Defer, EndWithoutCall
 from cancelq.pipeline.runtime import Runtime
-from cancelq.store.audit import Attempt, Begun
 from cancelq.store.messages import TaskMessage, build_task_message
 from cancelq.store.queues import queue_key
+from cancelq.store.records import Attempt, Begun
 
 log = logging.getLogger("cancelq.attempt")
 

@@ -35,7 +35,6 @@ import random
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from importlib import resources
 
 import redis
 from limits import RateLimitItem, RateLimitItemPerSecond
@@ -46,6 +45,7 @@ from cancelq.core.contract import CancelRequest
 from cancelq.pipeline.gates import Defer, GateVerdict, Proceed
 from cancelq.store.audit import AuditStore
 from cancelq.store.queues import BULK_QUEUE
+from cancelq.store.scripts import Scripts
 
 log = logging.getLogger("cancelq.ratelimit")
 
@@ -94,13 +94,11 @@ class TurnBook:
 
     def __init__(self, client: redis.Redis, key: str) -> None:
         self.key = key
-        self._script = client.register_script(
-            resources.files("cancelq.store").joinpath("lua", "reserve_slot.lua").read_text("utf-8")
-        )
+        self._scripts = Scripts(client)
 
     def book(self, interval: float, earliest: float) -> float:
         """Seconds from now until this job's turn."""
-        return float(self._script(args=[self.key, repr(interval), repr(earliest)]))
+        return float(self._scripts("reserve_slot", [self.key, repr(interval), repr(earliest)]))
 
 
 class RateLimitGate:

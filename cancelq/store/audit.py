@@ -1,196 +1,38 @@
 """The audit store: every job and every attempt, in Redis, queryable without a scan.
 
-Every change of a job is one Lua script (`cancelq/store/lua/*.lua`), so counters, indexes, the
-record and the broker queue can never disagree: enqueue records the job and pushes its
-message in one step; finish appends the attempt and settles, dead-letters or schedules the
-retry in one step; a second finish for the same attempt changes nothing. The key layout
-is in `cancelq.store.keys`.
+Every change of a job is one Lua script (`cancelq/store/lua/*.lua`, loaded by
+`cancelq.store.scripts`), so counters, indexes, the record and the broker queue can never
+disagree: enqueue records the job and pushes its message in one step; finish appends the
+attempt and settles, dead-letters or schedules the retry in one step; a second finish for
+the same attempt changes nothing. The key layout is in `cancelq.store.keys`, the records
+read back in `cancelq.store.records`.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
-from importlib import resources
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import redis
 
-from cancelq.core.clock import iso_utc
 from cancelq.core.contract import CancelRequest
-from cancelq.core.lifecycle import Decision, State
+from cancelq.core.lifecycle import BeginVerdict, Decision, State, Verdict
 from cancelq.core.settings import Settings
-from cancelq.store.codec import decode_counters, decode_float, decode_hash, decode_text
+from cancelq.store.codec import decode_counters, decode_hash, decode_text
 from cancelq.store.connections import redis_client
 from cancelq.store.keys import Keys
 from cancelq.store.messages import TaskMessage
+from cancelq.store.records import Attempt, Begun, Enqueued, JobRecord, Query, Replayed
+from cancelq.store.scripts import Scripts
 
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    number: int
-    started_at: float
-    duration_ms: float | None
-    http_status: int | None
-    error_class: str | None
-    error: str | None
-    verdict: str | None = None
-    retry_in_seconds: float | None = None
-    raw_body: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "number": self.number,
-            "started_at": iso_utc(self.started_at),
-            "duration_ms": self.duration_ms,
-            "http_status": self.http_status,
-            "error": self.error,
-            "error_class": self.error_class,
-            "verdict": self.verdict,
-            "retry_in_seconds": self.retry_in_seconds,
-        }
-
-    def encode(self) -> str:
-        raw = {
-            "number": self.number,
-            "started_at": self.started_at,
-            "duration_ms": self.duration_ms,
-            "http_status": self.http_status,
-            "error_class": self.error_class,
-            "error": self.error,
-            "verdict": self.verdict,
-            "retry_in_seconds": self.retry_in_seconds,
-        }
-        if self.raw_body is not None:
-            raw["raw_body"] = self.raw_body
-        return json.dumps(raw, separators=(",", ":"))
-
-    @classmethod
-    def decode(cls, text: str | bytes) -> Attempt:
-        raw = json.loads(text)
-        return cls(
-            number=int(raw["number"]),
-            started_at=float(raw["started_at"]),
-            duration_ms=raw.get("duration_ms"),
-            http_status=raw.get("http_status"),
-            error_class=raw.get("error_class"),
-            error=raw.get("error"),
-            verdict=raw.get("verdict"),
-            retry_in_seconds=raw.get("retry_in_seconds"),
-            raw_body=raw.get("raw_body"),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class JobRecord:
-    job_id: str
-    case_id: str
-    event_id: str
-    run_id: str | None
-    requested_by: str | None
-    reason: str | None
-    state: State
-    outcome: str | None
-    attempt_count: int
-    created_at: float
-    updated_at: float
-    settled_at: float | None
-    next_attempt_at: float | None
-    queue: str
-    attempts: tuple[Attempt, ...] = field(default=())
-
-    def to_json(self) -> dict[str, Any]:
-        """The documented, stable `--json` schema of a job."""
-        return {
-            "job_id": self.job_id,
-            "case_id": self.case_id,
-            "event_id": self.event_id,
-            "run_id": self.run_id,
-            "requested_by": self.requested_by,
-            "reason": self.reason,
-            "state": self.state.value,
-            "outcome": self.outcome,
-            "attempt_count": self.attempt_count,
-            "created_at": iso_utc(self.created_at),
-            "updated_at": iso_utc(self.updated_at),
-            "settled_at": iso_utc(self.settled_at),
-            "next_attempt_at": iso_utc(self.next_attempt_at),
-            "queue": self.queue,
-            "attempts": [attempt.to_json() for attempt in self.attempts],
-        }
-
-    @classmethod
-    def from_hash(cls, raw: dict[str, str], attempts: Iterable[str] = ()) -> JobRecord:
-        return cls(
-            job_id=raw["job_id"],
-            case_id=raw.get("case_id", ""),
-            event_id=raw.get("event_id", ""),
-            run_id=raw.get("run_id") or None,
-            requested_by=raw.get("requested_by") or None,
-            reason=raw.get("reason") or None,
-            state=State(raw["state"]),
-            outcome=raw.get("outcome") or None,
-            attempt_count=int(raw.get("attempts") or 0),
-            created_at=float(raw["created_at"]),
-            updated_at=float(raw.get("updated_at") or raw["created_at"]),
-            settled_at=decode_float(raw.get("settled_at")),
-            next_attempt_at=decode_float(raw.get("next_attempt_at")),
-            queue=raw.get("queue", ""),
-            attempts=tuple(Attempt.decode(a) for a in attempts),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Enqueued:
-    job_id: str
-    duplicate: bool
-    state: State
-
-
-@dataclass(frozen=True, slots=True)
-class Begun:
-    """What `begin` decided: run attempt `attempt`, or don't call at all."""
-
-    verdict: Literal["run", "settled", "exhausted"]
-    attempt: int
-    state: str | None = None
-    outcome: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Replayed:
-    """What `replay` did: `applied` False means refused (the job is `state`, not dead)."""
-
-    job_id: str
-    applied: bool
-    state: str
-    replays: int
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    case_id: str | None = None
-    event_id: str | None = None
-    run_id: str | None = None
-    outcome: str | None = None
-    state: str | None = None
-    since: float | None = None
-    limit: int = 50
+#: One row of `start_enqueue_many`: job_id, case_id, event_id, reason ('' for none), and the
+#: message payload. No field may hold a newline (`lua/enqueue_many.lua` splits on it).
+NewJob = tuple[str, str, str, str, str]
 
 
 def _delayed_entry(message: TaskMessage) -> str:
     return f"{message.queue_key}\n{message.payload}"
-
-
-def script_source(name: str) -> str:
-    """A script of `cancelq/store/lua/`, with the shared functions of `lib.lua` in front."""
-    lua = resources.files("cancelq.store").joinpath("lua")
-    return lua.joinpath("lib.lua").read_text(encoding="utf-8") + lua.joinpath(
-        f"{name}.lua"
-    ).read_text(encoding="utf-8")
 
 
 class AuditStore:
@@ -199,11 +41,7 @@ class AuditStore:
     def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
         self.redis = client
         self.keys = keys or Keys()
-        self._enqueue = client.register_script(script_source("enqueue"))
-        self._begin = client.register_script(script_source("begin"))
-        self._finish = client.register_script(script_source("finish"))
-        self._promote = client.register_script(script_source("promote"))
-        self._defer = client.register_script(script_source("defer"))
+        self.scripts = Scripts(client)
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -220,6 +58,20 @@ class AuditStore:
     ) -> Enqueued | None:
         """Record and push, or find the live job for this pair. In a pipeline, returns None."""
         args = [
+            *self._job_args(job_id, request, now),
+            "1" if force else "0",
+            queue,
+            message.queue_key,
+            message.payload,
+        ]
+        if pipe is not None:
+            self.scripts("enqueue", args, client=pipe)
+            return None
+        return self.parse_enqueued(self.scripts("enqueue", args))
+
+    def _job_args(self, job_id: str, request: CancelRequest, now: float | None) -> list[str]:
+        """The first arguments of the scripts that may create a job (enqueue, begin)."""
+        return [
             self.keys.prefix,
             job_id,
             request.case_id,
@@ -228,15 +80,7 @@ class AuditStore:
             request.requested_by or "",
             request.reason or "",
             repr(now if now is not None else time.time()),
-            "1" if force else "0",
-            queue,
-            message.queue_key,
-            message.payload,
         ]
-        if pipe is not None:
-            self._enqueue(args=args, client=pipe)
-            return None
-        return self.parse_enqueued(self._enqueue(args=args))
 
     @staticmethod
     def parse_enqueued(reply: Sequence[Any]) -> Enqueued:
@@ -244,6 +88,47 @@ class AuditStore:
         return Enqueued(
             job_id=decode_text(job_id), duplicate=not int(created), state=State(decode_text(state))
         )
+
+    def start_enqueue_many(
+        self,
+        rows: Sequence[NewJob],
+        *,
+        run_id: str,
+        requested_by: str | None,
+        queue: str,
+        queue_key: str,
+        now: float | None = None,
+    ) -> Callable[[], list[Enqueued]]:
+        """`enqueue` for a chunk of rows of one run, in one call (`lua/enqueue_many.lua`).
+
+        Same records, same idempotency rule, never forced. The call is sent at once and not
+        waited for (`Scripts.start`): call the result to read one `Enqueued` per row, in
+        order, duplicates flagged. Running a chunk again after an error sends only what is
+        missing: the rest are duplicates of live jobs.
+        """
+        if not rows:
+            return list
+        args = [
+            self.keys.prefix,
+            run_id,
+            requested_by or "",
+            repr(now if now is not None else time.time()),
+            queue,
+            queue_key,
+        ]
+        args.extend("\n".join(row) for row in rows)
+        reply = self.scripts.start("enqueue_many", args)
+        job_ids = [row[0] for row in rows]
+        return lambda: self._parse_many(job_ids, reply())
+
+    @classmethod
+    def _parse_many(cls, job_ids: list[str], reply: Sequence[Any]) -> list[Enqueued]:
+        """All created, but for the duplicates the script lists as (row, job id, state)."""
+        results = [Enqueued(job_id, False, State.QUEUED) for job_id in job_ids]
+        for i in range(0, len(reply), 3):
+            row_number, job_id, state = reply[i : i + 3]
+            results[int(row_number) - 1] = cls.parse_enqueued((0, job_id, state))
+        return results
 
     def begin(
         self,
@@ -255,27 +140,15 @@ class AuditStore:
         queue_key: str,
         now: float | None = None,
     ) -> Begun:
-        verdict, value, outcome = self._begin(
-            args=[
-                self.keys.prefix,
-                job_id,
-                request.case_id,
-                request.event_id,
-                request.run_id or "",
-                request.requested_by or "",
-                request.reason or "",
-                repr(now if now is not None else time.time()),
-                max_attempts,
-                queue,
-                queue_key,
-            ]
+        verdict, value, outcome = self.scripts(
+            "begin",
+            [*self._job_args(job_id, request, now), max_attempts, queue, queue_key],
         )
-        verdict = decode_text(verdict)
+        verdict = cast(BeginVerdict, decode_text(verdict))
         if verdict == "settled":
-            return Begun(
-                "settled", 0, state=decode_text(value), outcome=decode_text(outcome) or None
-            )
-        return Begun(verdict, int(value))  # type: ignore[arg-type]
+            state, done = decode_text(value), decode_text(outcome) or None
+            return Begun("settled", 0, state=state, outcome=done)
+        return Begun(verdict, int(value))
 
     def finish(
         self,
@@ -296,8 +169,9 @@ class AuditStore:
         """
         if decision == "retry" and retry_message is None:
             raise ValueError("a retry needs the message to push when it is due")
-        applied, _state = self._finish(
-            args=[
+        applied, _state = self.scripts(
+            "finish",
+            [
                 self.keys.prefix,
                 job_id,
                 attempt.number if attempt else 0,
@@ -309,7 +183,7 @@ class AuditStore:
                 _delayed_entry(retry_message) if retry_message else "",
                 int(retention_seconds or 0),
                 "" if attempt is None or attempt.http_status is None else attempt.http_status,
-            ]
+            ],
         )
         return bool(int(applied))
 
@@ -319,7 +193,7 @@ class AuditStore:
         Returns False if the job is already settled or dead (nothing to defer).
         """
         args = [self.keys.prefix, job_id, repr(delay_seconds), _delayed_entry(message)]
-        return bool(int(self._defer(args=args)))
+        return bool(int(self.scripts("defer", args)))
 
     def calls_last(self, seconds: int = 60) -> dict[str, int]:
         """Calls made to Care360 in the last `seconds`, by HTTP status ('none': no answer)."""
@@ -351,21 +225,16 @@ class AuditStore:
             http_status=None,
             error_class="Replay",
             error=f"replayed by {who}: new attempt budget, numbering restarts at 1",
-            verdict="replayed",
+            verdict=Verdict.REPLAYED.value,
         )
-        applied, state, replays = self._replay(
-            args=[self.keys.prefix, job_id, repr(at), note.encode(), message.queue_key,
-                  message.payload]
-        )
+        args = [self.keys.prefix, job_id, repr(at), note.encode(), message.queue_key,
+                message.payload]
+        applied, state, replays = self.scripts("replay", args)
         return Replayed(job_id, bool(int(applied)), decode_text(state), int(replays))
-
-    @cached_property
-    def _replay(self) -> Any:
-        return self.redis.register_script(script_source("replay"))
 
     def promote_due(self, limit: int = 500) -> int:
         """Push due retries to their queues; returns how many moved."""
-        return int(self._promote(args=[self.keys.prefix, limit]))
+        return int(self.scripts("promote", [self.keys.prefix, limit]))
 
     # -- reads ----------------------------------------------------------------------------
 

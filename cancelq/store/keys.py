@@ -1,108 +1,158 @@
 """The whole Redis key layout of the audit store and the retry schedule, in one place.
 
-    c360:job:{job_id}                 HASH   the job record (see audit.JOB_FIELDS)
-    c360:job:{job_id}:attempts        LIST   one JSON object per attempt, append-only
-    c360:pair:{case_id}:{event_id}    STRING job id of the live job for that pair (idempotency)
-    c360:idx:all                      ZSET   job ids by created time
-    c360:idx:case:{case_id}           ZSET   job ids of a case, by created time
-    c360:idx:event:{event_id}         ZSET   job ids of an event, by created time
-    c360:idx:run:{run_id}             ZSET   job ids of a run, by created time
-    c360:idx:state:{state}            ZSET   job ids now in that state, by created time
-    c360:idx:outcome:{outcome}        ZSET   job ids settled with that outcome, by settled time
-    c360:stats                        HASH   counters: state:{s}, outcome:{o}, jobs, attempts
-    c360:run:{run_id}:stats           HASH   the same counters for one run
-    c360:runs                         ZSET   run ids by first-seen time
-    c360:delayed                      ZSET   job ids waiting for a retry, by due time
-    c360:delayed:msg                  HASH   job id -> "queue_key\nmessage" to push when due
-    c360:calls:{epoch_second}         HASH   calls made in that second, by HTTP status (TTL)
-    c360:auth:blocked                 STRING set on a 401: calls paused until it expires (TTL)
-    c360:ratelimit:LIMITER/care360/…  LIST   the rate limit's moving window (`limits` library)
-    c360:ratelimit:bulk-turns         STRING next free turn of a deferred bulk job (TTL)
-    c360:cleanup:lock:{file name}     STRING who is processing that inbox file (TTL, renewed)
-    c360:redbeat:*                    -      celery-redbeat's schedule and its beat lock
+`LAYOUT` below is the only spelling of a key: `Keys` builds them for Python, and
+`cancelq.store.scripts` turns the same templates into the Lua key builders every script
+uses (`KEY.job(p, job_id)`, ...), so the two languages cannot disagree on a key
+(`tests/store/test_scripts.py` checks every kind both ways). `COUNTERS` does the same for
+the fields of the counter hashes.
 
-Broker queues (Celery/kombu's own keys) are named by `cancelq.core.settings.REALTIME_QUEUE` and
-`BULK_QUEUE`. Everything here sits under one prefix so that tests can give each run its
-own prefix, and `KEY_PREFIX` can separate two deployments sharing a Redis.
+Broker queues (Celery/kombu's own keys) are named in `cancelq.store.queues`. Everything here
+sits under one prefix so that tests can give each run its own prefix, and `KEY_PREFIX` can
+separate two deployments sharing a Redis.
 """
 
 from __future__ import annotations
 
+import string
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 DEFAULT_PREFIX = "c360"
+
+#: kind -> key under "{prefix}:"; a `{name}` is filled in per key.
+LAYOUT: Final[Mapping[str, str]] = {
+    # HASH the job record (fields: see cancelq.store.records.JobRecord.from_hash)
+    "job": "job:{job_id}",
+    # LIST one JSON object per attempt, append-only (cancelq.store.records.Attempt)
+    "attempts": "job:{job_id}:attempts",
+    # STRING job id of the live job for that pair (idempotency)
+    "pair": "pair:{case_id}:{event_id}",
+    # ZSETs of job ids by created time: all, and by case, event, run and current state
+    "index_all": "idx:all",
+    "index_case": "idx:case:{case_id}",
+    "index_event": "idx:event:{event_id}",
+    "index_run": "idx:run:{run_id}",
+    "index_state": "idx:state:{state}",
+    # ZSET job ids settled with that outcome, by settled time
+    "index_outcome": "idx:outcome:{outcome}",
+    # HASH counters (fields: COUNTERS), of the whole store and of one run
+    "stats": "stats",
+    "run_stats": "run:{run_id}:stats",
+    # ZSET run ids by first-seen time
+    "runs": "runs",
+    # ZSET job ids waiting for a retry, by due time
+    "delayed": "delayed",
+    # HASH job id -> "queue_key\nmessage" to push when due
+    "delayed_messages": "delayed:msg",
+    # HASH calls made in that second, by HTTP status ('none': no answer) (TTL)
+    "calls": "calls:{epoch_second}",
+    # STRING set on a 401: calls paused until it expires (TTL)
+    "auth_blocked": "auth:blocked",
+    # prefix of the rate limit's moving window (`limits` library: LIMITER/care360/...)
+    "rate_limit": "ratelimit",
+    # STRING next free turn of a deferred bulk job (TTL)
+    "bulk_turns": "ratelimit:bulk-turns",
+    # STRING who is processing that inbox file (TTL, renewed)
+    "cleanup_lock": "cleanup:lock:{file_name}",
+    # prefix of celery-redbeat's schedule and its beat lock
+    "redbeat": "redbeat",
+}
+
+#: kind -> field of a counter hash (`stats`, `run_stats`).
+COUNTERS: Final[Mapping[str, str]] = {
+    "jobs": "jobs",  # jobs created
+    "attempts": "attempts",  # calls made (a note without a call is not counted)
+    "replays": "replays",  # dead jobs put back by an operator
+    "state": "state:{state}",  # jobs now in that state
+    "outcome": "outcome:{outcome}",  # jobs settled or dead with that outcome
+}
+
+
+def template_fields(template: str) -> list[str]:
+    """The `{names}` of a template, in order (what a key builder takes after the prefix)."""
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+
+
+def counter(kind: str, **names: str) -> str:
+    """A field of a counter hash: `counter("state", state="queued")` is "state:queued"."""
+    return COUNTERS[kind].format_map(names)
 
 
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str = DEFAULT_PREFIX
 
+    def key(self, kind: str, **names: object) -> str:
+        """The key of `kind` (a `LAYOUT` name) for these names, under the prefix."""
+        return f"{self.prefix}:{LAYOUT[kind].format_map(names)}"
+
     def job(self, job_id: str) -> str:
-        return f"{self.prefix}:job:{job_id}"
+        return self.key("job", job_id=job_id)
 
     def attempts(self, job_id: str) -> str:
-        return f"{self.prefix}:job:{job_id}:attempts"
+        return self.key("attempts", job_id=job_id)
 
     def pair(self, case_id: str, event_id: str) -> str:
-        return f"{self.prefix}:pair:{case_id}:{event_id}"
+        return self.key("pair", case_id=case_id, event_id=event_id)
 
     @property
     def index_all(self) -> str:
-        return f"{self.prefix}:idx:all"
+        return self.key("index_all")
 
     def index_case(self, case_id: str) -> str:
-        return f"{self.prefix}:idx:case:{case_id}"
+        return self.key("index_case", case_id=case_id)
 
     def index_event(self, event_id: str) -> str:
-        return f"{self.prefix}:idx:event:{event_id}"
+        return self.key("index_event", event_id=event_id)
 
     def index_run(self, run_id: str) -> str:
-        return f"{self.prefix}:idx:run:{run_id}"
+        return self.key("index_run", run_id=run_id)
 
     def index_state(self, state: str) -> str:
-        return f"{self.prefix}:idx:state:{state}"
+        return self.key("index_state", state=state)
 
     def index_outcome(self, outcome: str) -> str:
-        return f"{self.prefix}:idx:outcome:{outcome}"
+        return self.key("index_outcome", outcome=outcome)
 
     @property
     def stats(self) -> str:
-        return f"{self.prefix}:stats"
+        return self.key("stats")
 
     def run_stats(self, run_id: str) -> str:
-        return f"{self.prefix}:run:{run_id}:stats"
+        return self.key("run_stats", run_id=run_id)
 
     @property
     def runs(self) -> str:
-        return f"{self.prefix}:runs"
+        return self.key("runs")
 
     @property
     def delayed(self) -> str:
-        return f"{self.prefix}:delayed"
+        return self.key("delayed")
 
     @property
     def delayed_messages(self) -> str:
-        return f"{self.prefix}:delayed:msg"
+        return self.key("delayed_messages")
 
     def calls(self, epoch_second: int) -> str:
-        return f"{self.prefix}:calls:{epoch_second}"
+        return self.key("calls", epoch_second=epoch_second)
 
     @property
     def auth_blocked(self) -> str:
-        return f"{self.prefix}:auth:blocked"
+        return self.key("auth_blocked")
 
     @property
     def rate_limit(self) -> str:
         """Prefix of the rate limiter's keys (the `limits` storage's `key_prefix`)."""
-        return f"{self.prefix}:ratelimit"
+        return self.key("rate_limit")
 
     @property
     def bulk_turns(self) -> str:
-        return f"{self.prefix}:ratelimit:bulk-turns"
+        return self.key("bulk_turns")
 
     def cleanup_lock(self, file_name: str) -> str:
-        return f"{self.prefix}:cleanup:lock:{file_name}"
+        return self.key("cleanup_lock", file_name=file_name)
 
     @property
     def redbeat(self) -> str:
-        return f"{self.prefix}:redbeat"
+        return self.key("redbeat")

@@ -24,6 +24,8 @@ from cancelq.store.queues import queue_key
 
 _ORIGIN = f"cancelq@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
 @dataclass(frozen=True, slots=True)
 class TaskMessage:
     """A serialized message and the Redis list it belongs in."""

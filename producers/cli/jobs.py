@@ -9,7 +9,7 @@ import click
 from cancelq.core.contract import canonical_uuid
 from cancelq.core.lifecycle import Outcome, State
 from cancelq.core.operator import operator_name
-from cancelq.store.audit import Query
+from cancelq.store.records import Query
 from producers.cli.common import (
     EXIT_TIMEOUT,
     fail,

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from rich.console import Console
 from rich.table import Table
 
-from cancelq.store.audit import JobRecord
+from cancelq.store.records import JobRecord
 
 console = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 240)
 

@@ -23,7 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cancelq.core.settings import load_settings
-from cancelq.store.audit import AuditStore, JobRecord, audit_store
+from cancelq.store.audit import AuditStore, audit_store
+from cancelq.store.records import JobRecord
 from producers.dev.local_redis import LocalRedis, answers, ensure_redis
 from producers.enqueue import enqueue_cancellation
 from simulator.control import SimulatorControl, spawn_simulator

@@ -32,10 +32,11 @@ from cancelq.bulk.runs import export_csv, iter_run_jobs, list_runs, run_progress
 from cancelq.bulk.writer import BulkRow, BulkWriter, MessageTemplate, RunMessages, uuid4_str
 from cancelq.core.contract import CancelRequest
 from cancelq.core.lifecycle import State
-from cancelq.store.audit import Attempt, AuditStore
+from cancelq.store.audit import AuditStore
 from cancelq.store.keys import Keys
 from cancelq.store.messages import build_task_message
 from cancelq.store.queues import BULK_QUEUE
+from cancelq.store.records import Attempt
 from producers.cli import main
 from producers.enqueue import enqueue_cancellation, submit
 
@@ -205,6 +206,35 @@ def test_enqueue_many_keeps_file_order_in_the_run_index(fake_store: AuditStore) 
     assert [j.record.job_id for j in iter_run_jobs(fake_store, "r", page=7)] == [
         r.job_id for r in results
     ]
+
+
+def test_a_chunk_reports_its_duplicates_in_their_rows(fake_store: AuditStore) -> None:
+    live = enqueue_cancellation(_id(), _id(), store=fake_store)
+    record = fake_store.get(live.job_id)
+    assert record is not None
+    rows = [BulkRow(1, _id(), _id()), BulkRow(2, record.case_id, record.event_id),
+            BulkRow(3, _id(), _id())]
+    rows.append(BulkRow(4, rows[0].case_id, rows[0].event_id))  # repeats row 1 of this chunk
+    results = BulkWriter(fake_store, run_id="r", requested_by=None).send(rows)
+    assert [r.duplicate for r in results] == [False, True, False, True]
+    assert results[1].job_id == live.job_id and results[3].job_id == results[0].job_id
+    assert fake_store.counters("r")["jobs"] == 2
+    assert fake_store.redis.llen(BULK_QUEUE) == 2
+
+
+def test_an_empty_chunk_sends_nothing(fake_store: AuditStore) -> None:
+    assert BulkWriter(fake_store, run_id="r", requested_by=None).send([]) == []
+    assert fake_store.redis.dbsize() == 0
+
+
+def test_a_chunk_is_written_after_redis_forgot_the_scripts(fake_store: AuditStore) -> None:
+    """A Redis restart empties its script cache: the chunk is sent again as EVAL."""
+    writer = BulkWriter(fake_store, run_id="r", requested_by=None)
+    writer.send([BulkRow(1, _id(), _id())])
+    fake_store.redis.script_flush()
+    results = writer.send([BulkRow(2, _id(), _id())])
+    assert not results[0].duplicate
+    assert fake_store.counters("r")["jobs"] == 2
 
 
 # -- intake: counts, duplicates, chunks ------------------------------------------------------

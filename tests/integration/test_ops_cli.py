@@ -18,8 +18,9 @@ from click.testing import CliRunner, Result
 
 from cancelq.core.contract import CancelRequest
 from cancelq.core.lifecycle import State
-from cancelq.store.audit import AuditStore, JobRecord, Query
+from cancelq.store.audit import AuditStore
 from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE
+from cancelq.store.records import JobRecord, Query
 from producers.cli import main
 from producers.enqueue import submit
 from tests.conftest import Simulator, WorkerFactory, wait_for

@@ -25,8 +25,9 @@ import redis
 
 from cancelq.core.contract import TASK_NAME
 from cancelq.core.lifecycle import State
-from cancelq.store.audit import AuditStore, JobRecord, Query
+from cancelq.store.audit import AuditStore
 from cancelq.store.queues import REALTIME_QUEUE
+from cancelq.store.records import JobRecord, Query
 from producers.enqueue import enqueue_cancellation
 from tests.conftest import API_KEY, ROOT, Simulator, WorkerFactory, wait_for, worker_env
 

@@ -25,8 +25,9 @@ from click.testing import CliRunner
 from cancelq.core.contract import CancelRequest
 from cancelq.core.lifecycle import State
 from cancelq.core.settings import load_settings
-from cancelq.store.audit import Query, audit_store
+from cancelq.store.audit import audit_store
 from cancelq.store.queues import REALTIME_QUEUE
+from cancelq.store.records import Query
 from producers.cli import main
 from producers.dev.local_redis import free_port
 from producers.enqueue import submit

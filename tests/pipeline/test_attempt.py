@@ -26,9 +26,10 @@ from cancelq.core.settings import load_settings
 from cancelq.pipeline.attempt import AttemptResult, reject_invalid, run_attempt
 from cancelq.pipeline.gates import Defer, EndWithoutCall, Gate, GateVerdict, Proceed
 from cancelq.pipeline.runtime import Runtime
-from cancelq.store.audit import AuditStore, JobRecord
+from cancelq.store.audit import AuditStore
 from cancelq.store.messages import build_task_message
 from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE, queue_key
+from cancelq.store.records import JobRecord
 from tests.conftest import API_KEY
 
 CASE = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"

@@ -12,9 +12,10 @@ import pytest
 
 from cancelq.core.contract import CancelRequest
 from cancelq.core.lifecycle import State
-from cancelq.store.audit import Attempt, AuditStore, Begun, JobRecord, Query
+from cancelq.store.audit import AuditStore
 from cancelq.store.messages import TaskMessage, build_task_message
 from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE, queue_key
+from cancelq.store.records import Attempt, Begun, JobRecord, Query
 
 CASE = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"
 CASE_2 = "11111111-2222-3333-4444-555555555555"

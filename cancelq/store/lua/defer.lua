@@ -4,9 +4,9 @@
 -- too: its record is made when it finally begins.
 -- ARGV: prefix, job_id, delay_seconds, entry ("queue_key\npayload"). Returns 1 or 0.
 local p, job_id, delay, payload = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local state = redis.call('HGET', p .. ':job:' .. job_id, 'state')
-if state == 'settled' or state == 'dead' then return 0 end
+local state = redis.call('HGET', KEY.job(p, job_id), 'state')
+if state == STATE.SETTLED or state == STATE.DEAD then return 0 end
 local t = redis.call('TIME')
-redis.call('ZADD', p .. ':delayed', tonumber(t[1]) + tonumber(t[2]) / 1000000 + delay, job_id)
-redis.call('HSET', p .. ':delayed:msg', job_id, payload)
+redis.call('ZADD', KEY.delayed(p), tonumber(t[1]) + tonumber(t[2]) / 1000000 + delay, job_id)
+redis.call('HSET', KEY.delayed_messages(p), job_id, payload)
 return 1

@@ -16,11 +16,9 @@ local FIRST = 7
 local base_us = math.floor(now * 1000000 + 0.5)
 local find, sub = string.find, string.sub
 
-
 local out = {}
-local scored = {}   -- score, job_id pairs of the rows created, for the shared indexes
+local scored = {}   -- created_at, job_id of the rows created, for the shared indexes
 local payloads = {}
-local created = 0
 
 for i = 0, #ARGV - FIRST do
   local row = ARGV[FIRST + i]
@@ -30,21 +28,7 @@ for i = 0, #ARGV - FIRST do
   local d = find(row, '\n', c + 1, true)
   local job_id, case_id, event_id = sub(row, 1, a - 1), sub(row, a + 1, b - 1), sub(row, b + 1, c - 1)
   local reason, payload = sub(row, c + 1, d - 1), sub(row, d + 1)
-  local pair = p .. ':pair:' .. case_id .. ':' .. event_id
-  local job = p .. ':job:' .. job_id
-  local found, found_state = nil, nil
-
-  local own_state = redis.call('HGET', job, 'state')
-  if own_state then
-    found, found_state = job_id, own_state
-  else
-    local existing = redis.call('GET', pair)
-    if existing then
-      local state = is_live(p, existing)
-      if state then found, found_state = existing, state end
-    end
-  end
-
+  local found, found_state = existing_job(p, job_id, case_id, event_id, false)
   if found then
     out[#out + 1] = i + 1
     out[#out + 1] = found
@@ -54,40 +38,20 @@ for i = 0, #ARGV - FIRST do
     -- microseconds: now + i * 0.000001 in floating point can round two rows to one score)
     local us = base_us + i
     local at = string.format('%d.%06d', math.floor(us / 1000000), us % 1000000)
-    redis.call('HSET', job,
-      'job_id', job_id, 'case_id', case_id, 'event_id', event_id, 'run_id', run_id,
-      'requested_by', requested_by, 'reason', reason, 'state', 'queued', 'outcome', '',
-      'attempts', 0, 'created_at', at, 'updated_at', at, 'settled_at', '',
-      'queue', queue_name, 'queue_key', queue_key)
-    redis.call('SET', pair, job_id)
-    redis.call('ZADD', p .. ':idx:case:' .. case_id, at, job_id)
-    redis.call('ZADD', p .. ':idx:event:' .. event_id, at, job_id)
+    record_job(p, {id = job_id, case_id = case_id, event_id = event_id, run_id = run_id,
+      requested_by = requested_by, reason = reason, at = at, queue = queue_name,
+      queue_key = queue_key}, false)
     scored[#scored + 1] = at
     scored[#scored + 1] = job_id
     payloads[#payloads + 1] = payload
-    created = created + 1
   end
 end
 
-if created > 0 then
-  local STEP = 1000  -- arguments per variadic call, well under Lua's stack limit
-  for i = 1, #scored, STEP do
-    local last = math.min(i + STEP - 1, #scored)
-    redis.call('ZADD', p .. ':idx:all', unpack(scored, i, last))
-    redis.call('ZADD', p .. ':idx:state:queued', unpack(scored, i, last))
-    if run_id ~= '' then
-      redis.call('ZADD', p .. ':idx:run:' .. run_id, unpack(scored, i, last))
-    end
-  end
-  redis.call('HINCRBY', p .. ':stats', 'jobs', created)
-  redis.call('HINCRBY', p .. ':stats', 'state:queued', created)
-  if run_id ~= '' then
-    redis.call('ZADD', p .. ':runs', 'NX', scored[1], run_id)
-    redis.call('HINCRBY', p .. ':run:' .. run_id .. ':stats', 'jobs', created)
-    redis.call('HINCRBY', p .. ':run:' .. run_id .. ':stats', 'state:queued', created)
-  end
-  for i = 1, #payloads, STEP do
-    redis.call('LPUSH', queue_key, unpack(payloads, i, math.min(i + STEP - 1, #payloads)))
+if #scored > 0 then
+  add_queued(p, run_id, scored)
+  for i = 1, #payloads, VARIADIC_STEP do
+    redis.call('LPUSH', queue_key,
+      unpack(payloads, i, math.min(i + VARIADIC_STEP - 1, #payloads)))
   end
 end
 return out

@@ -1,14 +1,129 @@
--- Shared by the scripts that create jobs (prepended when a script is loaded).
+-- The shared library of the store's scripts: what more than one script does, written once.
+-- `cancelq/store/scripts.py` puts it in front of every script, after the generated prelude,
+-- which defines the names used here: STATE, OUTCOME, DECISION, BEGIN_VERDICT, VERDICT
+-- (cancelq/core/lifecycle.py), KEY.<kind>(p, ...) and COUNTER.<kind>(...)
+-- (cancelq/store/keys.py), ATTEMPT_FIELDS and ATTEMPT_OPTIONAL (cancelq/store/records.py).
+-- `p` is always the key prefix; a job of no run has run_id ''.
+
+local VARIADIC_STEP = 1000  -- arguments per variadic call, well under Lua's stack limit
+
+-- Add `by` to a counter of the whole store and, for a job of a run, to its run's.
+local function count(p, run_id, field, by)
+  redis.call('HINCRBY', KEY.stats(p), field, by)
+  if run_id ~= '' then
+    redis.call('HINCRBY', KEY.run_stats(p, run_id), field, by)
+  end
+end
 
 -- The pair's job blocks a new one: waiting, working, dead (replay it instead), or done.
 local function is_live(p, id)
-  local state, outcome = unpack(redis.call('HMGET', p .. ':job:' .. id, 'state', 'outcome'))
+  local state, outcome = unpack(redis.call('HMGET', KEY.job(p, id), 'state', 'outcome'))
   if not state then return nil end
-  if state == 'queued' or state == 'running' or state == 'retrying' or state == 'dead' then
+  if state == STATE.QUEUED or state == STATE.RUNNING or state == STATE.RETRYING
+      or state == STATE.DEAD then
     return state
   end
-  if state == 'settled' and (outcome == 'cancelled' or outcome == 'already_cancelled') then
+  if state == STATE.SETTLED
+      and (outcome == OUTCOME.CANCELLED or outcome == OUTCOME.ALREADY_CANCELLED) then
     return state
   end
   return nil
+end
+
+-- The job a new one would repeat, and its state: the same job id, already recorded (its
+-- message was sent twice), or else, unless `force`, the live job of the (case, event) pair.
+-- Nothing when the new job may be created.
+local function existing_job(p, job_id, case_id, event_id, force)
+  local own_state = redis.call('HGET', KEY.job(p, job_id), 'state')
+  if own_state then return job_id, own_state end
+  if force then return nil end
+  local other = redis.call('GET', KEY.pair(p, case_id, event_id))
+  if not other then return nil end
+  local state = is_live(p, other)
+  if state then return other, state end
+  return nil
+end
+
+-- Write a new job's record (state queued), claim its (case, event) pair and index it by case
+-- and event. `j`: id, case_id, event_id, run_id, requested_by, reason, at (created time),
+-- queue, queue_key, and `source` (optional: who made the record, when not the producer).
+-- `claim_if_free`: take the pair only if no job holds it (a record made late, by begin).
+-- The shared indexes and the counters are `add_queued`'s, so a batch pays them once.
+local function record_job(p, j, claim_if_free)
+  local fields = {
+    'job_id', j.id, 'case_id', j.case_id, 'event_id', j.event_id, 'run_id', j.run_id,
+    'requested_by', j.requested_by, 'reason', j.reason, 'state', STATE.QUEUED, 'outcome', '',
+    'attempts', 0, 'created_at', j.at, 'updated_at', j.at, 'settled_at', '',
+    'queue', j.queue, 'queue_key', j.queue_key}
+  if j.source then
+    fields[#fields + 1] = 'source'
+    fields[#fields + 1] = j.source
+  end
+  redis.call('HSET', KEY.job(p, j.id), unpack(fields))
+  if claim_if_free then
+    redis.call('SET', KEY.pair(p, j.case_id, j.event_id), j.id, 'NX')
+  else
+    redis.call('SET', KEY.pair(p, j.case_id, j.event_id), j.id)
+  end
+  redis.call('ZADD', KEY.index_case(p, j.case_id), j.at, j.id)
+  redis.call('ZADD', KEY.index_event(p, j.event_id), j.at, j.id)
+end
+
+-- Index and count jobs `record_job` just wrote, all of one run (or none) and all queued.
+-- `scored`: {created_at, job_id, created_at, job_id, ...}, oldest first.
+local function add_queued(p, run_id, scored)
+  local created = #scored / 2
+  for i = 1, #scored, VARIADIC_STEP do
+    local last = math.min(i + VARIADIC_STEP - 1, #scored)
+    redis.call('ZADD', KEY.index_all(p), unpack(scored, i, last))
+    redis.call('ZADD', KEY.index_state(p, STATE.QUEUED), unpack(scored, i, last))
+    if run_id ~= '' then
+      redis.call('ZADD', KEY.index_run(p, run_id), unpack(scored, i, last))
+    end
+  end
+  count(p, run_id, COUNTER.jobs(), created)
+  count(p, run_id, COUNTER.state(STATE.QUEUED), created)
+  if run_id ~= '' then
+    redis.call('ZADD', KEY.runs(p), 'NX', scored[1], run_id)
+  end
+end
+
+-- One new job: recorded, indexed and counted (`record_job` and `add_queued`).
+local function create_job(p, j, claim_if_free)
+  record_job(p, j, claim_if_free)
+  add_queued(p, j.run_id, {j.at, j.id})
+end
+
+-- The state move: the record's state, its state index (scored by created time, as every
+-- index of jobs) and the state counters, of the store and of the job's run.
+local function move_state(p, job_id, run_id, from, to, created)
+  redis.call('HSET', KEY.job(p, job_id), 'state', to)
+  redis.call('ZREM', KEY.index_state(p, from), job_id)
+  redis.call('ZADD', KEY.index_state(p, to), created, job_id)
+  count(p, run_id, COUNTER.state(from), -1)
+  count(p, run_id, COUNTER.state(to), 1)
+end
+
+local JSON_ESCAPES = {['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
+  ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t'}
+
+-- An ASCII text as a JSON string, escaped as Python's json.dumps escapes it.
+local function json_string(text)
+  local escaped = string.gsub(text, '[%c"\\]', function(c)
+    return JSON_ESCAPES[c] or string.format('\\u%04x', string.byte(c))
+  end)
+  return '"' .. escaped .. '"'
+end
+
+-- An attempt's JSON object, byte for byte what `Attempt.encode` writes: the fields in
+-- ATTEMPT_FIELDS order. `values` maps a field to its JSON text (a number's digits,
+-- `json_string(...)`); a field without one is null, or left out if it is optional.
+local function encode_attempt(values)
+  local parts = {}
+  for _, name in ipairs(ATTEMPT_FIELDS) do
+    local value = values[name]
+    if value == nil and not ATTEMPT_OPTIONAL[name] then value = 'null' end
+    if value ~= nil then parts[#parts + 1] = '"' .. name .. '":' .. value end
+  end
+  return '{' .. table.concat(parts, ',') .. '}'
 end

@@ -20,6 +20,8 @@
     c360:ratelimit:bulk-turns         STRING next free turn of a deferred bulk job (TTL)
     c360:cleanup:lock:{file name}     STRING who is processing that inbox file (TTL, renewed)
     c360:redbeat:*                    -      celery-redbeat's schedule and its beat lock
+    c360:workers                      HASH   node name -> JSON heartbeat (cancelq.ops.health)
+    c360:telemetry                    HASH   workers' counters: calls:{status}, gate:{g}:{v}
 
 Broker queues (Celery/kombu's own keys) are named by `cancelq.core.settings.REALTIME_QUEUE` and
 `BULK_QUEUE`. Everything here sits under one prefix so that tests can give each run its
@@ -106,3 +108,11 @@ class Keys:
     @property
     def redbeat(self) -> str:
         return f"{self.prefix}:redbeat"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
+
+    @property
+    def telemetry(self) -> str:
+        return f"{self.prefix}:telemetry"

@@ -234,10 +234,11 @@ def run_checks(
     """Every check, in order; those that need Redis are skipped when it does not answer."""
     fail_fast(store.redis)
     checks = [check_redis(store.redis, settings.redis_url)]
+    reachable = bool(checks[0].data)  # it answered INFO, whatever the verdict
     needs_redis: Sequence[tuple[str, Callable[[AuditStore], Check]]] = (
         ("queues", check_queues), ("workers", check_workers))
     for name, run in needs_redis:
-        if checks[0].status == "fail" and not checks[0].data:
+        if not reachable:
             checks.append(Check(name, "skip", "needs Redis"))
             continue
         try:

@@ -276,11 +276,12 @@ def judge(
 
 
 def _healthy_line(live: Sequence[Heartbeat], heads: Mapping[str, QueueHead], now: float) -> str:
-    idle = min(b.idle_seconds(now) for b in live)
     who = live[0].node if len(live) == 1 else f"{len(live)} workers"
+    seen = [now - b.consumed_at for b in live if b.consumed_at is not None]
+    received = f"last received {max(0.0, min(seen)):.0f}s ago" if seen else "nothing received yet"
     ages = [h.age_seconds for h in heads.values() if h.age_seconds is not None]
     waiting = f"oldest waiting job {max(ages):.0f}s" if ages else "nothing waiting"
-    return f"{who} alive, last received {idle:.0f}s ago; {waiting}"
+    return f"{who} alive, {received}; {waiting}"
 
 
 def check(store: AuditStore, *, max_age: float, selector: Selector = Selector()) -> Verdict:

@@ -121,3 +121,10 @@ def test_a_configuration_error_exits_2_with_one_line() -> None:
 def test_an_unreadable_key_file_is_a_configuration_error(tmp_path: object) -> None:
     result = CliRunner().invoke(main, ["doctor"], env={"CV_API_KEY_FILE": "/nonexistent/key"})
     assert result.exit_code == 2 and "CV_API_KEY_FILE" in result.output
+
+
+def test_a_malformed_redis_url_is_a_configuration_error_that_hides_the_password() -> None:
+    result = CliRunner().invoke(main, ["doctor"], env={"REDIS_URL": "redis://:pw@host:port:1/0"})
+    assert result.exit_code == 2
+    assert result.output.startswith("cancelq: configuration error: REDIS_URL: not a valid")
+    assert "pw" not in result.output

@@ -72,7 +72,12 @@ def test_an_old_head_while_the_worker_receives_is_healthy() -> None:
 
 def test_an_idle_worker_with_a_fresh_job_is_healthy() -> None:
     verdict = judge([beat(consumed=NOW - 5000)], heads(rt=2), now=NOW, max_age=60)
-    assert verdict.healthy, verdict.why
+    assert verdict.line() == "healthy: w@a alive, last received 5000s ago; oldest waiting job 2s"
+
+
+def test_the_healthy_line_says_when_nothing_was_received_yet() -> None:
+    verdict = judge([beat(consumed=None, started=NOW - 5)], heads(), now=NOW, max_age=60)
+    assert verdict.line() == "healthy: w@a alive, nothing received yet; nothing waiting"
 
 
 def test_a_new_worker_gets_max_age_before_it_must_have_received() -> None:

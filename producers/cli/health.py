@@ -34,13 +34,18 @@ from producers.cli.common import EXIT_FAILED, one_line_errors, print_json, store
 @click.option("--json", "as_json", is_flag=True, help="Print {healthy, why} as JSON.")
 @one_line_errors
 def health(max_age: float, nodes: tuple[str, ...], this_host_only: bool, as_json: bool) -> None:
-    """Exit 0 if work is being consumed, else 1 with one line saying why.
+    """Is the work being consumed? Exit 0 yes, 1 no, with one line saying why.
+
+    Read from Redis: each worker's heartbeat (when it last received a message) and how
+    long each queue's next job has waited. Works for a worker started any way.
 
     \b
     Examples:
       cancelq health                        # the whole system
       cancelq health --this-host            # the workers of this container
       cancelq health --node worker@box --max-age 30
+    \b
+    Exit codes: 0 healthy, 1 unhealthy (or Redis unreachable), 2 configuration error.
     """
     selector = Selector(nodes=nodes, host=this_host() if this_host_only else None)
     try:

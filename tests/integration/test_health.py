@@ -8,6 +8,7 @@ Every wait polls for the state it asserts.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -63,10 +64,10 @@ def test_a_stopped_worker_is_unhealthy_until_it_resumes(
     worker = start_worker(WORKER_CONCURRENCY=2)
     enqueue(real_store, simulator, 3)
     wait_for(lambda: settled(real_store, 3), timeout=30)
-    ok = wait_for(lambda: (r := health(redis_url)).exit_code == 0 and r, timeout=30)
-    assert ok.output.startswith(f"healthy: {node()} alive, last received")
-    assert health(redis_url, "--node", node()).exit_code == 0
-    assert health(redis_url, "--this-host").exit_code == 0
+    wait_for(lambda: health(redis_url).output.startswith(  # the next heartbeat tells
+        f"healthy: {node()} alive, last received "), timeout=30)
+    wait_for(lambda: health(redis_url, "--node", node()).exit_code == 0, timeout=10)
+    wait_for(lambda: health(redis_url, "--this-host").exit_code == 0, timeout=10)
 
     os.killpg(worker.process.pid, signal.SIGSTOP)
     try:
@@ -75,6 +76,9 @@ def test_a_stopped_worker_is_unhealthy_until_it_resumes(
         assert bad.output.count("\n") == 1
         assert bad.output.startswith(f"unhealthy: {node()}: no heartbeat for ")
         assert health(redis_url, "--node", node()).exit_code == 1
+        as_json = health(redis_url, "--json")
+        assert as_json.exit_code == 1
+        assert json.loads(as_json.stdout)["healthy"] is False
     finally:
         os.killpg(worker.process.pid, signal.SIGCONT)
     wait_for(lambda: health(redis_url).exit_code == 0, timeout=40)

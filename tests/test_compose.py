@@ -214,3 +214,22 @@ def test_the_image_sources_exist() -> None:
     for path in ("worker", "producers", "simulator", "celeryconfig.py", "flowerconfig.py",
                  "pyproject.toml"):
         assert Path(ROOT / path).exists(), path
+
+
+def test_the_worker_healthcheck_proves_consumption(services: dict[str, dict[str, Any]]) -> None:
+    """`cancelq health --this-host`: whatever the node name, judged by heartbeat and queue age."""
+    from cancelq.ops.health import HEARTBEAT_SECONDS
+    from producers.cli.health import health
+
+    check = services["worker"]["healthcheck"]
+    assert check["test"][:3] == ["CMD", "cancelq", "health"]
+    params = health.make_context("health", list(check["test"][3:])).params  # unknown: raises
+    assert params["this_host_only"] is True and not params["nodes"]
+    assert params["max_age"] >= 5 * HEARTBEAT_SECONDS  # a few missed beats are not a death
+    assert _seconds(check["timeout"]) < _seconds(check["interval"])
+
+
+def _seconds(duration: str) -> float:
+    match = re.fullmatch(r"(\d+)(s|m)", duration)
+    assert match, duration
+    return int(match.group(1)) * (60 if match.group(2) == "m" else 1)

@@ -15,10 +15,12 @@ from celery import Celery, signals
 from cancelq.core.errors import ConfigError
 from cancelq.core.settings import load_settings
 from worker.scheduler import RetrySchedulerStep
+from worker.telemetry import TelemetryStep
 
 app = Celery("cancelq", include=["worker.tasks"])
 app.config_from_object("celeryconfig")
 app.steps["worker"].add(RetrySchedulerStep)
+app.steps["worker"].add(TelemetryStep)  # heartbeat for `cancelq health`, metrics
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per outcome is ours to log
 
 

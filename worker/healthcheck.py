@@ -3,7 +3,9 @@
 Exit 0 when healthy, 1 (with one line on stderr) when not. Each check asks the thing
 itself, not just whether a process exists:
 
-    worker     the worker named worker@HOSTNAME answers a broadcast ping through the broker
+    worker     the workers on this host consume: `cancelq health --this-host`, the same check
+               (heartbeats and queue-head ages in Redis, `cancelq.ops.health`), whatever
+               the node names
     beat       the pid in the pidfile is alive and the audit store's Redis answers
     flower     Flower answers /healthcheck (exempt from its auth)
     simulator  the simulator answers /_sim/health
@@ -12,7 +14,6 @@ itself, not just whether a process exists:
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import urllib.request
 from collections.abc import Callable
@@ -32,12 +33,18 @@ class Unhealthy(Exception):
 
 
 def check_worker() -> None:
-    from worker.celery import app
+    from cancelq.core.settings import load_settings
+    from cancelq.ops.health import DEFAULT_MAX_AGE_SECONDS, Selector, check, fail_fast, this_host
+    from cancelq.store.audit import audit_store
 
-    node = f"worker@{socket.gethostname()}"
-    replies = app.control.ping(destination=[node], timeout=TIMEOUT_SECONDS) or []
-    if not any(node in reply for reply in replies):
-        raise Unhealthy(f"{node} did not answer a ping in {TIMEOUT_SECONDS:.0f}s")
+    store = audit_store(load_settings())
+    try:
+        fail_fast(store.redis)
+        verdict = check(store, max_age=DEFAULT_MAX_AGE_SECONDS, selector=Selector(host=this_host()))
+    finally:
+        store.redis.close()
+    if not verdict.healthy:
+        raise Unhealthy(verdict.why)
 
 
 def check_beat() -> None:

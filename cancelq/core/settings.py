@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = Field(None, alias="FLOWER_BASIC_AUTH")
     cleanup_schedule: str | None = Field(None, alias="CLEANUP_SCHEDULE")
     cleanup_inbox: Path | None = Field(None, alias="CLEANUP_INBOX")
+    # Off by default: a worker serves its own Prometheus metrics (docs/metrics.md) when set.
+    worker_metrics_port: int | None = Field(None, ge=1, le=65535, alias="WORKER_METRICS_PORT")
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:

@@ -57,6 +57,10 @@ LAYOUT: Final[Mapping[str, str]] = {
     "cleanup_lock": "cleanup:lock:{file_name}",
     # prefix of celery-redbeat's schedule and its beat lock
     "redbeat": "redbeat",
+    # HASH node name -> JSON heartbeat (cancelq.ops.health)
+    "workers": "workers",
+    # HASH workers' counters: calls:{status}, gate:{gate}:{verdict}
+    "telemetry": "telemetry",
 }
 
 #: kind -> field of a counter hash (`stats`, `run_stats`).
@@ -156,3 +160,11 @@ class Keys:
     @property
     def redbeat(self) -> str:
         return self.key("redbeat")
+
+    @property
+    def workers(self) -> str:
+        return self.key("workers")
+
+    @property
+    def telemetry(self) -> str:
+        return self.key("telemetry")

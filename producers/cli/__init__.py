@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from producers.cli import bulk, demo, dlq, jobs, stats
+from producers.cli import bulk, demo, dlq, doctor, health, jobs, metrics, stats
 from simulator.cli import simulator_command
 
 
@@ -27,3 +27,6 @@ main.add_command(demo.demo)
 main.add_command(bulk.bulk)
 main.add_command(bulk.run)
 main.add_command(bulk.runs)
+main.add_command(doctor.doctor)
+main.add_command(health.health)
+main.add_command(metrics.metrics)

@@ -50,7 +50,11 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
 @contextmanager
 def store_from_env() -> Iterator[tuple[Settings, AuditStore]]:
     settings = load_settings()
-    store = audit_store(settings)
+    try:
+        store = audit_store(settings)
+    except ValueError:  # redis-py's URL parser; its message may quote the URL (a password)
+        raise ConfigError("REDIS_URL: not a valid Redis URL "
+                          "(redis://[[user]:password@]host[:port][/db])") from None
     try:
         yield settings, store
     finally:

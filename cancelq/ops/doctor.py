@@ -1,0 +1,263 @@
+"""`cancelq doctor`: the configuration and everything it points at, checked in one go.
+
+Each check returns one `Check` (ok, warn, fail or skip, a one-line summary, detail lines,
+and data for `--json`). The effective settings are shown with every secret masked: the
+API key and Flower's credentials never appear, passwords in URLs become `***`.
+
+Care360 is probed with two requests that cannot cancel anything: a POST to the nil case
+`00000000-0000-0000-0000-000000000000` with an action that does not exist
+(`CANCELQ_DOCTOR_PROBE`) and the nil event id. The first is sent without a key and must be
+answered 401 (the API checks keys first); the second with the key: 401 means the key is
+rejected, a 400 or 404 means it was accepted and the request refused on its merits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import redis
+from pydantic import SecretStr
+
+from cancelq.care360.client import PATH
+from cancelq.core.settings import Settings
+from cancelq.ops.health import fail_fast, queue_heads, read_heartbeats, redis_now
+from cancelq.ops.metrics import read_breaker
+from cancelq.ops.stats import snapshot
+from cancelq.store.audit import AuditStore
+
+Status = Literal["ok", "warn", "fail", "skip"]
+
+NIL_UUID = "00000000-0000-0000-0000-000000000000"
+PROBE_ACTION = "CANCELQ_DOCTOR_PROBE"
+PROBE_TIMEOUT_SECONDS = 5.0
+#: A queue head waiting longer than this is worth a warning.
+QUEUE_AGE_WARN_SECONDS = 300.0
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:@/;]*):(?P<pw>[^@;]*)@", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    status: Status
+    summary: str
+    details: tuple[str, ...] = ()
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "summary": self.summary,
+                "details": list(self.details), **({"data": self.data} if self.data else {})}
+
+
+# -- settings -----------------------------------------------------------------------------
+
+
+def mask_url(url: str) -> str:
+    """`redis://user:secret@host` -> `redis://user:***@host`, in every `;`-separated part."""
+    return _URL_PASSWORD.sub(lambda m: f"{m['head']}:***@", url)
+
+
+def effective_settings(settings: Settings) -> dict[str, str | None]:
+    """Every setting by its variable name, secrets masked, plus the derived ones."""
+    shown: dict[str, str | None] = {}
+    for name, info in type(settings).model_fields.items():
+        shown[info.alias or name.upper()] = _shown(getattr(settings, name))
+    key = settings.api_key  # reads CV_API_KEY_FILE: a ConfigError if it cannot
+    source = "CV_API_KEY_FILE" if settings.cv_api_key_file is not None else "CV_API_KEY"
+    shown["(API key in use)"] = f"set, from {source} (hidden)" if key else "not set"
+    shown["(Care360 base URL in use)"] = mask_url(settings.care360_base_url)
+    return shown
+
+
+def _shown(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, SecretStr):
+        return "set (hidden)" if value.get_secret_value() else "empty"
+    if isinstance(value, Path):
+        return str(value)
+    return mask_url(value) if isinstance(value, str) else str(value)
+
+
+# -- Redis, queues, workers ---------------------------------------------------------------
+
+
+def check_redis(client: redis.Redis, url: str) -> Check:
+    try:
+        info = client.info()
+    except redis.RedisError as exc:
+        return Check("redis", "fail", f"cannot reach {mask_url(url)} ({type(exc).__name__})")
+    aof = str(info.get("aof_enabled", "0")) == "1"
+    rdb = _rdb_schedule(client)
+    policy = str(info.get("maxmemory_policy", "?"))
+    data = {"version": info.get("redis_version"), "role": info.get("role"), "aof": aof,
+            "rdb_save": rdb, "maxmemory_policy": policy,
+            "used_memory": info.get("used_memory_human"),
+            "maxmemory": info.get("maxmemory_human")}
+    persistence = "AOF" if aof else ("RDB only" if rdb else "no persistence")
+    summary = (f"{data['version']} ({data['role']}), {persistence}, maxmemory-policy {policy}, "
+               f"{data['used_memory']} used")
+    if policy != "noeviction":
+        return Check("redis", "fail", summary, ("an evicting Redis drops broker messages: "
+                                                "set maxmemory-policy noeviction",), data)
+    if not aof:
+        return Check("redis", "warn", summary, ("AOF is off: a restart loses what the last "
+                                                "snapshot (if any) did not hold",), data)
+    return Check("redis", "ok", summary, (), data)
+
+
+def _rdb_schedule(client: redis.Redis) -> str | None:
+    try:
+        value = client.config_get("save").get("save")
+    except redis.ResponseError:  # CONFIG disabled (managed Redis): unknown
+        return None
+    return str(value) or None
+
+
+def check_queues(store: AuditStore) -> Check:
+    snap = snapshot(store)
+    heads = queue_heads(store, snap.taken_at)
+    parts: list[str] = []
+    details: list[str] = []
+    data: dict[str, Any] = {}
+    status: Status = "ok"
+    for q in snap.queues:
+        age = heads[q.name].age_seconds
+        parts.append(f"{q.name} {q.ready}" + (f" (oldest {_ago(age)})" if age else ""))
+        data[q.name] = {"ready": q.ready, "oldest_age_seconds": age}
+        if age is not None and age > QUEUE_AGE_WARN_SECONDS:
+            status = "warn"
+            details.append(f"{q.name}: the next job has waited {_ago(age)}")
+    breaker = read_breaker(store.redis, store.keys.prefix)
+    data.update(delayed=snap.delayed, unacked=snap.unacked, dead_letters=snap.dead_letters,
+                auth_blocked_seconds=snap.auth_blocked_seconds, breaker=breaker.state)
+    if snap.auth_blocked_seconds is not None:
+        status = "warn"
+        details.append("calls paused after a 401: fix the key, then "
+                       "`cancelq dlq replay --all --outcome unauthorized`")
+    if breaker.state not in ("closed",):
+        status = "warn"
+        details.append(f"circuit breaker {breaker.state}")
+    summary = (", ".join(parts) + f"; {snap.delayed} delayed, {snap.unacked} unacked, "
+               f"{snap.dead_letters} dead")
+    return Check("queues", status, summary, tuple(details), data)
+
+
+def check_workers(store: AuditStore) -> Check:
+    now = redis_now(store.redis)
+    beats = read_heartbeats(store)
+    online = [b for b in beats if b.online(now)]
+    details = tuple(
+        f"{b.node}: {b.concurrency} threads, {','.join(b.queues)}, heartbeat "
+        f"{_ago(now - b.at)} ago, received "
+        + (f"{_ago(now - b.consumed_at)} ago" if b.consumed_at is not None else "nothing yet")
+        + ("" if b.online(now) else " (offline)")
+        for b in beats
+    )
+    data = {"workers": [{"node": b.node, "host": b.host, "pid": b.pid,
+                         "concurrency": b.concurrency, "queues": list(b.queues),
+                         "heartbeat_age_seconds": round(now - b.at, 3),
+                         "idle_seconds": round(b.idle_seconds(now), 3),
+                         "online": b.online(now)} for b in beats]}
+    if not online:
+        why = "no worker online" + (f" ({len(beats)} offline)" if beats else "")
+        return Check("workers", "fail", f"{why}: nothing consumes the queues", details, data)
+    offline = len(beats) - len(online)
+    summary = f"{len(online)} online" + (f", {offline} offline" if offline else "")
+    return Check("workers", "ok", summary, details, data)
+
+
+# -- Care360 ------------------------------------------------------------------------------
+
+
+def check_care360(settings: Settings, transport: httpx.BaseTransport | None = None) -> Check:
+    base = settings.care360_base_url
+    key = settings.api_key
+    shown = mask_url(base)
+    try:
+        with httpx.Client(base_url=base, transport=transport, follow_redirects=False,
+                          timeout=min(PROBE_TIMEOUT_SECONDS, settings.timeout_seconds)) as http:
+            anonymous = _probe(http, None)
+            keyed = _probe(http, key) if key is not None else None
+    except ProbeFailed as exc:
+        return Check("care360", "fail", f"cannot reach {shown} ({exc})")
+    data = {"base_url": shown, "without_key": anonymous,
+            **({"with_key": keyed} if keyed is not None else {})}
+    if anonymous != 401:
+        status: Status = "fail" if anonymous >= 500 or anonymous == 429 else "warn"
+        return Check("care360", status, f"{shown} answered HTTP {anonymous} without a key "
+                     "(expected 401): cannot tell whether the key is accepted", (), data)
+    if keyed is None:
+        return Check("care360", "warn", f"{shown} reachable; no API key set to test "
+                     "(producers need none, workers do)", (), data)
+    if keyed == 401:
+        return Check("care360", "fail", f"{shown} reachable; the API key is REJECTED (401)",
+                     (), data)
+    if keyed in (400, 404):
+        return Check("care360", "ok", f"{shown} reachable; key accepted (probe refused "
+                     f"with HTTP {keyed}, nothing cancelled)", (), data)
+    status = "warn" if keyed < 300 else "fail"
+    return Check("care360", status, f"{shown} answered the keyed probe with HTTP {keyed}",
+                 (), data)
+
+
+class ProbeFailed(Exception):
+    """The exchange failed; carries only httpx's exception name (never the request)."""
+
+
+def _probe(http: httpx.Client, key: SecretStr | None) -> int:
+    headers = {"content-type": "application/json"}
+    if key is not None:
+        headers["cv-api-key"] = key.get_secret_value()
+    body = {"action": PROBE_ACTION, "calendar": {"id": NIL_UUID}}
+    failure: ProbeFailed | None = None
+    try:
+        return http.post(PATH.format(case_id=NIL_UUID), json=body, headers=headers).status_code
+    except httpx.HTTPError as exc:  # raised below, so no request (headers) in __context__
+        failure = ProbeFailed(type(exc).__name__)
+    raise failure
+
+
+# -- all of it ----------------------------------------------------------------------------
+
+
+def run_checks(
+    settings: Settings,
+    store: AuditStore,
+    *,
+    transport: httpx.BaseTransport | None = None,
+) -> list[Check]:
+    """Every check, in order; those that need Redis are skipped when it does not answer."""
+    fail_fast(store.redis)
+    checks = [check_redis(store.redis, settings.redis_url)]
+    reachable = bool(checks[0].data)  # it answered INFO, whatever the verdict
+    needs_redis: Sequence[tuple[str, Callable[[AuditStore], Check]]] = (
+        ("queues", check_queues), ("workers", check_workers))
+    for name, run in needs_redis:
+        if not reachable:
+            checks.append(Check(name, "skip", "needs Redis"))
+            continue
+        try:
+            checks.append(run(store))
+        except redis.RedisError as exc:
+            checks.append(Check(name, "fail", f"Redis failed mid-check ({type(exc).__name__})"))
+    checks.append(check_care360(settings, transport))
+    return checks
+
+
+def failed(checks: Sequence[Check]) -> bool:
+    return any(c.status == "fail" for c in checks)
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"

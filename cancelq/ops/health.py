@@ -1,0 +1,295 @@
+"""Liveness that proves consumption: worker heartbeats, queue-head ages, and the verdict.
+
+A worker that answers a ping may still consume nothing (the reconnect hangs after a Redis
+restart), so `cancelq health` does not ask the worker: it compares two facts kept in Redis.
+
+- Every worker writes a heartbeat to `{prefix}:workers` (node name -> JSON) every
+  `HEARTBEAT_SECONDS`: its name, host, pid, threads, the queues it consumes, and
+  `consumed_at`, when it last received a message from the broker. Times are Redis's clock
+  (`TIME`), so hosts need not agree on theirs.
+- The head of each queue (the message a worker takes next: kombu pushes on the left and
+  pops on the right) names a job; its record says since when it has been waiting
+  (`waiting_since`). Messages with no record (sent straight to the broker by a foreign
+  producer) have no known age and count in the depth only.
+
+The rule: a queue whose head has waited longer than `max_age` while no live worker that
+consumes it received anything for `max_age` is not being consumed. A worker whose own
+heartbeat is older than `max_age` (hung whole, or stopped) is dead. With several workers,
+one that stalls while the others keep every head young is not caught by the queue rule
+(nothing waits on it); its heartbeat still shows when it last consumed (`cancelq doctor`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from cancelq.core.lifecycle import State
+from cancelq.store.audit import AuditStore
+from cancelq.store.queues import BULK_QUEUE, PRIORITY_STEPS, REALTIME_QUEUE, queue_key
+
+QUEUES: tuple[str, ...] = (REALTIME_QUEUE, BULK_QUEUE)
+HEARTBEAT_SECONDS = 2.0
+#: A heartbeat this old or older means the worker is offline (a few missed beats).
+ONLINE_SECONDS = 15.0
+#: Heartbeats of workers gone this long are removed by the others.
+FORGET_AFTER_SECONDS = 86_400.0
+DEFAULT_MAX_AGE_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """One worker's last word. `at`, `started_at` and `consumed_at` are Redis time."""
+
+    node: str
+    host: str
+    pid: int
+    concurrency: int
+    queues: tuple[str, ...]
+    started_at: float
+    at: float
+    consumed_at: float | None = None
+    received: int = 0
+
+    def encode(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str | bytes) -> Heartbeat | None:
+        """None for anything that is not a heartbeat of ours (read defensively)."""
+        try:
+            raw = json.loads(text)
+            consumed = raw.get("consumed_at")
+            return cls(
+                node=str(raw["node"]),
+                host=str(raw["host"]),
+                pid=int(raw["pid"]),
+                concurrency=int(raw["concurrency"]),
+                queues=tuple(str(q) for q in raw["queues"]),
+                started_at=float(raw["started_at"]),
+                at=float(raw["at"]),
+                consumed_at=None if consumed is None else float(consumed),
+                received=int(raw.get("received", 0)),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def idle_seconds(self, now: float) -> float:
+        """Since the last message received, or since start if none ever was."""
+        return max(0.0, now - (self.consumed_at if self.consumed_at is not None
+                               else self.started_at))
+
+    def online(self, now: float, within: float = ONLINE_SECONDS) -> bool:
+        return now - self.at <= within
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def this_pid() -> int:
+    return os.getpid()
+
+
+def redis_now(client: redis.Redis) -> float:
+    seconds, micros = client.time()
+    return int(seconds) + int(micros) / 1_000_000
+
+
+def fail_fast(client: redis.Redis) -> None:
+    """A probe answers now: one quick retry, not the store's patient backoff."""
+    client.set_retry(Retry(NoBackoff(), 1))
+
+
+def write_heartbeat(store: AuditStore, beat: Heartbeat) -> None:
+    store.redis.hset(store.keys.workers, beat.node, beat.encode())
+
+
+def remove_heartbeat(store: AuditStore, node: str) -> None:
+    """A worker that stops on purpose says so: it is gone, not dead."""
+    store.redis.hdel(store.keys.workers, node)
+
+
+def read_heartbeats(store: AuditStore) -> list[Heartbeat]:
+    raw = store.redis.hgetall(store.keys.workers)
+    beats = (Heartbeat.decode(value) for value in raw.values())
+    return sorted((b for b in beats if b is not None), key=lambda b: b.node)
+
+
+def forget_gone(store: AuditStore, now: float) -> int:
+    """Drop heartbeats older than `FORGET_AFTER_SECONDS` (and unreadable ones)."""
+    raw = store.redis.hgetall(store.keys.workers)
+    gone = []
+    for node, value in raw.items():
+        beat = Heartbeat.decode(value)
+        if beat is None or now - beat.at > FORGET_AFTER_SECONDS:
+            gone.append(node)
+    return int(store.redis.hdel(store.keys.workers, *gone)) if gone else 0
+
+
+# -- the heads of the queues --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueHead:
+    """The longest wait among the heads of a queue's priority lists (None: unknown/empty)."""
+
+    queue: str
+    job_id: str | None
+    age_seconds: float | None
+
+
+def message_job_id(payload: str | bytes) -> str | None:
+    """The job id a kombu message carries: its `job_id` argument, else its task id."""
+    try:
+        message = json.loads(payload)
+        body = json.loads(base64.b64decode(message["body"]))
+        kwargs = body[1] if isinstance(body, list) and len(body) > 1 else {}
+        job_id = kwargs.get("job_id") if isinstance(kwargs, dict) else None
+        return str(job_id or message["headers"]["id"])
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return None
+
+
+def waiting_since(record: Mapping[str, str]) -> float | None:
+    """Since when the job has been ready to run: its retry's due time, else its last change.
+
+    `updated_at` is the enqueue (or replay) time of a queued job. Time a job spent
+    deferred by a gate (the rate limit) counts as waiting: the record does not change.
+    """
+    try:
+        if record.get("state") == State.RETRYING.value and record.get("next_attempt_at"):
+            return float(record["next_attempt_at"])
+        stamp = record.get("updated_at") or record.get("created_at")
+        return float(stamp) if stamp else None
+    except ValueError:
+        return None
+
+
+def queue_heads(
+    store: AuditStore, now: float, queues: Sequence[str] = QUEUES
+) -> dict[str, QueueHead]:
+    """Two pipelined round trips: the head message of every list, then their jobs."""
+    pipe = store.redis.pipeline(transaction=False)
+    lists = [(name, queue_key(name, step)) for name in queues for step in PRIORITY_STEPS]
+    for _, key in lists:
+        pipe.lindex(key, -1)
+    heads = [(name, message_job_id(m) if m else None) for (name, _), m in
+             zip(lists, pipe.execute(), strict=True)]
+    known = [(name, job) for name, job in heads if job]
+    for _, job in known:
+        pipe.hmget(store.keys.job(job), "state", "created_at", "updated_at", "next_attempt_at")
+    fields = ("state", "created_at", "updated_at", "next_attempt_at")
+    result = {name: QueueHead(name, None, None) for name in queues}
+    for (name, job), values in zip(known, pipe.execute() if known else [], strict=True):
+        record = {k: _s(v) for k, v in zip(fields, values, strict=True) if v is not None}
+        since = waiting_since(record)
+        if since is None:
+            continue
+        age = round(max(0.0, now - since), 3)
+        best = result[name]
+        if best.age_seconds is None or age > best.age_seconds:
+            result[name] = QueueHead(name, job, age)
+    return result
+
+
+# -- the verdict --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """Which workers the verdict is about: named nodes, those on a host, or (empty) all."""
+
+    nodes: tuple[str, ...] = ()
+    host: str | None = None
+
+    @property
+    def everyone(self) -> bool:
+        return not self.nodes and self.host is None
+
+    def picks(self, beat: Heartbeat) -> bool:
+        if self.nodes:
+            return beat.node in self.nodes
+        return self.host is None or beat.host == self.host
+
+    def __str__(self) -> str:
+        if self.nodes:
+            return ", ".join(self.nodes)
+        return f"workers on {self.host}" if self.host else "any worker"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    healthy: bool
+    why: str
+
+    def line(self) -> str:
+        return f"{'healthy' if self.healthy else 'unhealthy'}: {self.why}"
+
+
+def judge(
+    beats: Iterable[Heartbeat],
+    heads: Mapping[str, QueueHead],
+    *,
+    now: float,
+    max_age: float,
+    selector: Selector = Selector(),
+) -> Verdict:
+    """Pure: the rule of the module docstring, applied to what was read."""
+    chosen = [b for b in beats if selector.picks(b)]
+    if selector.nodes:
+        missing = sorted(set(selector.nodes) - {b.node for b in chosen})
+        if missing:
+            return Verdict(False, f"{missing[0]} has never sent a heartbeat")
+    if not chosen:
+        return Verdict(False, f"no heartbeat from {selector} (is a worker running?)")
+    live = [b for b in chosen if now - b.at <= max_age]
+    stale = [b for b in chosen if b not in live]
+    if not live or (stale and not selector.everyone):
+        worst = max(stale, key=lambda b: now - b.at)
+        return Verdict(False, f"{worst.node}: no heartbeat for {now - worst.at:.0f}s "
+                              f"(max {max_age:.0f}s)")
+    for head in heads.values():
+        if head.age_seconds is None or head.age_seconds <= max_age:
+            continue
+        consumers = [b for b in live if head.queue in b.queues]
+        if not consumers:
+            if selector.everyone:
+                return Verdict(False, f"{head.queue}: a job has waited "
+                                      f"{head.age_seconds:.0f}s and no live worker consumes it")
+            continue
+        if all(b.idle_seconds(now) > max_age for b in consumers):
+            idle = min(b.idle_seconds(now) for b in consumers)
+            who = consumers[0].node if len(consumers) == 1 else f"{len(consumers)} workers"
+            return Verdict(False, f"{head.queue}: a job has waited {head.age_seconds:.0f}s and "
+                                  f"{who} received nothing for {idle:.0f}s (max {max_age:.0f}s)")
+    return Verdict(True, _healthy_line(live, heads, now))
+
+
+def _healthy_line(live: Sequence[Heartbeat], heads: Mapping[str, QueueHead], now: float) -> str:
+    who = live[0].node if len(live) == 1 else f"{len(live)} workers"
+    seen = [now - b.consumed_at for b in live if b.consumed_at is not None]
+    received = f"last received {max(0.0, min(seen)):.0f}s ago" if seen else "nothing received yet"
+    ages = [h.age_seconds for h in heads.values() if h.age_seconds is not None]
+    waiting = f"oldest waiting job {max(ages):.0f}s" if ages else "nothing waiting"
+    return f"{who} alive, {received}; {waiting}"
+
+
+def check(store: AuditStore, *, max_age: float, selector: Selector = Selector()) -> Verdict:
+    """Read what `judge` needs (three round trips) and judge. Redis errors propagate."""
+    now = redis_now(store.redis)
+    return judge(read_heartbeats(store), queue_heads(store, now), now=now, max_age=max_age,
+                 selector=selector)
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

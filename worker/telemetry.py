@@ -1,0 +1,151 @@
+"""The worker's own reports: a heartbeat that proves consumption, and its metrics.
+
+A thread of every worker (`TelemetryStep`), every `HEARTBEAT_SECONDS`:
+
+- writes the heartbeat `cancelq health` and `cancelq doctor` read (`cancelq.ops.health`):
+  node name, host, pid, threads, queues, and when a message was last received (Celery's
+  `task_received` signal, sent from the consumer as it takes a message off the broker);
+- adds this process's call and gate counts to the shared `{prefix}:telemetry` hash, from
+  which `cancelq metrics` serves the cluster's totals.
+
+It also wraps the runtime's gates so that calls are timed and deferrals counted
+(`cancelq.ops.metrics.instrument_gates`), and, when `WORKER_METRICS_PORT` is set, serves
+this process's metrics (the call latency histogram) on that port. A warm shutdown removes
+the heartbeat: a worker stopped on purpose is gone, not dead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from celery import bootsteps, signals
+
+from cancelq.ops.health import (
+    HEARTBEAT_SECONDS,
+    Heartbeat,
+    forget_gone,
+    redis_now,
+    remove_heartbeat,
+    this_host,
+    this_pid,
+    write_heartbeat,
+)
+from cancelq.ops.metrics import WorkerMetrics, instrument_gates, serve
+from cancelq.store.audit import AuditStore
+
+log = logging.getLogger("cancelq.telemetry")
+
+FORGET_EVERY_BEATS = 300
+
+
+class Telemetry:
+    """The heartbeat loop of one worker process; plain Python, testable without Celery."""
+
+    def __init__(
+        self,
+        store: AuditStore,
+        metrics: WorkerMetrics,
+        *,
+        node: str,
+        concurrency: int,
+        queues: tuple[str, ...],
+        interval: float = HEARTBEAT_SECONDS,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.node = node
+        self.concurrency = concurrency
+        self.queues = queues
+        self.interval = interval
+        self.started_at: float | None = None
+        self.received = 0
+        self._received_mono: float | None = None
+        self._beats = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def on_received(self, **_: Any) -> None:
+        """Celery's `task_received` handler: runs in the consumer, so it only notes the time."""
+        self._received_mono = time.monotonic()
+        self.received += 1
+        self.metrics.observe_received()
+
+    def beat(self) -> Heartbeat:
+        """Write one heartbeat (times in Redis's clock) and flush the counts."""
+        client = self.store.redis
+        now = redis_now(client)
+        if self.started_at is None:
+            self.started_at = now
+        seen = self._received_mono
+        heartbeat = Heartbeat(
+            node=self.node, host=this_host(), pid=this_pid(), concurrency=self.concurrency,
+            queues=self.queues, started_at=self.started_at, at=now,
+            consumed_at=None if seen is None else now - (time.monotonic() - seen),
+            received=self.received,
+        )
+        write_heartbeat(self.store, heartbeat)
+        self.metrics.flush(client, self.store.keys.telemetry)
+        self._beats += 1
+        if self._beats % FORGET_EVERY_BEATS == 1:
+            forget_gone(self.store, now)
+        return heartbeat
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="telemetry", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        try:
+            self.metrics.flush(self.store.redis, self.store.keys.telemetry)
+            remove_heartbeat(self.store, self.node)
+        except Exception:  # shutting down: a Redis that is gone must not block it
+            log.warning("telemetry: could not say goodbye to Redis", exc_info=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.beat()
+            except Exception:  # the loop must outlive any Redis outage
+                log.warning("telemetry: heartbeat failed, will retry", exc_info=True)
+            self._stop.wait(self.interval)
+
+
+class TelemetryStep(bootsteps.StartStopStep):
+    """Runs a `Telemetry` for the life of a worker (after the pool, like the scheduler)."""
+
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.telemetry: Telemetry | None = None
+        self.server: Any = None
+
+    def start(self, worker: Any) -> None:
+        from cancelq.pipeline.runtime import get_runtime
+
+        rt = get_runtime()
+        metrics = WorkerMetrics()
+        rt.gates = instrument_gates(rt.gates, metrics)
+        queues = tuple(sorted(worker.app.amqp.queues.consume_from))
+        self.telemetry = Telemetry(rt.store, metrics, node=worker.hostname,
+                                   concurrency=int(worker.concurrency), queues=queues)
+        signals.task_received.connect(self.telemetry.on_received, weak=False)
+        self.telemetry.start()
+        port = rt.settings.worker_metrics_port
+        if port:
+            self.server = serve(metrics.registry, port)
+            log.info("metrics of this worker at http://0.0.0.0:%d/metrics", port)
+
+    def stop(self, worker: Any) -> None:
+        if self.telemetry is not None:
+            signals.task_received.disconnect(self.telemetry.on_received)
+            self.telemetry.stop()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()

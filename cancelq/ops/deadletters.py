@@ -45,8 +45,10 @@ class DeadLetter:
         cause = self.cause
         if cause is None:
             return self.record.outcome or "-"
-        status = f"HTTP {cause.http_status}: " if cause.http_status is not None else ""
-        return f"{status}{cause.error or cause.error_class or cause.verdict or '-'}"
+        text = cause.error or cause.error_class or cause.verdict or "-"
+        if cause.http_status is None or text.startswith(f"HTTP {cause.http_status}"):
+            return text  # a TransientResponse's message already starts "HTTP 503: ..."
+        return f"HTTP {cause.http_status}: {text}"
 
     def to_json(self) -> dict[str, Any]:
         """The documented `cancelq dlq list --json` object."""

@@ -196,12 +196,13 @@ def _print_summary(summary: BulkSummary) -> None:
 
 @click.command(epilog=epilog(
     "cancelq run bulk-20261201-0930            # progress and outcome counts now",
-    "cancelq run bulk-20261201-0930 --follow   # live: done/total, rate, ETA, outcomes",
+    "cancelq run bulk-20261201-0930 --follow   # live: done, rate, ETA, outcomes",
     "cancelq run bulk-20261201-0930 --follow --wait 3600 --json",
     "cancelq run bulk-20261201-0930 --csv outcomes.csv",
-    notes=["With --follow or --wait: exit 0 when every job ended cancelled or "
-           "already_cancelled, 1 when some ended otherwise (cancelq dlq list --run RUN), "
-           "3 when time ran out (or Ctrl-C stopped following; the run goes on)."],
+    notes=["With --follow or --wait: exit 0 when every job ended cancelled or",
+           "already_cancelled, 1 when some ended otherwise (see cancelq dlq list",
+           "--run RUN), 3 when time ran out or Ctrl-C stopped following (the run",
+           "goes on)."],
 ))
 @click.argument("run_id")
 @click.option("--follow", is_flag=True,

@@ -35,8 +35,8 @@ EXIT_TIMEOUT = 3
 WANTED_OUTCOMES = frozenset({Outcome.CANCELLED.value, Outcome.ALREADY_CANCELLED.value})
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 ok, 1 failed or not the outcome waited for, "
-    "2 usage or configuration error, 3 timed out."
+    "Exit codes: 0 ok, 1 failed or not the outcome waited for,\n"
+    "            2 usage or configuration error, 3 timed out."
 )
 ENV_HELP = "Environment: REDIS_URL, KEY_PREFIX, COLUMNS (table width); see docs/cli.md."
 
@@ -45,10 +45,13 @@ R = TypeVar("R")
 
 
 def epilog(*examples: str, notes: Sequence[str] = ()) -> str:
-    """The end of every `--help`: examples, then exit codes and environment (kept verbatim)."""
+    """The end of every `--help`: examples, notes, exit codes, environment (kept verbatim).
+
+    `notes` are the lines of one paragraph; keep them under 78 characters.
+    """
     lines = ["\b", "Examples:", *(f"  {example}" for example in examples), ""]
-    for note in notes:
-        lines += ["\b", note, ""]
+    if notes:
+        lines += ["\b", *notes, ""]
     lines += ["\b", EXIT_CODES_HELP, ENV_HELP]
     return "\n".join(lines)
 

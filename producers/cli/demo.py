@@ -10,8 +10,8 @@ from producers.cli.common import epilog, one_line_errors
 
 
 @click.command(epilog=epilog(
-    "cancelq demo                                   # a private Redis if none answers",
-    "REDIS_URL=redis://127.0.0.1:6379/0 cancelq demo  # uses database 15 there",
+    "cancelq demo                        # a private Redis if none answers",
+    "REDIS_URL=redis://host:6379 cancelq demo  # uses database 15 there",
     notes=["Keys it leaves in an existing Redis expire after a day."],
 ))
 @one_line_errors

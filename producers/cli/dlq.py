@@ -71,7 +71,7 @@ def list_command(
 
 @dlq.command(name="replay", epilog=epilog(
     "cancelq dlq replay 3f2a9c1e                  # any unique prefix of a job id",
-    "cancelq dlq replay --all --outcome unauthorized   # once the API key is fixed",
+    "cancelq dlq replay --all --outcome unauthorized  # once the key is fixed",
     "cancelq dlq replay --all --run clinic-42 --dry-run --json",
     notes=['--json prints one object: {"dry_run": bool, "auth_block_cleared": bool,',
            '"results": [{"job_id", "status", "state", "outcome", "detail"}, ...]}',

@@ -36,7 +36,7 @@ def default_requester() -> str:
 
 
 @click.command(epilog=epilog(
-    "cancelq enqueue 0b7c...-case-uuid 9d41...-event-uuid --reason 'patient moved'",
+    "cancelq enqueue CASE_UUID EVENT_UUID --reason 'patient moved'",
     "cancelq enqueue CASE_ID EVENT_ID --run-id clinic-42 --json",
 ))
 @click.argument("case_id")
@@ -82,7 +82,7 @@ def enqueue(
 
 @click.command(epilog=epilog(
     "cancelq status 3f2a9c1e            # any unique prefix of the job id",
-    "cancelq status 3f2a9c1e --wait 60  # exit 0 cancelled, 1 other end, 3 still open",
+    "cancelq status 3f2a9c1e --wait 60  # 0 cancelled, 1 other end, 3 still open",
     "cancelq status 3f2a9c1e-... --json",
 ))
 @click.argument("job_id")
@@ -142,8 +142,10 @@ def _exit_after_wait(record: JobRecord, seconds: float) -> None:
 @click.option("--case", "case_id", help="Only jobs of this case.")
 @click.option("--event", "event_id", help="Only jobs of this event.")
 @click.option("--run", "run_id", help="Only jobs of this run.")
-@click.option("--outcome", type=click.Choice([o.value for o in Outcome]))
-@click.option("--state", type=click.Choice([s.value for s in State]))
+@click.option("--outcome", type=click.Choice([o.value for o in Outcome]), metavar="OUTCOME",
+              help="Only jobs that ended so: " + ", ".join(o.value for o in Outcome) + ".")
+@click.option("--state", type=click.Choice([s.value for s in State]), metavar="STATE",
+              help="Only jobs now in this state: " + ", ".join(s.value for s in State) + ".")
 @click.option("--since", type=TIME, help=f"Only jobs created at or after this: {RELATIVE_HELP}.")
 @click.option("--until", type=TIME, help="Only jobs created at or before this (same forms).")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)

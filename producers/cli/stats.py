@@ -29,7 +29,7 @@ from producers.cli.render import make_console
 @click.command(epilog=epilog(
     "cancelq stats",
     "cancelq stats --run clinic-42 --json",
-    "cancelq stats --watch 2          # refresh every 2 s; Ctrl-C to leave (exit 0)",
+    "cancelq stats --watch 2          # refresh every 2 s; Ctrl-C leaves (exit 0)",
     "cancelq stats --watch 10 --json  # one JSON object per line, every 10 s",
 ))
 @click.option("--run", "run_id", help="Counts for this run only (queues stay global).")

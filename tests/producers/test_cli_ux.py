@@ -157,7 +157,7 @@ def test_dlq_replay_takes_prefixes(seeded: Seeded) -> None:
 
 
 def test_dlq_replay_json_help_names_what_it_prints(seeded: Seeded) -> None:
-    help_text = cli("dlq", "replay", "--help", columns=200).stdout
+    help_text = " ".join(cli("dlq", "replay", "--help").stdout.split())
     report = json.loads(cli("dlq", "replay", seeded.dead[:8], "--dry-run", "--json").stdout)
     for key in (*report, *report["results"][0]):
         assert key in help_text, key
@@ -193,7 +193,7 @@ def test_a_bad_time_is_one_line_naming_the_option(cli_store: AuditStore, value: 
 
 
 def test_help_says_naive_times_are_utc() -> None:
-    text = cli("audit", "--help", columns=200).stdout
+    text = " ".join(cli("audit", "--help").stdout.split())
     assert "no zone means UTC" in text and "15m" in text
 
 
@@ -283,10 +283,21 @@ def test_every_help_has_examples_and_the_exit_codes() -> None:
     paths = list(_commands(main))
     assert len(paths) >= 12
     for path in paths:
-        text = cli(*path, "--help", columns=120).stdout
+        text = cli(*path, "--help", columns=80).stdout
+        assert widest(text) <= 80, (path, text)
         assert "Examples:" in text and "cancelq " in text.split("Examples:")[1], path
         assert "Exit codes: 0 ok, 1 failed" in text and "3 timed out" in text, path
     assert "_CANCELQ_COMPLETE=bash_source cancelq" in cli("--help", columns=120).stdout
+
+
+def test_shell_completion_is_generated_by_the_command() -> None:
+    script = CliRunner().invoke(main, [], prog_name="cancelq",
+                                env={"_CANCELQ_COMPLETE": "bash_source"})
+    assert script.exit_code == 0 and "_cancelq_completion" in script.stdout
+    states = CliRunner().invoke(main, [], prog_name="cancelq", env={
+        "_CANCELQ_COMPLETE": "bash_complete", "COMP_WORDS": "cancelq audit --state ",
+        "COMP_CWORD": "3"})
+    assert "plain,settled" in states.stdout and "plain,dead" in states.stdout
 
 
 def test_version() -> None:

@@ -88,8 +88,26 @@ def resolve_job_id(store: AuditStore, text: str, field: str = "job_id") -> str:
     return candidates[0]
 
 
-def resolve_job_ids(store: AuditStore, texts: Iterable[str], field: str = "JOB_ID") -> list[str]:
-    return [resolve_job_id(store, text, field) for text in texts]
+def resolve_job_ids(
+    store: AuditStore, texts: Iterable[str], field: str = "JOB_ID", *, keep_missing: bool = False
+) -> list[str]:
+    """Each text's job id, all resolved before any is used.
+
+    With `keep_missing`, a text that names no job (no match, or no id at all) is kept as
+    typed, for a per-id "no such job" report; an ambiguous prefix still raises, since
+    acting on the wrong one of two jobs is worse than acting on none.
+    """
+    ids: list[str] = []
+    for text in texts:
+        try:
+            ids.append(resolve_job_id(store, text, field))
+        except AmbiguousJobId:
+            raise
+        except (JobNotFound, InvalidInput):
+            if not keep_missing:
+                raise
+            ids.append(text.strip())
+    return ids
 
 
 def _matching(store: AuditStore, prefix: str) -> list[str]:

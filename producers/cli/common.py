@@ -76,6 +76,8 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
             fail(str(exc), EXIT_FAILED)
         except redis.ConnectionError as exc:
             fail(f"cannot reach Redis ({type(exc).__name__}): check REDIS_URL", EXIT_FAILED)
+        except redis.RedisError as exc:  # the class only: a message may quote a URL
+            fail(f"Redis refused the request ({type(exc).__name__})", EXIT_FAILED)
 
     return wrapper
 

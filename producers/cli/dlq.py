@@ -108,7 +108,7 @@ def replay_command(
         fail("--outcome and --run filter --all; with JOB_IDs, name exactly the jobs")
     with store_from_env() as (_, store):
         ids = (dead_job_ids(store, outcome=outcome, run_id=run_id) if replay_all
-               else resolve_job_ids(store, job_ids))
+               else resolve_job_ids(store, job_ids, keep_missing=True))
         report = replay(store, ids, who=who or operator_name(), dry_run=dry_run)
     if as_json:
         print_json({"dry_run": dry_run, "auth_block_cleared": report.auth_block_cleared,

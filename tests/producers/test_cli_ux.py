@@ -146,14 +146,24 @@ def test_short_ids_are_unique_among_the_listed_rows(cli_store: AuditStore) -> No
     assert "abcd1234-0000-4000-8000-00000000001" in out  # as long as needed, no longer
 
 
-def test_dlq_replay_takes_prefixes(seeded: Seeded) -> None:
+def test_dlq_replay_takes_prefixes(seeded: Seeded, cli_store: AuditStore) -> None:
     result = cli("dlq", "replay", seeded.dead[:8], "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert [r["job_id"] for r in report["results"]] == [seeded.dead]
     assert report["results"][0]["status"] == "replayed"
-    refused = cli("dlq", "replay", seeded.cancelled[:8])
+    refused = cli("dlq", "replay", seeded.cancelled[:8], "ffff0000")
     assert refused.exit_code == 1 and "not dead" in refused.stderr
+    assert "cancelq: ffff0000  no such job" in refused.stderr  # reported per id, as before
+    assert "cancelq: nope  no such job" in cli("dlq", "replay", "nope").stderr
+    other_dead = add_job(cli_store)
+    finish(cli_store, other_dead, status=503, error="HTTP 503", outcome="retries_exhausted",
+           dead=True)
+    digit = "1" if seeded.dead[9] == "0" else "0"
+    add_job(cli_store, job_id=seeded.dead[:9] + digit + seeded.dead[10:])
+    twin = cli("dlq", "replay", other_dead, seeded.dead[:4])  # ambiguous: nothing is done
+    assert twin.exit_code == 2 and twin.stderr.count("\n") == 1 and "several" in twin.stderr
+    assert json.loads(cli("status", other_dead, "--json").stdout)["state"] == "dead"
 
 
 def test_dlq_replay_json_help_names_what_it_prints(seeded: Seeded) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO
 
 import click
+from rich.columns import Columns
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -275,16 +276,17 @@ def _print_progress(progress: RunProgress, followed_seconds: float | None = None
     out = make_console()
     data = progress.to_json()
     state = "finished" if progress.finished else "in progress"
-    started = cell_time(progress.started_at)
     out.print(
-        f"[bold]run {escape(progress.run_id)}[/bold]  {state}: {progress.done:,} of "
-        f"{progress.jobs:,} jobs done ({data['percent']}%), started {started} UTC"
+        f"[bold]run {escape(progress.run_id)}[/bold]: {state}, {progress.done:,}/"
+        f"{progress.jobs:,} done ({data['percent']}%), started "
+        f"{cell_time(progress.started_at)} UTC"
     )
     if followed_seconds is not None and followed_seconds > 0:
         out.print(f"followed for {followed_seconds:,.1f} s")
-    out.print(counts_table("states", data["states"]))
+    tables = [counts_table("states", data["states"])]
     if progress.outcomes:
-        out.print(counts_table("outcomes", progress.outcomes))
+        tables.append(counts_table("outcomes", progress.outcomes))
+    out.print(Columns(tables, padding=(0, 2)))  # side by side where they fit
 
 
 RUN_COLUMNS = (

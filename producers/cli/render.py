@@ -172,6 +172,9 @@ def job_detail(out: Console, record: JobRecord) -> None:
         )
         for a in record.attempts
     ]
+    if not rows:
+        out.print(f"[bold]{'attempts':>15}[/bold]  none yet")
+        return
     out.print(fit_table(ATTEMPT_COLUMNS, rows, width=out.width,
                         title=f"attempts ({TIMES_NOTE})"))
 

@@ -158,3 +158,33 @@ def test_simulator_access_log_needs_no_log_level() -> None:
     finally:
         process.terminate()
         process.wait(20)
+
+
+def test_status_wait_spins_on_a_terminal_only(redis_url: str) -> None:
+    env = {"REDIS_URL": redis_url}
+    job = json.loads(run("enqueue", _id(), _id(), "--json", env=env).stdout)["job_id"]
+    parent, child = os.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", "from producers.cli import main; main()",
+             "status", job[:8], "--wait", "1"],
+            stdout=subprocess.PIPE, stderr=child, text=True, timeout=60, cwd=ROOT,
+            env={**os.environ, **env, "COLUMNS": "80"},
+        )
+        os.close(child)
+        seen = b""
+        while chunk := _read_pty(parent):
+            seen += chunk
+    finally:
+        os.close(parent)
+    assert done.returncode == 3
+    text = seen.decode(errors="replace")
+    assert f"job {job[:8]}: queued" in text  # the spinner's line, on the terminal
+    assert "still queued after 1 s" in text and job in done.stdout
+
+
+def _read_pty(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the child's side is closed and drained
+        return b""

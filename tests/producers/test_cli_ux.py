@@ -223,8 +223,8 @@ def test_status_wait_exit_codes_by_outcome(seeded: Seeded) -> None:
     assert dead.exit_code == 1 and "retries_exhausted" in dead.stderr
     late = cli("status", seeded.queued[:8], "--wait", "0.3")
     assert late.exit_code == 3
-    assert late.stderr.strip().splitlines()[-1] == (
-        f"cancelq: --wait: job {seeded.queued} still queued after 0.3 s")
+    assert late.stderr.strip().splitlines() == [  # piped: no spinner, just the line
+        f"cancelq: --wait: job {seeded.queued} still queued after 0.3 s"]
 
 
 def _finish_later(store: AuditStore, job_ids: list[str], *, dead: str | None = None) -> None:
@@ -251,7 +251,7 @@ def test_run_follow_ends_with_the_summary_and_exit_0(
     _finish_later(cli_store, run_jobs)
     result = cli("run", "r-follow", "--follow", "--wait", "60", columns=80)
     assert result.exit_code == 0, result.output
-    assert "finished: 4 of 4 jobs done" in result.stdout and "cancelled" in result.stdout
+    assert "finished, 4/4 done" in result.stdout and "cancelled" in result.stdout
     progress_lines = result.stderr.strip().splitlines()
     assert progress_lines and "jobs/s" in progress_lines[-1] and "ETA" in progress_lines[-1]
     assert "4/4 done" in progress_lines[-1] and "cancelled 4" in progress_lines[-1]

@@ -72,10 +72,17 @@ class DeadLetter:
 
 
 def list_dead(
-    store: AuditStore, *, outcome: str | None = None, run_id: str | None = None, limit: int = 100
+    store: AuditStore,
+    *,
+    outcome: str | None = None,
+    run_id: str | None = None,
+    limit: int = 100,
+    since: float | None = None,
+    until: float | None = None,
 ) -> list[DeadLetter]:
-    """Dead jobs, newest first (by created time), with their attempts."""
-    query = Query(state=State.DEAD.value, outcome=outcome, run_id=run_id, limit=limit)
+    """Dead jobs, newest first (by created time, bounded by `since`/`until`), with attempts."""
+    query = Query(state=State.DEAD.value, outcome=outcome, run_id=run_id, limit=limit,
+                  since=since, until=until)
     return [DeadLetter(r) for r in store.query(query, with_attempts=True)]
 
 

@@ -97,6 +97,9 @@ class CancelqGroup(click.Group):
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # a bare group: its help, as click prints it (exit 2)
+            sys.exit(exc.exit_code)
         except click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx is not None else "cancelq"
             fail(f"{exc.format_message()} (see: {where} --help)", EXIT_USAGE)

@@ -29,7 +29,7 @@ from producers.cli.render import (
     limit_caption,
     make_console,
 )
-from producers.cli.times import cell_time
+from producers.cli.times import RELATIVE_HELP, TIME, cell_time
 
 DEAD_CHOICES = sorted(o.value for o in DEAD_OUTCOMES)
 
@@ -46,20 +46,30 @@ def dlq() -> None:
 @dlq.command(name="list", epilog=epilog(
     "cancelq dlq list",
     "cancelq dlq list --outcome retries_exhausted --run clinic-42 --limit 500",
+    "cancelq dlq list --since 1d",
     "cancelq dlq list --full-ids --json",
 ))
 @click.option("--outcome", type=click.Choice(DEAD_CHOICES), help="Only jobs that died so.")
 @click.option("--run", "run_id", help="Only jobs of this run.")
+@click.option("--since", type=TIME, help=f"Only jobs created at or after this: {RELATIVE_HELP}.")
+@click.option("--until", type=TIME, help="Only jobs created at or before this (same forms).")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
 @click.option("--full-ids", is_flag=True, help="Whole ids (default: shortest unique prefixes).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of dead jobs.")
 @one_line_errors
 def list_command(
-    outcome: str | None, run_id: str | None, limit: int, full_ids: bool, as_json: bool
+    outcome: str | None,
+    run_id: str | None,
+    since: float | None,
+    until: float | None,
+    limit: int,
+    full_ids: bool,
+    as_json: bool,
 ) -> None:
     """List dead jobs, newest first, with why they died and when (UTC)."""
     with store_from_env() as (_, store):
-        found = list_dead(store, outcome=outcome, run_id=run_id, limit=limit + 1)
+        found = list_dead(store, outcome=outcome, run_id=run_id, limit=limit + 1,
+                          since=since, until=until)
     letters, more = found[:limit], len(found) > limit
     if as_json:
         print_json([letter.to_json() for letter in letters])

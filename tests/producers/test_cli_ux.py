@@ -77,6 +77,8 @@ def test_dlq_list_fits_and_says_why_once(seeded: Seeded, width: int) -> None:
     assert "Service Unavailable" in result.stdout and "HTTP 503: HTTP 503" not in result.stdout
     letters = json.loads(cli("dlq", "list", "--json").stdout)
     assert [letter["why"] for letter in letters] == ["HTTP 503: Service Unavailable"]
+    assert len(json.loads(cli("dlq", "list", "--since", "1h", "--json").stdout)) == 1
+    assert json.loads(cli("dlq", "list", "--until", "1h", "--json").stdout) == []
 
 
 def test_full_ids_and_piped_width(seeded: Seeded) -> None:
@@ -313,6 +315,13 @@ def test_shell_completion_is_generated_by_the_command() -> None:
 def test_version() -> None:
     result = cli("--version")
     assert result.exit_code == 0 and result.stdout.startswith("cancelq ")
+
+
+def test_a_bare_group_prints_its_help() -> None:
+    for args in ([], ["dlq"]):
+        result = cli(*args)
+        assert result.exit_code == 2 and result.stderr.startswith("Usage: ")
+        assert "Commands:" in result.stderr and "cancelq: " not in result.stderr
 
 
 def test_usage_errors_are_one_line_exit_2() -> None:

@@ -12,6 +12,7 @@ API key is never written anywhere.
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import socket
 import sys
@@ -73,7 +74,7 @@ class _Server(uvicorn.Server):
 def _uvicorn_config(
     app: SimulatorApp, host: str, port: int, log_level: str, access_log: bool
 ) -> uvicorn.Config:
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -83,6 +84,11 @@ def _uvicorn_config(
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         server_header=False,
     )
+    if access_log:
+        # uvicorn gives its access logger --log-level too, and access lines are INFO: with
+        # the default `warning`, --access-log would print nothing. Asking for it is enough.
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+    return config
 
 
 def serve(

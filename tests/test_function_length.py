@@ -20,8 +20,6 @@ MAX_LINES = 60
 ALLOWED: dict[str, str] = {
     # The bulk-intake helper splits it (cancelq/bulk/intake.py, `nonlocal` closures).
     "cancelq/bulk/intake.py::intake": "bulk intake helper",
-    # The producers helper splits it (producers/dev/demo.py).
-    "producers/dev/demo.py::run_demo": "producers/dev helper",
 }
 
 

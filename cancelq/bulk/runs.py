@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
@@ -122,14 +122,35 @@ class RunJob:
     last_error: str | None
 
     def row(self) -> list[str]:
+        """The CSV row (`CSV_COLUMNS`), every cell made safe for spreadsheets."""
         data = self.record.to_json()
-        return [
+        return [formula_safe(cell) for cell in (
             self.record.job_id, self.record.case_id, self.record.event_id,
             self.record.state.value, self.record.outcome or "", str(self.record.attempt_count),
             "" if self.last_http_status is None else str(self.last_http_status),
             self.last_error or "", self.record.reason or "",
             data["created_at"] or "", data["settled_at"] or "",
-        ]
+        )]
+
+    @classmethod
+    def of(cls, record: JobRecord) -> RunJob:
+        """From a record read with its attempts (the last one gives status and error)."""
+        last = record.attempts[-1] if record.attempts else None
+        return cls(record, last.http_status if last else None, last.error if last else None)
+
+
+#: What spreadsheets read as the start of a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def formula_safe(cell: str) -> str:
+    """A leading apostrophe on a cell a spreadsheet would run as a formula (`=cmd|...`).
+
+    The reason and the error are user and server text; opened in Excel or LibreOffice, a
+    cell like `=HYPERLINK(...)` or `@SUM(...)` would be evaluated. The apostrophe makes it
+    text and is shown by no spreadsheet.
+    """
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
 
 
 def iter_run_jobs(store: AuditStore, run_id: str, *, page: int = PAGE) -> Iterator[RunJob]:
@@ -159,10 +180,15 @@ def iter_run_jobs(store: AuditStore, run_id: str, *, page: int = PAGE) -> Iterat
 
 def export_csv(store: AuditStore, run_id: str, out: IO[str]) -> int:
     """Write every job's outcome as CSV (header first); returns the number of jobs."""
+    return write_csv(iter_run_jobs(store, run_id), out)
+
+
+def write_csv(jobs: Iterable[RunJob], out: IO[str]) -> int:
+    """`CSV_COLUMNS` then one formula-safe row per job; returns the number of rows."""
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     count = 0
-    for job in iter_run_jobs(store, run_id):
+    for job in jobs:
         writer.writerow(job.row())
         count += 1
     return count

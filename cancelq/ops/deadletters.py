@@ -47,8 +47,10 @@ class DeadLetter:
         cause = self.cause
         if cause is None:
             return self.record.outcome or "-"
-        status = f"HTTP {cause.http_status}: " if cause.http_status is not None else ""
-        return f"{status}{cause.error or cause.error_class or cause.verdict or '-'}"
+        text = cause.error or cause.error_class or cause.verdict or "-"
+        if cause.http_status is None or text.startswith(f"HTTP {cause.http_status}"):
+            return text  # a TransientResponse's message already starts "HTTP 503: ..."
+        return f"HTTP {cause.http_status}: {text}"
 
     def to_json(self) -> dict[str, Any]:
         """The documented `cancelq dlq list --json` object."""
@@ -72,10 +74,17 @@ class DeadLetter:
 
 
 def list_dead(
-    store: AuditStore, *, outcome: str | None = None, run_id: str | None = None, limit: int = 100
+    store: AuditStore,
+    *,
+    outcome: str | None = None,
+    run_id: str | None = None,
+    limit: int = 100,
+    since: float | None = None,
+    until: float | None = None,
 ) -> list[DeadLetter]:
-    """Dead jobs, newest first (by created time), with their attempts."""
-    query = Query(state=State.DEAD.value, outcome=outcome, run_id=run_id, limit=limit)
+    """Dead jobs, newest first (by created time, bounded by `since`/`until`), with attempts."""
+    query = Query(state=State.DEAD.value, outcome=outcome, run_id=run_id, limit=limit,
+                  since=since, until=until)
     return [DeadLetter(r) for r in store.query(query, with_attempts=True)]
 
 

@@ -274,10 +274,13 @@ class AuditStore:
         """Newest first. Reads the most selective index, then filters the few records read."""
         index = self._index_for(q)
         low = q.since if q.since is not None else "-inf"
+        # The outcome index is scored by settled time: only `_matches` can apply `until` there.
+        by_created = not (q.outcome and index == self.keys.index_outcome(q.outcome))
+        high = q.until if q.until is not None and by_created else "+inf"
         records: list[JobRecord] = []
         offset, page = 0, max(q.limit, 50)
         while len(records) < q.limit:
-            ids = self.redis.zrevrangebyscore(index, "+inf", low, start=offset, num=page)
+            ids = self.redis.zrevrangebyscore(index, high, low, start=offset, num=page)
             if not ids:
                 break
             offset += len(ids)
@@ -317,6 +320,7 @@ def _matches(record: JobRecord, q: Query) -> bool:
         and (q.outcome is None or record.outcome == q.outcome)
         and (q.state is None or record.state.value == q.state)
         and (q.since is None or record.created_at >= q.since)
+        and (q.until is None or record.created_at <= q.until)
     )
 
 

@@ -171,5 +171,6 @@ class Query:
     outcome: str | None = None
     state: str | None = None
     since: float | None = None
+    until: float | None = None
     limit: int = 50
 

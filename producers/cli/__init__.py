@@ -1,7 +1,8 @@
 """`cancelq`: the operator's command line. One module per command family.
 
-Exit codes: 0 done, 1 failed, 2 bad input or configuration (one line on stderr, nothing
-sent), 3 `--wait` ran out of time.
+Exit codes, the same for every verb: 0 ok, 1 the operation failed or the outcome is not
+the one waited for, 2 usage or configuration error (one line on stderr, nothing done),
+3 timed out. Shell completion is click's: `eval "$(_CANCELQ_COMPLETE=bash_source cancelq)"`.
 """
 
 from __future__ import annotations
@@ -9,13 +10,33 @@ from __future__ import annotations
 import click
 
 from producers.cli import bulk, demo, dlq, doctor, health, jobs, metrics, stats
+from producers.cli.common import CancelqGroup, epilog
 from simulator.cli import simulator_command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=CancelqGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=epilog(
+        "cancelq enqueue CASE_ID EVENT_ID --reason 'duplicate booking'",
+        "cancelq status 3f2a9c1e --wait 60",
+        "cancelq audit --since 2h",
+        "cancelq bulk cleanup.csv && cancelq run bulk-... --follow",
+        "cancelq dlq list",
+        "cancelq stats --watch 2",
+        notes=['Shell completion (bash): eval "$(_CANCELQ_COMPLETE=bash_source cancelq)"',
+               "(zsh_source, fish_source for zsh and fish; docs/cli.md)."],
+    ),
+)
+@click.version_option(package_name="cancelq", prog_name="cancelq", message="%(prog)s %(version)s")
 def main() -> None:
     """Cancel Care360 calendar events through the queue, and inspect the audit trail."""
 
+
+simulator_command.epilog = epilog(
+    "cancelq simulator --port 8080 --api-key dev-key",
+    "cancelq simulator --port 0 --error-rate 0.2 --latency-ms 50 --access-log",
+)
 
 main.add_command(jobs.enqueue)
 main.add_command(jobs.status)

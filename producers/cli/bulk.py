@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import itertools
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 import click
+from rich.columns import Columns
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -20,6 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from cancelq.bulk.intake import (
     FORMATS,
@@ -37,18 +41,33 @@ from cancelq.store.audit import AuditStore
 from producers.cli.common import (
     EXIT_FAILED,
     EXIT_TIMEOUT,
+    WANTED_OUTCOMES,
+    epilog,
     fail,
     one_line_errors,
     print_json,
     store_from_env,
 )
+from producers.cli.follow import follow as follow_run
 from producers.cli.jobs import default_requester
-from producers.cli.render import console, counts_table
+from producers.cli.render import (
+    TIMES_NOTE,
+    Column,
+    counts_table,
+    fit_table,
+    limit_caption,
+    make_console,
+)
+from producers.cli.times import cell_time
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-@click.command()
+@click.command(epilog=epilog(
+    "cancelq bulk cleanup.csv --dry-run        # validate and count only",
+    "cancelq bulk cleanup.csv --run-id clinic-42",
+    "zcat events.jsonl.gz | cancelq bulk - --format jsonl --json",
+))
 @click.argument("source", metavar="FILE|-")
 @click.option("--format", "fmt", type=click.Choice(FORMATS),
               help="Default: from the file name (.csv, .jsonl, .ndjson), else sniffed.")
@@ -164,33 +183,50 @@ def _print_summary(summary: BulkSummary) -> None:
         "duplicates": summary.duplicates,
         "invalid": summary.invalid,
     }
-    table = Table(title=title, header_style="bold")
+    out = make_console()
+    table = Table(title=escape(title), header_style="bold")
     table.add_column("")
     table.add_column("count", justify="right")
     for name, value in counts.items():
         table.add_row(name, "not checked" if value is None else f"{value:,}")
-    console.print(table)
-    console.print(f"{summary.seconds:.1f} s, {summary.rows_per_second:,.0f} rows/s")
+    out.print(table)
+    out.print(f"{summary.seconds:.1f} s, {summary.rows_per_second:,.0f} rows/s")
     if not summary.dry_run:
-        console.print(f"follow it with: cancelq run {summary.run_id} --wait 600")
+        out.print(Text(f"follow it with: cancelq run {summary.run_id} --follow"))
 
 
-@click.command()
+@click.command(epilog=epilog(
+    "cancelq run bulk-20261201-0930            # progress and outcome counts now",
+    "cancelq run bulk-20261201-0930 --follow   # live: done, rate, ETA, outcomes",
+    "cancelq run bulk-20261201-0930 --follow --wait 3600 --json",
+    "cancelq run bulk-20261201-0930 --csv outcomes.csv",
+    notes=["With --follow or --wait: exit 0 when every job ended cancelled or",
+           "already_cancelled, 1 when some ended otherwise (see cancelq dlq list",
+           "--run RUN), 3 when time ran out or Ctrl-C stopped following (the run",
+           "goes on)."],
+))
 @click.argument("run_id")
-@click.option("--wait", "wait_seconds", type=float,
-              help="Block until every job is settled or dead (exit 3 if time runs out).")
+@click.option("--follow", is_flag=True,
+              help="Show live progress until every job is settled or dead (or --wait ends).")
+@click.option("--wait", "wait_seconds", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Block until every job is settled or dead, at most SECONDS (then exit 3).")
 @click.option("--csv", "csv_path", metavar="FILE",
-              help="Write every job's outcome to FILE as CSV ('-' for stdout).")
+              help="Write every job's outcome to FILE as CSV ('-' for stdout); cells a "
+              "spreadsheet would run as formulas get a leading apostrophe.")
 @click.option("--json", "as_json", is_flag=True, help="Print progress as one JSON object.")
 @one_line_errors
-def run(run_id: str, wait_seconds: float | None, csv_path: str | None, as_json: bool) -> None:
+def run(
+    run_id: str, follow: bool, wait_seconds: float | None, csv_path: str | None, as_json: bool
+) -> None:
     """Show a run's progress and outcome counts (from its counters, not a scan)."""
+    waited = follow or wait_seconds is not None
     with store_from_env() as (_, store):
         progress = run_progress(store, run_id)
         if not progress.exists:
-            fail(f"run_id: no run {run_id!r}", EXIT_FAILED)
-        if wait_seconds is not None:
-            progress = wait_for_run(store, run_id, wait_seconds)
+            fail(f"RUN_ID: no run {run_id!r} (cancelq runs lists them)", EXIT_FAILED)
+        started = time.monotonic()
+        if waited:
+            progress = _wait(store, run_id, follow, wait_seconds)
         if csv_path is not None:
             count = _export(store, run_id, csv_path)
             click.echo(f"{count} job(s) written to {csv_path}", err=True)
@@ -199,9 +235,31 @@ def run(run_id: str, wait_seconds: float | None, csv_path: str | None, as_json: 
     elif as_json:
         print_json(progress.to_json())
     else:
-        _print_progress(progress)
-    if wait_seconds is not None and not progress.finished:
-        raise SystemExit(EXIT_TIMEOUT)
+        _print_progress(progress, time.monotonic() - started if follow else None)
+    if waited:
+        _exit_by_outcome(progress, wait_seconds)
+
+
+def _wait(store: AuditStore, run_id: str, follow: bool, seconds: float | None) -> RunProgress:
+    try:
+        if follow:
+            return follow_run(store, run_id, timeout=seconds)
+        return wait_for_run(store, run_id, seconds or 0.0)
+    except KeyboardInterrupt:
+        return run_progress(store, run_id)  # stopped following: the summary, then exit 3
+
+
+def _exit_by_outcome(progress: RunProgress, seconds: float | None) -> None:
+    if not progress.finished:
+        limit = "" if seconds is None else f" after {seconds:g} s"
+        fail(f"run {progress.run_id} not finished{limit}: {progress.pending:,} of "
+             f"{progress.jobs:,} job(s) still open", EXIT_TIMEOUT)
+    other = {name: count for name, count in progress.outcomes.items()
+             if name not in WANTED_OUTCOMES}
+    if other:
+        mix = ", ".join(f"{name} {count:,}" for name, count in other.items())
+        fail(f"run {progress.run_id}: {sum(other.values()):,} of {progress.jobs:,} job(s) "
+             f"ended otherwise than cancelled ({mix})", EXIT_FAILED)
 
 
 def _export(store: AuditStore, run_id: str, csv_path: str) -> int:
@@ -214,38 +272,54 @@ def _export(store: AuditStore, run_id: str, csv_path: str) -> int:
         fail(f"--csv: cannot write {csv_path}: {exc.strerror}")
 
 
-def _print_progress(progress: RunProgress) -> None:
+def _print_progress(progress: RunProgress, followed_seconds: float | None = None) -> None:
+    out = make_console()
     data = progress.to_json()
     state = "finished" if progress.finished else "in progress"
-    console.print(
-        f"[bold]run {progress.run_id}[/bold]  {state}: {progress.done:,} of {progress.jobs:,} "
-        f"jobs done ({data['percent']}%), started {data['started_at'] or '-'}"
+    out.print(
+        f"[bold]run {escape(progress.run_id)}[/bold]: {state}, {progress.done:,}/"
+        f"{progress.jobs:,} done ({data['percent']}%), started "
+        f"{cell_time(progress.started_at)} UTC"
     )
-    console.print(counts_table("states", data["states"]))
+    if followed_seconds is not None and followed_seconds > 0:
+        out.print(f"followed for {followed_seconds:,.1f} s")
+    tables = [counts_table("states", data["states"])]
     if progress.outcomes:
-        console.print(counts_table("outcomes", progress.outcomes))
+        tables.append(counts_table("outcomes", progress.outcomes))
+    out.print(Columns(tables, padding=(0, 2)))  # side by side where they fit
 
 
-@click.command()
+RUN_COLUMNS = (
+    Column("run"),
+    Column("done", justify="right"),
+    Column("jobs", justify="right"),
+    Column("dead", justify="right"),
+    Column("started", priority=1),
+    Column("pending", priority=2, justify="right"),
+    Column("settled", priority=2, justify="right"),
+)
+
+
+@click.command(epilog=epilog("cancelq runs", "cancelq runs --limit 5 --json"))
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of run objects.")
 @one_line_errors
 def runs(limit: int, as_json: bool) -> None:
     """List runs, newest first, with their progress."""
     with store_from_env() as (_, store):
-        found = list_runs(store, limit)
+        found = list_runs(store, limit + 1)
+    shown, more = found[:limit], len(found) > limit
     if as_json:
-        print_json([progress.to_json() for progress in found])
+        print_json([progress.to_json() for progress in shown])
         return
-    table = Table(title=f"{len(found)} run(s)", header_style="bold")
-    for column in ("run", "started", "jobs", "pending", "settled", "dead", "done"):
-        table.add_column(column, no_wrap=True,
-                         justify="right" if column not in ("run", "started") else "left")
-    for progress in found:
-        data = progress.to_json()
-        table.add_row(
-            progress.run_id, (data["started_at"] or "-")[:19].replace("T", " "),
-            f"{progress.jobs:,}", f"{progress.pending:,}", f"{progress.state('settled'):,}",
-            f"{progress.state('dead'):,}", f"{data['percent']}%",
+    rows = [
+        (
+            p.run_id, f"{p.to_json()['percent']}%", f"{p.jobs:,}", f"{p.state('dead'):,}",
+            cell_time(p.started_at), f"{p.pending:,}", f"{p.state('settled'):,}",
         )
-    console.print(table)
+        for p in shown
+    ]
+    out = make_console()
+    out.print(fit_table(RUN_COLUMNS, rows, width=out.width,
+                        title=f"{len(shown)} run(s), newest first ({TIMES_NOTE})",
+                        caption=limit_caption(len(shown), more, limit)))

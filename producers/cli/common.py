@@ -1,12 +1,19 @@
-"""What every cancelq command shares: settings, the store, errors as one line, JSON output."""
+"""What every cancelq command shares: exit codes, help epilogs, settings, the store, errors.
+
+One set of exit codes for every verb (documented in each `--help` and docs/cli.md):
+
+    0  ok
+    1  the operation failed, or the outcome is not the one waited for
+    2  usage or configuration error (one line on stderr, nothing done)
+    3  timed out (`--wait` ran out before the work was done)
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from functools import wraps
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
@@ -14,15 +21,39 @@ import click
 import redis
 
 from cancelq.core.errors import ConfigError, InvalidInput
+from cancelq.core.lifecycle import Outcome
 from cancelq.core.settings import Settings, load_settings
+from cancelq.ops.lookup import JobNotFound
 from cancelq.store.audit import AuditStore, audit_store
 
+EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_TIMEOUT = 3
 
+#: What a cancellation is waited for: anything else final exits 1 after a wait.
+WANTED_OUTCOMES = frozenset({Outcome.CANCELLED.value, Outcome.ALREADY_CANCELLED.value})
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok, 1 failed or not the outcome waited for,\n"
+    "            2 usage or configuration error, 3 timed out."
+)
+ENV_HELP = "Environment: REDIS_URL, KEY_PREFIX, COLUMNS (table width); see docs/cli.md."
+
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def epilog(*examples: str, notes: Sequence[str] = ()) -> str:
+    """The end of every `--help`: examples, notes, exit codes, environment (kept verbatim).
+
+    `notes` are the lines of one paragraph; keep them under 78 characters.
+    """
+    lines = ["\b", "Examples:", *(f"  {example}" for example in examples), ""]
+    if notes:
+        lines += ["\b", *notes, ""]
+    lines += ["\b", EXIT_CODES_HELP, ENV_HELP]
+    return "\n".join(lines)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -41,10 +72,42 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
             fail(f"invalid {exc}")
         except ConfigError as exc:
             fail(f"configuration error: {exc}")
+        except JobNotFound as exc:
+            fail(str(exc), EXIT_FAILED)
         except redis.ConnectionError as exc:
             fail(f"cannot reach Redis ({type(exc).__name__}): check REDIS_URL", EXIT_FAILED)
+        except redis.RedisError as exc:  # the class only: a message may quote a URL
+            fail(f"Redis refused the request ({type(exc).__name__})", EXIT_FAILED)
 
     return wrapper
+
+
+class CancelqGroup(click.Group):
+    """click's group, with its usage errors as one line (`cancelq: ...`) and exit code 2."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # a bare group: its help, as click prints it (exit 2)
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "cancelq"
+            fail(f"{exc.format_message()} (see: {where} --help)", EXIT_USAGE)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            fail("aborted", EXIT_FAILED)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
 @contextmanager
@@ -63,16 +126,3 @@ def store_from_env() -> Iterator[tuple[Settings, AuditStore]]:
 
 def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=False))
-
-
-def parse_since(value: str | None) -> float | None:
-    if value is None:
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput("--since", f"not an ISO date or time: {value!r}") from None
-    if when.tzinfo is None:
-        when = when.astimezone()
-    return when.timestamp()

@@ -12,41 +12,90 @@ from rich.table import Table
 from cancelq.core.lifecycle import DEAD_OUTCOMES
 from cancelq.core.operator import operator_name
 from cancelq.ops.deadletters import DeadLetter, dead_job_ids, list_dead, replay
-from producers.cli.common import EXIT_FAILED, fail, one_line_errors, print_json, store_from_env
-from producers.cli.render import console
+from cancelq.ops.lookup import resolve_job_ids
+from producers.cli.common import (
+    EXIT_FAILED,
+    epilog,
+    fail,
+    one_line_errors,
+    print_json,
+    store_from_env,
+)
+from producers.cli.render import (
+    TIMES_NOTE,
+    Column,
+    fit_table,
+    id_formatter,
+    limit_caption,
+    make_console,
+)
+from producers.cli.times import RELATIVE_HELP, TIME, cell_time
 
 DEAD_CHOICES = sorted(o.value for o in DEAD_OUTCOMES)
 
 
-@click.group()
+@click.group(epilog=epilog(
+    "cancelq dlq list --outcome unauthorized",
+    "cancelq dlq replay 3f2a9c1e 7be01d44",
+    "cancelq dlq replay --all --outcome unauthorized --dry-run",
+))
 def dlq() -> None:
     """Dead-lettered jobs (unauthorized, retries_exhausted): list and replay."""
 
 
-@dlq.command(name="list")
+@dlq.command(name="list", epilog=epilog(
+    "cancelq dlq list",
+    "cancelq dlq list --outcome retries_exhausted --run clinic-42 --limit 500",
+    "cancelq dlq list --since 1d",
+    "cancelq dlq list --full-ids --json",
+))
 @click.option("--outcome", type=click.Choice(DEAD_CHOICES), help="Only jobs that died so.")
 @click.option("--run", "run_id", help="Only jobs of this run.")
+@click.option("--since", type=TIME, help=f"Only jobs created at or after this: {RELATIVE_HELP}.")
+@click.option("--until", type=TIME, help="Only jobs created at or before this (same forms).")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option("--full-ids", is_flag=True, help="Whole ids (default: shortest unique prefixes).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of dead jobs.")
 @one_line_errors
-def list_command(outcome: str | None, run_id: str | None, limit: int, as_json: bool) -> None:
-    """List dead jobs, newest first, with why they died and when."""
+def list_command(
+    outcome: str | None,
+    run_id: str | None,
+    since: float | None,
+    until: float | None,
+    limit: int,
+    full_ids: bool,
+    as_json: bool,
+) -> None:
+    """List dead jobs, newest first, with why they died and when (UTC)."""
     with store_from_env() as (_, store):
-        letters = list_dead(store, outcome=outcome, run_id=run_id, limit=limit)
+        found = list_dead(store, outcome=outcome, run_id=run_id, limit=limit + 1,
+                          since=since, until=until)
+    letters, more = found[:limit], len(found) > limit
     if as_json:
         print_json([letter.to_json() for letter in letters])
         return
-    console.print(_table(letters))
+    out = make_console()
+    out.print(dead_table(letters, width=out.width, full_ids=full_ids,
+                         caption=limit_caption(len(letters), more, limit)))
 
 
-@dlq.command(name="replay")
+@dlq.command(name="replay", epilog=epilog(
+    "cancelq dlq replay 3f2a9c1e                  # any unique prefix of a job id",
+    "cancelq dlq replay --all --outcome unauthorized  # once the key is fixed",
+    "cancelq dlq replay --all --run clinic-42 --dry-run --json",
+    notes=['--json prints one object: {"dry_run": bool, "auth_block_cleared": bool,',
+           '"results": [{"job_id", "status", "state", "outcome", "detail"}, ...]}',
+           "with status one of replayed, would_replay, refused, missing."],
+))
 @click.argument("job_ids", nargs=-1)
 @click.option("--all", "replay_all", is_flag=True, help="Every dead job (with the filters).")
 @click.option("--outcome", type=click.Choice(DEAD_CHOICES), help="With --all: only these.")
 @click.option("--run", "run_id", help="With --all: only jobs of this run.")
 @click.option("--dry-run", is_flag=True, help="Show what would be replayed; change nothing.")
 @click.option("--by", "who", help="Who replays, for the audit (default: user@host).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per job.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: dry_run, auth_block_cleared, and results (one "
+              "object per job).")
 @one_line_errors
 def replay_command(
     job_ids: tuple[str, ...],
@@ -61,14 +110,15 @@ def replay_command(
 
     The audit keeps the earlier attempts and records the replay (who, when). A job that is
     not dead is refused. Replaying an `unauthorized` job lifts the auth block: do it once
-    the API key is fixed.
+    the API key is fixed. JOB_IDs may be unique prefixes.
     """
     if replay_all == bool(job_ids):
         fail("name JOB_ID... or pass --all (not both)")
     if (outcome or run_id) and not replay_all:
         fail("--outcome and --run filter --all; with JOB_IDs, name exactly the jobs")
     with store_from_env() as (_, store):
-        ids = dead_job_ids(store, outcome=outcome, run_id=run_id) if replay_all else job_ids
+        ids = (dead_job_ids(store, outcome=outcome, run_id=run_id) if replay_all
+               else resolve_job_ids(store, job_ids, keep_missing=True))
         report = replay(store, ids, who=who or operator_name(), dry_run=dry_run)
     if as_json:
         print_json({"dry_run": dry_run, "auth_block_cleared": report.auth_block_cleared,
@@ -87,18 +137,35 @@ def replay_command(
         raise SystemExit(EXIT_FAILED)
 
 
-def _table(letters: list[DeadLetter]) -> Table:
-    table = Table(title=f"{len(letters)} dead job(s)", header_style="bold")
-    for column in ("job", "outcome", "died", "calls", "replays", "why"):
-        table.add_column(column, no_wrap=column != "why")
-    for letter in letters:
-        data = letter.to_json()
-        table.add_row(
-            letter.record.job_id,
+DEAD_COLUMNS = (
+    Column("job"),
+    Column("outcome"),
+    Column("died", priority=1),
+    Column("why", priority=1, wrap=True, min_width=30),
+    Column("calls", priority=2, justify="right"),
+    Column("replays", priority=3, justify="right"),
+    Column("run", priority=4),
+    Column("case", priority=5),
+)
+
+
+def dead_table(
+    letters: list[DeadLetter], *, width: int, full_ids: bool = False, caption: str | None = None
+) -> Table:
+    ids = id_formatter([letter.record.job_id for letter in letters], full=full_ids)
+    cases = id_formatter([letter.record.case_id for letter in letters], full=full_ids)
+    rows = [
+        (
+            ids[letter.record.job_id],
             letter.record.outcome or "-",
-            (data["died_at"] or "-").replace("T", " ").removesuffix("Z")[:19],
-            str(data["calls"]),
-            str(data["replays"]),
+            cell_time(letter.record.settled_at),
             letter.why,
+            str(sum(1 for a in letter.record.attempts if a.number > 0)),
+            str(letter.replays),
+            letter.record.run_id or "-",
+            cases[letter.record.case_id],
         )
-    return table
+        for letter in letters
+    ]
+    return fit_table(DEAD_COLUMNS, rows, width=width, caption=caption,
+                     title=f"{len(letters)} dead job(s), newest first ({TIMES_NOTE})")

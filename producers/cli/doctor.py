@@ -14,29 +14,25 @@ from collections.abc import Iterator, Sequence
 import click
 
 from cancelq.ops.doctor import Check, effective_settings, failed, run_checks
-from producers.cli.common import EXIT_FAILED, one_line_errors, print_json, store_from_env
+from producers.cli.common import EXIT_FAILED, epilog, one_line_errors, print_json, store_from_env
 
 STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "bright_black"}
 
 
-@click.command()
+@click.command(epilog=epilog(
+    "cancelq doctor",
+    "cancelq doctor --json | jq '.checks[]'",
+))
 @click.option("--json", "as_json", is_flag=True,
               help="Print {settings, checks, ok} as one JSON object.")
 @one_line_errors
 def doctor(as_json: bool) -> None:
     """Check the configuration, Redis, the queues, the workers and Care360.
 
-    \b
-    Care360 gets two requests that cannot cancel anything (an unknown action on the nil
-    case and event ids), one without the key and one with it, to tell whether the API
-    answers and whether it accepts the key. Secrets are never printed.
-    \b
-    Examples:
-      cancelq doctor
-      cancelq doctor --json | jq '.checks[] | select(.status != "ok")'
-    \b
-    Exit codes: 0 all checks passed (warnings allowed), 1 a check failed,
-    2 configuration error.
+    Care360 gets two requests that cannot cancel anything (an unknown action on
+    the nil case and event ids), one without the key and one with it, to tell
+    whether the API answers and whether it accepts the key. Secrets are never
+    printed. A warning does not fail the check; exit 1 means one check failed.
     """
     with store_from_env() as (settings, store):
         shown = effective_settings(settings)

@@ -19,10 +19,14 @@ from cancelq.ops.health import (
     fail_fast,
     this_host,
 )
-from producers.cli.common import EXIT_FAILED, one_line_errors, print_json, store_from_env
+from producers.cli.common import EXIT_FAILED, epilog, one_line_errors, print_json, store_from_env
 
 
-@click.command()
+@click.command(epilog=epilog(
+    "cancelq health                     # the whole system",
+    "cancelq health --this-host         # the workers of this container",
+    "cancelq health --node worker@box --max-age 30",
+))
 @click.option("--max-age", type=click.FloatRange(min=1), default=DEFAULT_MAX_AGE_SECONDS,
               show_default=True, metavar="SECONDS",
               help="Unhealthy when a queue's head waited this long while nothing was "
@@ -36,16 +40,9 @@ from producers.cli.common import EXIT_FAILED, one_line_errors, print_json, store
 def health(max_age: float, nodes: tuple[str, ...], this_host_only: bool, as_json: bool) -> None:
     """Is the work being consumed? Exit 0 yes, 1 no, with one line saying why.
 
-    Read from Redis: each worker's heartbeat (when it last received a message) and how
-    long each queue's next job has waited. Works for a worker started any way.
-
-    \b
-    Examples:
-      cancelq health                        # the whole system
-      cancelq health --this-host            # the workers of this container
-      cancelq health --node worker@box --max-age 30
-    \b
-    Exit codes: 0 healthy, 1 unhealthy (or Redis unreachable), 2 configuration error.
+    Read from Redis: each worker's heartbeat (when it last received a message)
+    and how long each queue's next job has waited. Works for a worker started
+    any way. An unreachable Redis is unhealthy (exit 1).
     """
     selector = Selector(nodes=nodes, host=this_host() if this_host_only else None)
     try:

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from contextlib import nullcontext
 
 import click
 
+from cancelq.bulk.runs import RunJob, write_csv
 from cancelq.core.contract import canonical_uuid
 from cancelq.core.lifecycle import Outcome, State
 from cancelq.core.operator import operator_name
-from cancelq.store.records import Query
+from cancelq.ops.lookup import JobNotFound, resolve_job_id
+from cancelq.store.audit import AuditStore
+from cancelq.store.records import JobRecord, Query
 from producers.cli.common import (
+    EXIT_FAILED,
     EXIT_TIMEOUT,
+    WANTED_OUTCOMES,
+    epilog,
     fail,
     one_line_errors,
-    parse_since,
     print_json,
     store_from_env,
 )
-from producers.cli.render import console, job_detail, jobs_table
+from producers.cli.render import TIMES_NOTE, job_detail, jobs_table, limit_caption, make_console
+from producers.cli.times import RELATIVE_HELP, TIME
 from producers.enqueue import enqueue_cancellation
 
 WAIT_POLL_SECONDS = 0.2
@@ -28,7 +36,10 @@ def default_requester() -> str:
     return f"{operator_name()} (cancelq)"
 
 
-@click.command()
+@click.command(epilog=epilog(
+    "cancelq enqueue CASE_UUID EVENT_UUID --reason 'patient moved'",
+    "cancelq enqueue CASE_ID EVENT_ID --run-id clinic-42 --json",
+))
 @click.argument("case_id")
 @click.argument("event_id")
 @click.option("--force", is_flag=True, help="Make a new job even if one is live for the pair.")
@@ -70,39 +81,79 @@ def enqueue(
         click.echo(result.job_id)
 
 
-@click.command()
+@click.command(epilog=epilog(
+    "cancelq status 3f2a9c1e            # any unique prefix of the job id",
+    "cancelq status 3f2a9c1e --wait 60  # 0 cancelled, 1 other end, 3 still open",
+    "cancelq status 3f2a9c1e-... --json",
+))
 @click.argument("job_id")
-@click.option("--wait", "wait_seconds", type=float, help="Block until settled or dead.")
+@click.option("--wait", "wait_seconds", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Block until settled or dead: exit 0 if cancelled (or already), 1 if it "
+              "ended otherwise, 3 if SECONDS ran out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job object.")
 @one_line_errors
 def status(job_id: str, wait_seconds: float | None, as_json: bool) -> None:
-    """Show a job with its attempts."""
+    """Show a job with its attempts. JOB_ID may be any unique prefix (at least 4 digits)."""
     with store_from_env() as (_, store):
+        job_id = resolve_job_id(store, job_id, "JOB_ID")
         record = store.get(job_id)
         if record is None:
-            fail(f"job_id: no job {job_id!r}", 1)
+            raise JobNotFound("JOB_ID", job_id)
         if wait_seconds is not None:
-            deadline = time.monotonic() + wait_seconds
-            while not record.state.is_final and time.monotonic() < deadline:
-                time.sleep(WAIT_POLL_SECONDS)
-                record = store.get(job_id) or record
-        if as_json:
-            print_json(record.to_json())
-        else:
-            job_detail(record)
-        if wait_seconds is not None and not record.state.is_final:
-            raise SystemExit(EXIT_TIMEOUT)
+            record = _wait_final(store, record, wait_seconds)
+    if as_json:
+        print_json(record.to_json())
+    else:
+        job_detail(make_console(), record)
+    if wait_seconds is not None:
+        _exit_after_wait(record, wait_seconds)
 
 
-@click.command()
+def _wait_final(store: AuditStore, record: JobRecord, seconds: float) -> JobRecord:
+    """Poll until the job is settled or dead, or `seconds` pass; a spinner on a terminal."""
+    err = make_console(stderr=True)
+    deadline = time.monotonic() + seconds
+    spinner = (err.status(f"job {record.job_id[:8]}: {record.state.value}")
+               if err.is_terminal else nullcontext())
+    with spinner as live:
+        while not record.state.is_final and time.monotonic() < deadline:
+            time.sleep(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+            record = store.get(record.job_id) or record
+            if live is not None:
+                live.update(f"job {record.job_id[:8]}: {record.state.value}, "
+                            f"{record.attempt_count} attempt(s)")
+    return record
+
+
+def _exit_after_wait(record: JobRecord, seconds: float) -> None:
+    if not record.state.is_final:
+        fail(f"--wait: job {record.job_id} still {record.state.value} after {seconds:g} s",
+             EXIT_TIMEOUT)
+    if record.outcome not in WANTED_OUTCOMES:
+        fail(f"job {record.job_id} ended {record.state.value} ({record.outcome})", EXIT_FAILED)
+
+
+@click.command(epilog=epilog(
+    "cancelq audit                          # the newest 50 jobs",
+    "cancelq audit --since 2h --state dead  # created in the last two hours",
+    "cancelq audit --since 2026-12-01T09:00 --until 2026-12-01T10:00   # UTC",
+    "cancelq audit --run clinic-42 --limit 1000 --csv > clinic-42.csv",
+    "cancelq audit --outcome cancelled --full-ids --json",
+))
 @click.option("--case", "case_id", help="Only jobs of this case.")
 @click.option("--event", "event_id", help="Only jobs of this event.")
 @click.option("--run", "run_id", help="Only jobs of this run.")
-@click.option("--outcome", type=click.Choice([o.value for o in Outcome]))
-@click.option("--state", type=click.Choice([s.value for s in State]))
-@click.option("--since", help="Only jobs created at or after this ISO time.")
+@click.option("--outcome", type=click.Choice([o.value for o in Outcome]), metavar="OUTCOME",
+              help="Only jobs that ended so: " + ", ".join(o.value for o in Outcome) + ".")
+@click.option("--state", type=click.Choice([s.value for s in State]), metavar="STATE",
+              help="Only jobs now in this state: " + ", ".join(s.value for s in State) + ".")
+@click.option("--since", type=TIME, help=f"Only jobs created at or after this: {RELATIVE_HELP}.")
+@click.option("--until", type=TIME, help="Only jobs created at or before this (same forms).")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--full-ids", is_flag=True, help="Whole ids (default: shortest unique prefixes).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of job objects.")
+@click.option("--csv", "as_csv", is_flag=True,
+              help="Print CSV (the run export's columns; formula-safe for spreadsheets).")
 @one_line_errors
 def audit(
     case_id: str | None,
@@ -110,23 +161,40 @@ def audit(
     run_id: str | None,
     outcome: str | None,
     state: str | None,
-    since: str | None,
+    since: float | None,
+    until: float | None,
     limit: int,
+    full_ids: bool,
     as_json: bool,
+    as_csv: bool,
 ) -> None:
-    """List jobs, newest first, from the audit store's indexes (no keyspace scan)."""
+    """List jobs, newest first, from the audit store's indexes (no keyspace scan).
+
+    Times are UTC, in the table and in --since/--until.
+    """
+    if as_json and as_csv:
+        fail("--json and --csv: choose one")
     query = Query(
         case_id=canonical_uuid(case_id, "--case") if case_id else None,
         event_id=canonical_uuid(event_id, "--event") if event_id else None,
         run_id=run_id,
         outcome=outcome,
         state=state,
-        since=parse_since(since),
-        limit=limit,
+        since=since,
+        until=until,
+        limit=limit + 1,  # one more tells whether --limit cut the list
     )
     with store_from_env() as (_, store):
-        records = store.query(query, with_attempts=as_json)
+        found = store.query(query, with_attempts=as_json or as_csv)
+    records, more = found[:limit], len(found) > limit
     if as_json:
         print_json([record.to_json() for record in records])
+    elif as_csv:
+        write_csv((RunJob.of(record) for record in records), sys.stdout)
     else:
-        console.print(jobs_table(records, title=f"{len(records)} job(s)"))
+        out = make_console()
+        out.print(jobs_table(
+            records, width=out.width, full_ids=full_ids,
+            title=f"{len(records)} job(s), newest first ({TIMES_NOTE})",
+            caption=limit_caption(len(records), more, limit),
+        ))

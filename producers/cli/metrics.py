@@ -13,22 +13,21 @@ import threading
 import click
 
 from cancelq.ops.metrics import cluster_registry, serve
-from producers.cli.common import EXIT_FAILED, fail, one_line_errors, store_from_env
+from producers.cli.common import EXIT_FAILED, epilog, fail, one_line_errors, store_from_env
 
 
-@click.command()
+@click.command(epilog=epilog(
+    "cancelq metrics                    # :9808, scrape every 15-30 s",
+    "cancelq metrics --port 9900 --addr 127.0.0.1",
+))
 @click.option("--port", type=click.IntRange(0, 65535), default=9808, show_default=True,
               help="Port to serve /metrics on (0: any free port, printed).")
 @click.option("--addr", default="0.0.0.0", show_default=True, help="Address to listen on.")
 @one_line_errors
 def metrics(port: int, addr: str) -> None:
-    """Serve the cluster's metrics for Prometheus at http://ADDR:PORT/metrics until stopped.
+    """Serve the cluster's metrics for Prometheus at http://ADDR:PORT/metrics.
 
-    \b
-    Examples:
-      cancelq metrics                       # :9808, scrape every 15-30 s
-      cancelq metrics --port 9900 --addr 127.0.0.1
-    Scrape config and alert rules: docs/metrics.md.
+    Runs until stopped. Scrape config and alert rules: docs/metrics.md.
     """
     stop = threading.Event()
     with store_from_env() as (_, store):

@@ -1,62 +1,182 @@
-"""Human output: readable tables of jobs and attempts (rich), for a terminal or a pipe."""
+"""Human output: tables that fit the terminal (rich), for a terminal or a pipe.
+
+Widths: the terminal's, or `COLUMNS`, or 80 when piped. A table's columns carry a priority:
+the ones that do not fit are dropped, lowest priority first, so the job, its state and its
+outcome always show at 80 columns; one free-text column may wrap into the room left. Every
+cell is a `Text`, never markup, so a `[/x]` in a reason or an error is printed as typed.
+"""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from cancelq.ops.lookup import short_ids
 from cancelq.store.records import JobRecord
+from producers.cli.times import cell_time, full_time
 
-console = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 240)
+#: Kept for modules that print through a shared console; commands use `make_console()`.
+console = Console(highlight=False)
+
+#: Per-column cost of the default box: one space of padding each side, one rule.
+COLUMN_OVERHEAD = 3
+TIMES_NOTE = "times UTC"
 
 
-def _short(ts: str | None) -> str:
-    return (ts or "-").replace("T", " ").removesuffix("Z")[:19]
+def make_console(*, stderr: bool = False) -> Console:
+    """A console sized now (terminal, `COLUMNS`, or 80 when piped): never a fixed width."""
+    return Console(highlight=False, stderr=stderr)
 
 
-def jobs_table(records: Iterable[JobRecord], *, title: str | None = None) -> Table:
-    table = Table(title=title, show_lines=False, header_style="bold")
-    for column in ("job", "case", "event", "state", "outcome", "tries", "created", "settled"):
-        table.add_column(column, no_wrap=True)
-    for record in records:
-        data = record.to_json()
-        table.add_row(
-            record.job_id,
-            record.case_id,
-            record.event_id,
-            record.state.value,
-            record.outcome or "-",
-            str(record.attempt_count),
-            _short(data["created_at"]),
-            _short(data["settled_at"]),
+@dataclass(frozen=True, slots=True)
+class Column:
+    header: str
+    priority: int = 0  # 0 always shows; higher numbers are dropped first
+    wrap: bool = False  # free text: takes what room is left, wraps, at least `min_width`
+    min_width: int = 12
+    justify: Literal["left", "right"] = "left"
+
+
+def fit_table(
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[str]],
+    *,
+    width: int,
+    title: str | None = None,
+    caption: str | None = None,
+) -> Table:
+    """A table of the columns that fit `width`, chosen by priority, shown in their order."""
+    kept, room = _fit(columns, rows, width)
+    table = Table(title=title, caption=caption, header_style="bold", caption_justify="left")
+    for i in kept:
+        column = columns[i]
+        table.add_column(
+            column.header, justify=column.justify, no_wrap=not column.wrap,
+            overflow="fold" if column.wrap else "ellipsis",
+            min_width=room.get(i),
         )
+    for row in rows:
+        table.add_row(*(Text(row[i]) for i in kept))
     return table
 
 
-def job_detail(record: JobRecord) -> None:
+def _fit(
+    columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int
+) -> tuple[list[int], dict[int, int]]:
+    """The columns kept, and the width each kept free-text column may take."""
+    natural = [max([len(c.header), *(len(row[i]) for row in rows)])
+               for i, c in enumerate(columns)]
+
+    def need(i: int) -> int:
+        size = min(natural[i], columns[i].min_width) if columns[i].wrap else natural[i]
+        return size + COLUMN_OVERHEAD
+
+    used = 1  # the right edge
+    kept: set[int] = set()
+    for i in sorted(range(len(columns)), key=lambda i: (columns[i].priority, i)):
+        if columns[i].priority == 0 or used + need(i) <= width:
+            kept.add(i)
+            used += need(i)
+    room: dict[int, int] = {}
+    for i in sorted(kept):
+        if columns[i].wrap:
+            room[i] = min(natural[i], need(i) - COLUMN_OVERHEAD + max(0, width - used))
+            used += room[i] - (need(i) - COLUMN_OVERHEAD)
+    return sorted(kept), room
+
+
+def limit_caption(shown: int, more: bool, limit: int) -> str | None:
+    """The footer that says a list was cut, and how to see the rest."""
+    if not more:
+        return None
+    return f"showing the newest {shown} (--limit {limit}); more match: raise --limit or filter"
+
+
+def id_formatter(ids: Iterable[str], *, full: bool) -> Mapping[str, str]:
+    listed = list(ids)
+    return {i: i for i in listed} if full else short_ids(listed)
+
+
+JOB_COLUMNS = (
+    Column("job"),
+    Column("state"),
+    Column("outcome"),
+    Column("tries", priority=1, justify="right"),
+    Column("created", priority=1),
+    Column("settled", priority=2),
+    Column("case", priority=3),
+    Column("event", priority=3),
+    Column("run", priority=4),
+    Column("reason", priority=5, wrap=True),
+)
+
+
+def jobs_table(
+    records: Sequence[JobRecord],
+    *,
+    width: int,
+    title: str | None = None,
+    caption: str | None = None,
+    full_ids: bool = False,
+) -> Table:
+    ids = id_formatter([r.job_id for r in records], full=full_ids)
+    cases = id_formatter([r.case_id for r in records], full=full_ids)
+    events = id_formatter([r.event_id for r in records], full=full_ids)
+    rows = [
+        (
+            ids[r.job_id], r.state.value, r.outcome or "-", str(r.attempt_count),
+            cell_time(r.created_at), cell_time(r.settled_at), cases[r.case_id],
+            events[r.event_id], r.run_id or "-", r.reason or "",
+        )
+        for r in records
+    ]
+    return fit_table(JOB_COLUMNS, rows, width=width, title=title, caption=caption)
+
+
+ATTEMPT_COLUMNS = (
+    Column("#", justify="right"),
+    Column("started"),
+    Column("ms", priority=2, justify="right"),
+    Column("http"),
+    Column("verdict"),
+    Column("error", priority=1, wrap=True, min_width=24),
+)
+
+DETAIL_FIELDS = ("job_id", "case_id", "event_id", "run_id", "requested_by", "reason", "queue",
+                 "state", "outcome", "attempt_count")
+DETAIL_TIMES = ("created_at", "updated_at", "settled_at", "next_attempt_at")
+
+
+def job_detail(out: Console, record: JobRecord) -> None:
+    """A job's fields (user text escaped), then its attempts."""
     data = record.to_json()
-    for name in ("job_id", "case_id", "event_id", "run_id", "requested_by", "reason", "queue",
-                 "state", "outcome", "attempt_count", "created_at", "updated_at",
-                 "settled_at", "next_attempt_at"):
+    for name in DETAIL_FIELDS:
         value = data[name]
         if value not in (None, ""):
-            console.print(f"[bold]{name:>15}[/bold]  {value}")
-    table = Table(title="attempts", header_style="bold")
-    for column in ("#", "started", "ms", "http", "verdict", "error"):
-        table.add_column(column, no_wrap=column != "error")
-    for attempt in data["attempts"]:
-        table.add_row(
-            str(attempt["number"] or "-"),
-            _short(attempt["started_at"]),
-            "-" if attempt["duration_ms"] is None else f"{attempt['duration_ms']:.0f}",
-            str(attempt["http_status"] or "-"),
-            attempt["verdict"] or "-",
-            attempt["error"] or "",
+            out.print(f"[bold]{name:>15}[/bold]  {escape(str(value))}")
+    for name in DETAIL_TIMES:
+        ts = getattr(record, name)
+        if ts is not None:
+            out.print(f"[bold]{name:>15}[/bold]  {full_time(ts)}")
+    rows = [
+        (
+            str(a.number or "-"), cell_time(a.started_at),
+            "-" if a.duration_ms is None else f"{a.duration_ms:.0f}",
+            str(a.http_status or "-"), a.verdict or "-", a.error or "",
         )
-    console.print(table)
+        for a in record.attempts
+    ]
+    if not rows:
+        out.print(f"[bold]{'attempts':>15}[/bold]  none yet")
+        return
+    out.print(fit_table(ATTEMPT_COLUMNS, rows, width=out.width,
+                        title=f"attempts ({TIMES_NOTE})"))
 
 
 def counts_table(title: str, counts: Mapping[str, int]) -> Table:
@@ -64,5 +184,5 @@ def counts_table(title: str, counts: Mapping[str, int]) -> Table:
     table.add_column("name")
     table.add_column("count", justify="right")
     for name, count in counts.items():
-        table.add_row(name, str(count))
+        table.add_row(Text(name), f"{count:,}")
     return table

@@ -14,16 +14,21 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
+import redis
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from cancelq.core.settings import load_settings
+from cancelq.ops.stats import QUEUES
 from cancelq.store.audit import AuditStore, audit_store
+from cancelq.store.queues import PRIORITY_STEPS, queue_key
 from cancelq.store.records import JobRecord
 from producers.dev.local_redis import LocalRedis, answers, ensure_redis
 from producers.enqueue import enqueue_cancellation
@@ -33,7 +38,7 @@ DEMO_KEY = "demo-key-not-a-secret"
 DEMO_DB = 15
 SETTLE_TIMEOUT_SECONDS = 90.0
 
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 110)
+console = Console(highlight=False)
 
 
 @dataclass(frozen=True)
@@ -107,74 +112,134 @@ def _redis_for_demo(url: str) -> LocalRedis:
     return ensure_redis(None)
 
 
+#: Keys the demo leaves in a Redis it did not start expire after this (issue: ~80 keys stayed).
+DEMO_KEYS_TTL = timedelta(days=1)
+#: Besides its own prefix, what Celery and kombu write in the demo's database.
+BROKER_KEY_PATTERNS = ("_kombu.*", "unacked*", "celery-task-meta-*")
+
+
 def run_demo(*, jobs_timeout: float = SETTLE_TIMEOUT_SECONDS) -> int:
+    """Start everything, run the batch, show it; 0 when every job ended as expected."""
     settings = load_settings()
     with ExitStack() as stack:
         local = stack.enter_context(_redis_for_demo(settings.redis_url))
-        where = {
-            "external": f"the Redis at REDIS_URL (database {DEMO_DB})",
-            "redis-server": "a private redis-server on a free port",
-            "embedded": "an embedded Redis (fakeredis; no redis-server installed)",
-        }[local.kind]
-        console.print(f"[bold]1. Redis[/bold]: {where}: {local.url}")
-
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("CANCEL_", "CARE360_", "CV_API_KEY", "CELERY_"))}
+        _say_redis(local)
         prefix = f"demo-{int(time.time())}"
-        env.update(
-            REDIS_URL=local.url,
-            KEY_PREFIX=prefix,
-            CV_API_KEY=DEMO_KEY,
-            CANCEL_MAX_ATTEMPTS="4",
-            CANCEL_RETRY_BASE_SECONDS="0.2",
-            CANCEL_RETRY_MAX_SECONDS="2",
-            CARE360_TIMEOUT_SECONDS="3",
-            RETRY_SCHEDULER_INTERVAL_SECONDS="0.1",
-            PYTHONUNBUFFERED="1",
-        )
-        try:
-            sim, sim_url = spawn_simulator("--api-key", DEMO_KEY, "--latency-ms", "30", env=env)
-        except RuntimeError as exc:
-            console.print(f"[red]{exc}[/red]")
-            return 1
-        stack.callback(_stop, sim, "simulator")
-        control = stack.enter_context(SimulatorControl(sim_url))
-        control.wait_ready(10)
-        console.print(f"[bold]2. Care360 simulator[/bold]: {sim_url} (30 ms latency)")
-
-        env["CARE360_BASE_URL"] = sim_url
-        worker = stack.enter_context(_process(
-            [sys.executable, "-m", "celery", "-A", "worker", "worker", "-l", "warning",
-             "-c", "8", "-n", f"demo-{os.getpid()}@%h", "--without-mingle", "--without-gossip"],
-            env, "worker"))
-        console.print(f"[bold]3. Celery worker[/bold]: pid {worker.pid}, threads pool, 8 slots")
-
         store = audit_store(load_settings(REDIS_URL=local.url, KEY_PREFIX=prefix))
-        batch = build_batch(control)
-        submitted: list[tuple[Case, str]] = []
-        for case in batch:
-            result = enqueue_cancellation(case.case_id, case.event_id, store=store,
-                                          requested_by="cancelq demo", run_id=prefix)
-            submitted.append((case, result.job_id))
-        dup = enqueue_cancellation(batch[0].case_id, batch[0].event_id, store=store,
-                                   requested_by="cancelq demo")
-        console.print(f"[bold]4. Enqueued[/bold] {len(submitted)} jobs; the same request "
-                      f"again came back as duplicate={dup.duplicate} (job {dup.job_id[:8]}…)")
-
+        if local.kind == "external":  # runs last, even on Ctrl-C or an error
+            stack.callback(_expire_leftovers, store)
+        env = _child_env(local.url, prefix)
+        control = _start_simulator(stack, env)
+        if control is None:
+            return 1
+        worker = _start_worker(stack, env)
+        submitted = _submit(store, build_batch(control), prefix)
         records = _wait_settled(store, [job for _, job in submitted], jobs_timeout, worker)
         _show(submitted, records, store, control)
         wrong = [c for c, j in submitted if records.get(j) and records[j].outcome != c.expect]
         unsettled = [c for c, j in submitted if not (records.get(j) and records[j].state.is_final)]
-        if local.kind == "external":
-            console.print(f"The audit stays in Redis: REDIS_URL={local.url} KEY_PREFIX={prefix} "
-                          "cancelq audit")
-        console.print(f"[bold]7. Stopping[/bold] worker, simulator"
-                      f"{'' if local.kind == 'external' else ' and Redis'}.")
+        _say_goodbye(local, prefix)
     if unsettled or wrong:
         console.print(f"[red]{len(unsettled)} unsettled, {len(wrong)} unexpected outcomes[/red]")
         return 1
     console.print("[green]Every job ended in its expected, recorded outcome.[/green]")
     return 0
+
+
+def _say_redis(local: LocalRedis) -> None:
+    where = {
+        "external": f"the Redis at REDIS_URL (database {DEMO_DB})",
+        "redis-server": "a private redis-server on a free port",
+        "embedded": "an embedded Redis (fakeredis; no redis-server installed)",
+    }[local.kind]
+    console.print(f"[bold]1. Redis[/bold]: {where}: {escape(local.url)}")
+
+
+def _child_env(redis_url: str, prefix: str) -> dict[str, str]:
+    """The simulator's and the worker's environment: ours, minus settings, plus the demo's."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CANCEL_", "CARE360_", "CV_API_KEY", "CELERY_"))}
+    env.update(
+        REDIS_URL=redis_url,
+        KEY_PREFIX=prefix,
+        CV_API_KEY=DEMO_KEY,
+        CANCEL_MAX_ATTEMPTS="4",
+        CANCEL_RETRY_BASE_SECONDS="0.2",
+        CANCEL_RETRY_MAX_SECONDS="2",
+        CARE360_TIMEOUT_SECONDS="3",
+        RETRY_SCHEDULER_INTERVAL_SECONDS="0.1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _start_simulator(stack: ExitStack, env: dict[str, str]) -> SimulatorControl | None:
+    """The simulator as a child process; sets `CARE360_BASE_URL` in `env` to reach it."""
+    try:
+        sim, sim_url = spawn_simulator("--api-key", DEMO_KEY, "--latency-ms", "30", env=env)
+    except RuntimeError as exc:
+        console.print(Text(str(exc), style="red"))
+        return None
+    stack.callback(_stop, sim, "simulator")
+    control = stack.enter_context(SimulatorControl(sim_url))
+    control.wait_ready(10)
+    console.print(f"[bold]2. Care360 simulator[/bold]: {sim_url} (30 ms latency)")
+    env["CARE360_BASE_URL"] = sim_url
+    return control
+
+
+def _start_worker(stack: ExitStack, env: dict[str, str]) -> subprocess.Popen[str]:
+    worker = stack.enter_context(_process(
+        [sys.executable, "-m", "celery", "-A", "worker", "worker", "-l", "warning",
+         "-c", "8", "-n", f"demo-{os.getpid()}@%h", "--without-mingle", "--without-gossip"],
+        env, "worker"))
+    console.print(f"[bold]3. Celery worker[/bold]: pid {worker.pid}, threads pool, 8 slots")
+    return worker
+
+
+def _submit(store: AuditStore, batch: list[Case], run_id: str) -> list[tuple[Case, str]]:
+    """Enqueue the batch, then the first request again to show it comes back a duplicate."""
+    submitted: list[tuple[Case, str]] = []
+    for case in batch:
+        result = enqueue_cancellation(case.case_id, case.event_id, store=store,
+                                      requested_by="cancelq demo", run_id=run_id)
+        submitted.append((case, result.job_id))
+    dup = enqueue_cancellation(batch[0].case_id, batch[0].event_id, store=store,
+                               requested_by="cancelq demo")
+    console.print(f"[bold]4. Enqueued[/bold] {len(submitted)} jobs; the same request "
+                  f"again came back as duplicate={dup.duplicate} (job {dup.job_id[:8]}…)")
+    return submitted
+
+
+def _say_goodbye(local: LocalRedis, prefix: str) -> None:
+    if local.kind == "external":
+        days = DEMO_KEYS_TTL.days
+        console.print(Text(f"The audit stays in Redis for {days} day(s): REDIS_URL={local.url} "
+                           f"KEY_PREFIX={prefix} cancelq audit"))
+    console.print(f"[bold]7. Stopping[/bold] worker, simulator"
+                  f"{'' if local.kind == 'external' else ' and Redis'}.")
+
+
+def _expire_leftovers(store: AuditStore) -> None:
+    expire_demo_keys(store.redis, store.keys.prefix)
+
+
+def expire_demo_keys(
+    client: redis.Redis, prefix: str, ttl: timedelta = DEMO_KEYS_TTL
+) -> int:
+    """Give every key the demo left without an expiry one; returns how many got one.
+
+    Its own keys (under `prefix`), the broker's lists for our queues and kombu's and
+    Celery's bookkeeping in the demo's database. Keys that already expire keep their TTL.
+    """
+    seconds = int(ttl.total_seconds())
+    names: set[str] = {queue_key(q, step) for q in QUEUES for step in PRIORITY_STEPS}
+    for pattern in (f"{prefix}*", *BROKER_KEY_PATTERNS):
+        names.update(_s(key) for key in client.scan_iter(match=pattern, count=1000))
+    pipe = client.pipeline(transaction=False)
+    for name in sorted(names):
+        pipe.expire(name, seconds, nx=True)
+    return sum(1 for applied in pipe.execute() if applied)
 
 
 def _wait_settled(
@@ -199,23 +264,40 @@ def _show(
     store: AuditStore,
     control: SimulatorControl,
 ) -> None:
+    console.print(_outcomes_table(submitted, records))
+    console.print(summary_table(store.counters(), control.stats()["by_status"]))
+
+
+def _outcomes_table(submitted: list[tuple[Case, str]], records: dict[str, JobRecord]) -> Table:
     table = Table(title="6. Outcomes", header_style="bold")
     for column in ("request", "job", "state", "outcome", "calls", "expected"):
-        table.add_column(column, no_wrap=True)
+        table.add_column(column, no_wrap=column != "request")  # the label wraps first
     for case, job_id in submitted:
         record = records.get(job_id)
         outcome = record.outcome if record else None
-        mark = "[green]✓[/green]" if outcome == case.expect else f"[red]✗ {case.expect}[/red]"
+        mark = Text("✓", "green") if outcome == case.expect else Text(f"✗ {case.expect}", "red")
         table.add_row(case.label, job_id[:8], record.state.value if record else "?",
                       outcome or "-", str(record.attempt_count if record else 0), mark)
-    console.print(table)
-    counters = store.counters()
-    states = Counter({k.split(":", 1)[1]: v for k, v in counters.items()
-                      if k.startswith("state:") and v})
-    outcomes = Counter({k.split(":", 1)[1]: v for k, v in counters.items()
-                        if k.startswith("outcome:") and v})
-    stats = control.stats()
-    console.print(f"Audit summary: {counters.get('jobs', 0)} jobs, "
-                  f"{counters.get('attempts', 0)} calls recorded; states {dict(states)}; "
-                  f"outcomes {dict(outcomes)}")
-    console.print(f"Simulator saw {stats['total']} calls: {dict(stats['by_status'])}")
+    return table
+
+
+def summary_table(counters: Mapping[str, int], calls_by_status: Mapping[str, int]) -> Table:
+    """What the audit recorded and what the simulator saw, side by side, as counts."""
+    table = Table(title="Audit summary", header_style="bold")
+    table.add_column("recorded")
+    table.add_column("count", justify="right")
+    table.add_row("jobs", f"{counters.get('jobs', 0):,}")
+    table.add_row("calls recorded", f"{counters.get('attempts', 0):,}")
+    for kind in ("state", "outcome"):
+        for key, value in sorted(counters.items()):
+            if key.startswith(f"{kind}:") and value:
+                table.add_row(f"{kind} {key.split(':', 1)[1]}", f"{value:,}")
+    table.add_section()
+    table.add_row("simulator calls", f"{sum(calls_by_status.values()):,}")
+    for status, count in sorted(calls_by_status.items()):
+        table.add_row(f"  HTTP {status}", f"{count:,}")
+    return table
+
+
+def _s(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -46,8 +47,33 @@ def test_status_and_audit_after_real_work(
     assert json.loads(run("audit", "--outcome", "case_not_found", "--json", env=env).stdout) == []
     future = json.loads(run("audit", "--since", "2999-01-01", "--json", env=env).stdout)
     assert future == []
-    human = run("audit", "--case", case, env=env)
-    assert jobs[0] in human.stdout and "cancelled" in human.stdout
+    human = run("audit", "--case", case, env={**env, "COLUMNS": "80"})
+    assert jobs[0][:8] in human.stdout and "cancelled" in human.stdout
+    assert max(len(line) for line in human.stdout.splitlines()) <= 80
+    assert jobs[0] in run("audit", "--case", case, "--full-ids", env=env).stdout
+    by_prefix = run("status", jobs[1][:8], "--json", env=env)
+    assert json.loads(by_prefix.stdout)["job_id"] == jobs[1]
+
+
+def test_bulk_then_run_follow_until_done(
+    start_worker: WorkerFactory, simulator: Simulator, redis_url: str, tmp_path: Path
+) -> None:
+    start_worker(CANCEL_MAX_ATTEMPTS="2", CANCEL_RETRY_BASE_SECONDS="0.1",
+                 CANCEL_RETRY_MAX_SECONDS="0.5")
+    case = _id()
+    events = [_id() for _ in range(12)]
+    simulator.control.add_events([{"case_id": case, "event_id": e} for e in events])
+    simulator.control.script(events[0], [503] * 20)  # dead once its retries run out
+    path = tmp_path / "cleanup.csv"
+    path.write_text("case_id,event_id\n" + "".join(f"{case},{e}\n" for e in events))
+    env = {"REDIS_URL": redis_url, "COLUMNS": "80"}
+    assert run("bulk", str(path), "--run-id", "follow-me", env=env).returncode == 0
+
+    followed = run("run", "follow-me", "--follow", "--wait", "120", env=env)
+    assert followed.returncode == 1, followed.stderr  # one job did not end cancelled
+    assert "finished, 12/12 done" in followed.stdout
+    assert "ended otherwise than cancelled (retries_exhausted 1)" in followed.stderr
+    assert "12/12 done" in followed.stderr and "jobs/s" in followed.stderr
 
 
 

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
 import uuid
 
+import fakeredis
 import pytest
 import redis
 from click.testing import CliRunner
 
+from cancelq.store.audit import AuditStore
+from cancelq.store.keys import Keys
 from producers.cli import main
+from simulator.control import SimulatorControl, spawn_simulator
 from tests.conftest import ROOT
+from tests.producers.seed import add_job
 
 JOB_KEYS = {"job_id", "case_id", "event_id", "run_id", "state", "outcome", "created_at",
             "settled_at", "attempts"}
@@ -98,3 +106,85 @@ def test_cli_help_lists_the_commands() -> None:
     for command in ("enqueue", "status", "audit", "simulator", "demo"):
         assert command in result.output
 
+
+
+def test_stats_watch_prints_until_ctrl_c_which_exits_0(redis_url: str) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from producers.cli import main; main()",
+         "stats", "--watch", "0.2", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "REDIS_URL": redis_url},
+    )
+    assert process.stdout is not None
+    snapshots = [json.loads(process.stdout.readline()) for _ in range(2)]
+    assert all(s["jobs"] == 0 and "queues" in s for s in snapshots)
+    assert snapshots[0]["taken_at"] < snapshots[1]["taken_at"]  # refreshed, not repeated
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0 and "Traceback" not in err
+
+
+def test_stats_watch_refreshes_the_table(
+    monkeypatch: pytest.MonkeyPatch, fake_redis: fakeredis.FakeRedis
+) -> None:
+    store = AuditStore(fake_redis, Keys("c360"))
+    monkeypatch.setattr("producers.cli.common.audit_store", lambda settings: store)
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 3:
+            raise KeyboardInterrupt  # Ctrl-C on the third wait
+        add_job(store)
+
+    monkeypatch.setattr("producers.cli.stats.time.sleep", sleep)
+    result = CliRunner().invoke(main, ["stats", "--watch", "5"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert sleeps == [5.0, 5.0, 5.0] and "jobs 2" in result.stdout
+
+
+def test_simulator_access_log_needs_no_log_level() -> None:
+    process, url = spawn_simulator("--access-log", cwd=str(ROOT),
+                                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        with SimulatorControl(url) as control:
+            control.wait_ready(10)
+        stdout = process.stdout
+        assert stdout is not None
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+        line = lines.get(timeout=30)  # uvicorn's access line for the readiness request
+        assert "HTTP/1.1" in line and "GET" in line, line
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def test_status_wait_spins_on_a_terminal_only(redis_url: str) -> None:
+    env = {"REDIS_URL": redis_url}
+    job = json.loads(run("enqueue", _id(), _id(), "--json", env=env).stdout)["job_id"]
+    parent, child = os.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", "from producers.cli import main; main()",
+             "status", job[:8], "--wait", "1"],
+            stdout=subprocess.PIPE, stderr=child, text=True, timeout=60, cwd=ROOT,
+            env={**os.environ, **env, "COLUMNS": "80"},
+        )
+        os.close(child)
+        seen = b""
+        while chunk := _read_pty(parent):
+            seen += chunk
+    finally:
+        os.close(parent)
+    assert done.returncode == 3
+    text = seen.decode(errors="replace")
+    assert f"job {job[:8]}: queued" in text  # the spinner's line, on the terminal
+    assert "still queued after 1 s" in text and job in done.stdout
+
+
+def _read_pty(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the child's side is closed and drained
+        return b""

@@ -168,7 +168,7 @@ def test_a_second_replay_of_the_same_job_is_refused(fake_store: AuditStore) -> N
     assert fake_store.redis.llen(REALTIME_QUEUE) == 1
 
 
-def test_replay_removes_the_retention_ttl_and_keeps_queue_and_priority(
+def test_replay_cancels_the_retention_trim_and_keeps_queue_and_priority(
     fake_store: AuditStore, fake_redis: fakeredis.FakeRedis
 ) -> None:
     upstream = Upstream(500)
@@ -177,10 +177,9 @@ def test_replay_removes_the_retention_ttl_and_keeps_queue_and_priority(
                                 retry_max_seconds=0.02, audit_retention_days=1)
     submit(fake_store, "j1", queue=BULK_QUEUE, priority=3)
     run_out(rt, queue=BULK_QUEUE, priority=3)
-    assert fake_redis.ttl(fake_store.keys.job("j1")) > 0
+    assert fake_redis.zscore(fake_store.keys.expiry, "j1") is not None
     assert replay(fake_store, ["j1"], who="a@h").ok
-    assert fake_redis.ttl(fake_store.keys.job("j1")) == -1
-    assert fake_redis.ttl(fake_store.keys.attempts("j1")) == -1
+    assert fake_redis.zscore(fake_store.keys.expiry, "j1") is None
     assert fake_redis.llen(queue_key(BULK_QUEUE, 3)) == 1
 
 

@@ -91,13 +91,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CANCEL_RETRY_MAX_SECONDS: must not exceed CELERY_VISIBILITY_TIMEOUT"
             )
-        if self.lease_seconds <= self.timeout_seconds:
-            raise ValueError(
-                "CANCEL_LEASE_SECONDS: must be longer than CARE360_TIMEOUT_SECONDS"
-            )
         if self.timeout_seconds >= self.visibility_timeout_seconds:
             raise ValueError(
                 "CARE360_TIMEOUT_SECONDS: must be shorter than CELERY_VISIBILITY_TIMEOUT"
+            )
+        if self.lease_seconds <= self.timeout_seconds:
+            raise ValueError(
+                "CANCEL_LEASE_SECONDS: must be longer than CARE360_TIMEOUT_SECONDS"
             )
         return self
 

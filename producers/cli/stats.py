@@ -49,6 +49,8 @@ def _render(snap: Snapshot) -> None:
         queues.add_row(depth.name, str(depth.ready), steps)
     queues.add_row("delayed (retries, deferrals)", str(snap.delayed), "")
     queues.add_row("unacked (held by workers)", str(snap.unacked), "")
+    if snap.delayed_bad:
+        queues.add_row("delayed entries set aside (bad)", str(snap.delayed_bad), "")
     console.print(queues)
 
     if snap.oldest_queued_job is None:
@@ -60,6 +62,12 @@ def _render(snap: Snapshot) -> None:
         )
     mix = ", ".join(f"{status}: {n}" for status, n in snap.calls_last_minute.items()) or "-"
     console.print(f"calls in the last minute: {snap.calls_total} ({mix})")
+    breaker = snap.breaker
+    if breaker.state != "closed":
+        console.print(f"[bold red]circuit breaker {breaker.state}[/bold red] since "
+                      f"{data['breaker']['opened_at']}: Care360 failing, jobs wait for a probe")
+    else:
+        console.print(f"circuit breaker closed ({breaker.failures} consecutive failures)")
     if snap.auth_blocked_seconds is not None:
         left = ("until cleared" if snap.auth_blocked_seconds < 0
                 else f"{snap.auth_blocked_seconds:.0f}s left")

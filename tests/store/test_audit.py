@@ -289,7 +289,8 @@ def test_lifecycle_retry_then_cancelled(
     now = time.time()
     ok = Attempt(number=2, started_at=now, duration_ms=12.5, http_status=200,
                  error_class=None, error=None, verdict="cancelled")
-    assert fake_store.finish("j1", owner=OWNER, attempt=ok, decision="settle", outcome="cancelled", now=now)
+    assert fake_store.finish("j1", owner=OWNER, attempt=ok, decision="settle",
+                             outcome="cancelled", now=now)
     rec = record(fake_store, "j1")
     assert (rec.state, rec.outcome, rec.attempt_count) == (State.SETTLED, "cancelled", 2)
     assert rec.settled_at == pytest.approx(now)
@@ -469,8 +470,8 @@ def test_retry_waits_in_the_delayed_set_until_due(
     begin(fake_store, "j1", request)
     retry_message = msg("j1", request, queue=BULK_QUEUE, priority=6)
     now = time.time()
-    assert fake_store.finish("j1", owner=OWNER, attempt=attempt(1), decision="retry", delay_seconds=0.25,
-                             retry_message=retry_message, now=now)
+    assert fake_store.finish("j1", owner=OWNER, attempt=attempt(1), decision="retry",
+                             delay_seconds=0.25, retry_message=retry_message, now=now)
     rec = record(fake_store, "j1")
     assert rec.next_attempt_at == pytest.approx(now + 0.25, abs=0.01)
     assert fake_store.delayed_count() == 1

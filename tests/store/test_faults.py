@@ -18,7 +18,6 @@ from cancelq.core.contract import CancelRequest
 from cancelq.core.lifecycle import State
 from cancelq.store.audit import AuditStore
 from cancelq.store.keys import Keys
-from cancelq.store.messages import build_task_message
 from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE, queue_key
 from cancelq.store.records import Attempt, Begun
 from tests.store.test_audit import (
@@ -246,7 +245,7 @@ def test_trim_deletes_expired_jobs_with_their_index_entries(
     assert fake_store.trim() == 0
     assert fake_store.get("j1") is None
     assert not fake_redis.exists(f"{P}:job:j1:attempts", f"{P}:pair:{CASE}:{EVENT}")
-    for index in (f"idx:all", f"idx:case:{CASE}", f"idx:event:{EVENT}", "idx:run:r1",
+    for index in ("idx:all", f"idx:case:{CASE}", f"idx:event:{EVENT}", "idx:run:r1",
                   "idx:state:dead", "idx:outcome:unauthorized"):
         assert fake_redis.zscore(f"{P}:{index}", "j1") is None, index
     counters = fake_store.counters()

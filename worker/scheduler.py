@@ -37,6 +37,14 @@ TRIM_INTERVAL_SECONDS = 60.0
 ERROR_PAUSE_SECONDS = 2.0
 
 
+def trim_interval(settings: Settings) -> float:
+    """Every minute; more often only for a retention of minutes (tests, demos)."""
+    retention = settings.retention_seconds
+    if retention <= 0:
+        return TRIM_INTERVAL_SECONDS
+    return min(TRIM_INTERVAL_SECONDS, max(0.5, retention / 4))
+
+
 class RetryScheduler:
     def __init__(
         self,
@@ -158,7 +166,7 @@ class RetrySchedulerStep(bootsteps.StartStopStep):
         rt = get_runtime()
         self.scheduler = RetryScheduler(
             rt.store, interval_seconds=rt.settings.scheduler_interval_seconds,
-            settings=rt.settings,
+            settings=rt.settings, trim_interval_seconds=trim_interval(rt.settings),
         )
         self.scheduler.start()
 

@@ -217,7 +217,7 @@ def test_a_reused_job_id_never_takes_the_job_over(
                                    queue=REALTIME_QUEUE)
     real_store.redis.lpush(REALTIME_QUEUE, foreign.payload, malformed.payload)
     start_worker(WORKER_CONCURRENCY="1")  # in order: the real job first
-    record = wait_for(lambda: (all_final(real_store, [job_id]) or [None])[0], timeout=30)
+    record: JobRecord = wait_for(lambda: all_final(real_store, [job_id]), timeout=30)[0]
 
     def rejected() -> list[JobRecord]:
         found = real_store.query(Query(outcome="invalid_request"), with_attempts=True)
@@ -312,7 +312,7 @@ def slow_store(redis_url: str) -> Iterator[tuple[AuditStore, SlowReplyProxy]]:
     port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     proxy = SlowReplyProxy(port, hold_seconds=0.6)
     client = redis.Redis(port=proxy.port, decode_responses=True, socket_timeout=0.3,
-                         retry=Retry(NoBackoff(), retries=2),  # type: ignore[no-untyped-call]
+                         retry=Retry(NoBackoff(), retries=2),
                          retry_on_error=[redis.TimeoutError, redis.ConnectionError])
     yield AuditStore(client, Keys()), proxy
     client.close()

@@ -16,6 +16,7 @@ from cancelq.store.audit import AuditStore
 from cancelq.store.messages import TaskMessage, build_task_message
 from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE, queue_key
 from cancelq.store.records import Attempt, Begun, JobRecord, Query
+from tests.conftest import wait_for
 
 CASE = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"
 CASE_2 = "11111111-2222-3333-4444-555555555555"
@@ -478,8 +479,7 @@ def test_retry_waits_in_the_delayed_set_until_due(
 
     assert fake_store.promote_due() == 0  # not yet due
     assert fake_redis.llen(retry_message.queue_key) == 0
-    time.sleep(0.3)
-    assert fake_store.promote_due() == 1
+    wait_for(lambda: fake_store.promote_due() == 1, timeout=5, interval=0.02)
     assert fake_redis.lrange(retry_message.queue_key, 0, -1) == [retry_message.payload]
     assert fake_redis.keys(f"{BULK_QUEUE}*") == [retry_message.queue_key]
     assert fake_store.delayed_count() == 0
@@ -531,8 +531,7 @@ def test_defer_parks_without_using_an_attempt(
     assert fake_store.counters() == before
     assert fake_store.delayed_count() == 1
     assert fake_store.promote_due() == 0
-    time.sleep(0.25)
-    assert fake_store.promote_due() == 1
+    wait_for(lambda: fake_store.promote_due() == 1, timeout=5, interval=0.02)
     assert fake_redis.lrange(REALTIME_QUEUE, 0, -1) == [message.payload]
 
 

@@ -24,15 +24,17 @@ from redis.retry import Retry
 
 from cancelq.core.contract import CancelRequest
 from cancelq.core.lifecycle import State
+from cancelq.core.settings import load_settings
 from cancelq.ops.deadletters import dead_job_ids
 from cancelq.ops.stats import snapshot
-from cancelq.store.audit import AuditStore
+from cancelq.store.audit import AuditStore, audit_store
 from cancelq.store.keys import Keys
 from cancelq.store.messages import build_task_message
 from cancelq.store.queues import REALTIME_QUEUE
 from cancelq.store.records import Attempt, JobRecord, Query
 from producers.enqueue import enqueue_cancellation
 from tests.conftest import API_KEY, Simulator, WorkerFactory, wait_for
+from tests.integration.test_sentinel import MASTER, SentinelSetup, sentinel  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -410,3 +412,54 @@ def test_retention_bounds_redis_and_the_dead_letters_recover(
     assert list(client.scan_iter(match="c360:pair:*")) == []
     figures("retention", jobs=jobs, dead=dead, bytes_per_settled_job=round(per_job),
             bytes_per_job_by_key=breakdown, bytes_left_after_retention=left)
+
+
+# -- 8. a Sentinel failover while jobs run -------------------------------------------------
+
+
+def test_sentinel_failover_while_jobs_run_loses_no_accepted_job(
+    sentinel: SentinelSetup,  # noqa: F811 - the fixture of test_sentinel, imported above
+    start_worker: WorkerFactory,
+    simulator: Simulator,
+) -> None:
+    env = {"REDIS_URL": sentinel.url, "REDIS_SENTINEL_MASTER": MASTER}
+    store = audit_store(load_settings(redis_url=sentinel.url, redis_sentinel_master=MASTER))
+    jobs = 60
+    pairs = seed(simulator, jobs)
+    simulator.control.set_faults(latency_ms=200)  # jobs are mid-call when it fails over
+    start_worker(WORKER_CONCURRENCY="8", **env)
+    job_ids = enqueue_all(store, pairs)
+    # accepted = acknowledged by the primary AND on the replica (WAIT): what a producer that
+    # waits for one replica may count on; without WAIT the last writes can be lost
+    assert store.redis.wait(1, 5000) >= 1
+    wait_for(lambda: store.counters().get("outcome:cancelled", 0) >= 10, timeout=30)
+    watcher = redis.Redis(port=sentinel.sentinel_port, decode_responses=True)
+    pending = jobs - store.counters().get("outcome:cancelled", 0)
+    failed_over = time.monotonic()
+    watcher.sentinel_failover(MASTER)  # type: ignore[no-untyped-call]
+    wait_for(lambda: sentinel.replica.info("replication")["role"] == "master", timeout=30)
+    simulator.control.set_faults(latency_ms=0)
+
+    def settled() -> list[JobRecord] | None:
+        try:
+            return all_final(store, job_ids)
+        except redis.RedisError:
+            return None
+
+    records = wait_for(settled, timeout=120, interval=0.5)
+    recovered = time.monotonic() - failed_over
+    assert pending > 0  # the failover came mid-run
+    assert store.redis.connection_pool.get_master_address() == (  # type: ignore[attr-defined]
+        "127.0.0.1", sentinel.replica_port)
+    assert {r.outcome for r in records} <= {"cancelled", "already_cancelled"}
+    calls = simulator.control.calls()
+    applied = Counter(c["event_id"] for c in calls if c["applied"])
+    assert applied == Counter(e for _c, e in pairs)  # each event cancelled exactly once
+    lost_results = sum(1 for r in records for a in r.attempts if a.error_class == "WorkerLost")
+    figures("sentinel_failover", jobs=jobs, pending_at_failover=pending, calls=len(calls),
+            attempts=sum(len(calls_made(r)) for r in records),
+            already_cancelled=sum(1 for r in records if r.outcome == "already_cancelled"),
+            worker_lost=lost_results, lost_jobs=jobs - len(records),
+            seconds_to_settle_after_failover=round(recovered, 1))
+    watcher.close()
+    store.redis.close()

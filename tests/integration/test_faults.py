@@ -436,7 +436,7 @@ def test_sentinel_failover_while_jobs_run_loses_no_accepted_job(
     watcher = redis.Redis(port=sentinel.sentinel_port, decode_responses=True)
     pending = jobs - store.counters().get("outcome:cancelled", 0)
     failed_over = time.monotonic()
-    watcher.sentinel_failover(MASTER)  # type: ignore[no-untyped-call]
+    watcher.sentinel_failover(MASTER)
     wait_for(lambda: sentinel.replica.info("replication")["role"] == "master", timeout=30)
     simulator.control.set_faults(latency_ms=0)
 

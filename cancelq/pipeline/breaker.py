@@ -55,13 +55,17 @@ class BreakerGate:
         self.probe_seconds = probe_seconds
         self.lock_seconds = max(probe_seconds, call_timeout_seconds + PROBE_LOCK_MARGIN_SECONDS)
         self.rand = rand
+        # False while this process last saw the breaker closed with no streak: a success
+        # then has nothing to reset, and costs no Redis call
+        self._streak = True
 
     def __repr__(self) -> str:
         return (f"BreakerGate({self.failures} failures in {self.window_seconds:g}s, "
                 f"probe every {self.probe_seconds:g}s)")
 
     def before_call(self, job_id: str, request: CancelRequest, queue: str) -> GateVerdict:
-        state, go, wait, changed = self._op("check")
+        state, go, wait, changed, failures = self._op("check")
+        self._streak = go != "go" or failures > 0
         if go == "probe":
             if changed:
                 log.warning("circuit breaker %s: probing Care360 with job %s", state, job_id)
@@ -74,12 +78,15 @@ class BreakerGate:
 
     def after_answer(self, job_id: str, status: int | None, outcome: str | None) -> None:
         if outcome is not None:
+            if not self._streak:
+                return  # closed, no failure since: nothing to reset
             op = "success"
         elif status is None or status >= SERVER_ERROR:
             op = "failure"
         else:
             return  # 429 and odd 2xx/4xx: not a sign that Care360 is down, nor up
-        state, _go, _wait, changed = self._op(op)
+        state, _go, _wait, changed, failures = self._op(op)
+        self._streak = state != BreakerState.CLOSED or failures > 0
         if not changed:
             return
         if state == BreakerState.OPEN:
@@ -91,12 +98,13 @@ class BreakerGate:
         else:
             log.warning("circuit breaker closed: Care360 answered job %s; resuming", job_id)
 
-    def _op(self, op: str) -> tuple[str, str, str, bool]:
-        state, go, wait, changed = self.scripts("breaker", [
+    def _op(self, op: str) -> tuple[str, str, str, bool, int]:
+        state, go, wait, changed, failures = self.scripts("breaker", [
             self.prefix, op, self.failures, repr(self.window_seconds),
             repr(self.probe_seconds), repr(self.lock_seconds),
         ])
-        return decode_text(state), decode_text(go), decode_text(wait), bool(int(changed))
+        return (decode_text(state), decode_text(go), decode_text(wait), bool(int(changed)),
+                int(failures))
 
 
 def breaker_gate(store: AuditStore, settings: Settings) -> BreakerGate | None:

@@ -310,3 +310,27 @@ def test_snapshot_shows_the_auth_block(fake_store: AuditStore, ttl: int | None,
         fake_store.redis.set(fake_store.keys.auth_blocked, "x", ex=ttl)
     got = snapshot(fake_store).auth_blocked_seconds
     assert got == expected if expected is None else got == pytest.approx(expected, abs=1)
+
+
+def test_a_dead_id_whose_record_is_gone_is_not_a_dead_letter(fake_store: AuditStore) -> None:
+    rt = runtime(fake_store, Upstream(500), max_attempts=1, gate=False)
+    submit(fake_store, "a", 1)
+    run_out(rt)
+    submit(fake_store, "b", 2)
+    run_out(rt)
+    fake_store.redis.delete(fake_store.keys.job("a"))  # gone behind the store's back
+    assert dead_job_ids(fake_store) == ["b"]
+    assert fake_store.redis.zrange(fake_store.keys.index_state("dead"), 0, -1) == ["b"]
+    assert replay(fake_store, dead_job_ids(fake_store), who="ops").ok  # `replay --all`
+
+
+def test_snapshot_shows_the_breaker_and_the_bad_delayed_entries(fake_store: AuditStore) -> None:
+    snap = snapshot(fake_store)
+    assert (snap.breaker.state, snap.breaker.opened_at, snap.delayed_bad) == ("closed", None, 0)
+    fake_store.redis.hset(fake_store.keys.breaker, mapping={
+        "state": "open", "opened_at": "1795521090.5", "failures": "0"})
+    fake_store.redis.hset(fake_store.keys.delayed_bad, "j", "nowhere\nx")
+    data = snapshot(fake_store).to_json()
+    assert data["breaker"] == {"state": "open", "opened_at": "2026-11-24T11:51:30.500Z",
+                               "consecutive_failures": 0}
+    assert data["delayed_bad"] == 1

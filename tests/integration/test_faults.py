@@ -164,7 +164,8 @@ def test_outage_past_the_retry_span_opens_the_breaker_and_nobody_dies(
     assert real_store.redis.hget(real_store.keys.breaker, "state") == "closed"
     calls = simulator.control.calls()
     during = [c["time"] for c in calls if c["status"] == 503]
-    after_open = [t for t in during if t > opened - began + min(during) + 1.0]
+    # the simulator stamps calls with time.monotonic(), the clock of this test (Linux)
+    after_open = [t for t in during if t > opened + 1.0]
     steady_seconds = max(1.0, back - opened - 1.0)
     # while open: a probe a second, plus the calls already past the gate when it opened
     assert len(after_open) <= steady_seconds / 1.0 + 8, (len(after_open), steady_seconds)

@@ -152,8 +152,8 @@ end
 
 -- End a job's attempt lease: no owner, off the reaper's list.
 local function clear_lease(p, job_id)
-  redis.call('HSET', KEY.job(p, job_id), 'lease_owner', '', 'lease_until', '',
-    'attempt_started_at', '')
+  redis.call('HDEL', KEY.job(p, job_id), 'lease_owner', 'lease_until')
+  redis.call('HSET', KEY.job(p, job_id), 'attempt_started_at', '')
   redis.call('ZREM', KEY.leases(p), job_id)
 end
 

@@ -65,7 +65,7 @@ def cancel_calendar_event(
         log.warning("job %s: audit store unavailable (%s); requeued", job_id, type(exc).__name__)
         time.sleep(REQUEUE_PAUSE_SECONDS)
         raise Reject(str(exc), requeue=True) from None
-    except Exception as exc:  # noqa: BLE001 - anything else: the job must not stay stuck
+    except Exception as exc:  # anything else: the job must not stay stuck
         return _after_error(rt, job_id, request, queue, priority, exc)
 
 

@@ -213,7 +213,7 @@ def _call(ctx: AttemptContext, number: int, *, used: int, probe: bool) -> Attemp
         outcome = classify(answer)
     except RetryableError as exc:
         error = exc
-    except Exception as exc:  # noqa: BLE001 - recorded by class name; never leaves `running`
+    except Exception as exc:  # recorded by class name; never leaves `running`
         error = UnexpectedError(exc)
     else:
         call = Call(number, started_at, _ms_since(t0), used, probe)

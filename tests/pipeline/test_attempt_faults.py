@@ -93,22 +93,32 @@ def test_a_second_copy_defers_without_calling_while_the_first_holds_the_lease(
     assert fake_store.delayed_count() == 1
 
 
+class LeaseSpy(Upstream):
+    """Answers 200, noting which leases the runtime's keeper holds while the call is made."""
+
+    def __init__(self) -> None:
+        super().__init__((200, OK))
+        self.rt: Runtime | None = None
+        self.held: list[list[tuple[str, str]]] = []
+        self.renewed_lost: list[list[str]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        assert self.rt is not None
+        self.held.append(self.rt.lease_keeper.held)
+        self.renewed_lost.append(self.rt.lease_keeper.renew_once())
+        return super().__call__(request)
+
+
 def test_the_lease_is_held_during_the_call(
     fake_store: AuditStore, fake_redis: fakeredis.FakeRedis
 ) -> None:
-    seen: list[list[tuple[str, str]]] = []
-    rt: Runtime
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(rt.lease_keeper.held)
-        assert rt.lease_keeper.renew_once() == []  # ours, and renewable
-        return httpx.Response(200, content=OK)
-
-    rt = make_runtime(fake_store, Upstream((200, OK)))
-    rt.client._transport = httpx.MockTransport(handler)  # noqa: SLF001 - test double
+    spy = LeaseSpy()
+    rt = make_runtime(fake_store, spy)
+    spy.rt = rt
     submit(fake_store)
     deliver(rt, fake_redis)
-    assert [job for job, _owner in seen[0]] == ["j1"]
+    assert [job for job, _owner in spy.held[0]] == ["j1"]
+    assert spy.renewed_lost == [[]]  # ours, and renewable while the call runs
     assert rt.lease_keeper.held == []
 
 

@@ -114,6 +114,7 @@ class _Answer:
     applied: bool = False
     fault: str | None = None
     retry_after: int | None = None
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +204,8 @@ class SimulatorApp:
                 )
             )
             if answer is not None:
-                await _respond(send, answer.status, answer.body, answer.retry_after)
+                await _respond(send, answer.status, answer.body, answer.retry_after,
+                               answer.headers)
         finally:
             log.in_flight -= 1
 
@@ -214,6 +216,9 @@ class SimulatorApp:
             return _forced(scripted.status, scripted.retry_after, "forced")
         if scripted == "ok_bad_body":
             return _Answer(200, BODY_OK_BAD, fault="bad_body")
+        if scripted in ("bad_gzip", "deep_json"):
+            answer = self._decide(request)
+            return _unreadable(answer, scripted)
         if scripted == "hang":
             if await self._hang(receive):
                 return None
@@ -412,6 +417,18 @@ def create_app(
 # -- helpers ------------------------------------------------------------------------------
 
 
+DEEP_JSON_DEPTH = 100_000
+
+
+def _unreadable(answer: _Answer, kind: str) -> _Answer:
+    """The API's own answer (applied or not), with a body no client can read."""
+    if kind == "bad_gzip":
+        return _Answer(answer.status, b"\x1f\x8b this is not gzip", answer.applied, kind,
+                       headers=((b"content-encoding", b"gzip"),))
+    deep = b"[" * DEEP_JSON_DEPTH + b"]" * DEEP_JSON_DEPTH
+    return _Answer(answer.status, deep, answer.applied, kind)
+
+
 def _forced(status: int, retry_after: int | None, fault: str) -> _Answer:
     body = json.dumps(
         {"status": status, "success": False, "message": error_message(status)},
@@ -476,8 +493,14 @@ async def _read_body(receive: Receive) -> bytes:
 _JSON = (b"content-type", b"application/json")
 
 
-async def _respond(send: Send, status: int, body: bytes, retry_after: int | None = None) -> None:
-    headers = [_JSON, (b"content-length", str(len(body)).encode())]
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    retry_after: int | None = None,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    headers = [_JSON, (b"content-length", str(len(body)).encode()), *extra]
     if retry_after is not None:
         headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})

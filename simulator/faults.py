@@ -143,14 +143,16 @@ class ForcedStatus:
     retry_after: int | None = None
 
 
-ScriptedKind: TypeAlias = Literal["hang", "lost", "ok_bad_body"]
+ScriptedKind: TypeAlias = Literal["hang", "lost", "ok_bad_body", "bad_gzip", "deep_json"]
 """``hang``: sleep ``hang_seconds`` then answer normally. ``lost``: process normally (a valid
 cancel is applied) but answer 500. ``ok_bad_body``: 200 with an undocumented body, nothing
-applied."""
+applied. ``bad_gzip`` and ``deep_json``: process normally, but answer with a body the client
+cannot read: ``content-encoding: gzip`` over bytes that are not gzip, or JSON nested deeper
+than any parser goes."""
 
 ScriptedResponse: TypeAlias = ForcedStatus | ScriptedKind
 
-_KINDS: frozenset[str] = frozenset({"hang", "lost", "ok_bad_body"})
+_KINDS: frozenset[str] = frozenset({"hang", "lost", "ok_bad_body", "bad_gzip", "deep_json"})
 
 
 def parse_scripted(item: object) -> ScriptedResponse:

@@ -156,6 +156,8 @@ def worker_env(redis_url: str, simulator_url: str, **overrides: Any) -> dict[str
         CANCEL_RETRY_BASE_SECONDS="0.05",
         CANCEL_RETRY_MAX_SECONDS="0.3",
         CARE360_TIMEOUT_SECONDS="2",
+        # a lost attempt is reaped within seconds, not the 30 s default
+        CANCEL_LEASE_SECONDS="3",
         RETRY_SCHEDULER_INTERVAL_SECONDS="0.1",
         PYTHONUNBUFFERED="1",
     )

@@ -1,43 +1,135 @@
-"""Moves retries that are due from the store's delayed set back onto their broker queue.
+"""The store's housekeeping thread, one per worker: retries, lost attempts, retention.
 
-Every worker runs one of these threads; the move is one Lua script, so any number of them
-can run at once without pushing a job twice. A Redis outage only pauses it: the delayed
-set is in Redis, and the loop picks up where it left off when Redis answers again.
+- promote: moves retries that are due from the delayed set back onto their queue (one Lua
+  script, so any number of these threads can run at once without pushing a job twice); an
+  entry naming no queue of ours is set aside (`{prefix}:delayed:bad`) and logged, and the
+  rest keep flowing;
+- reap: an attempt whose lease expired (its worker died or hung) is closed `WorkerLost` and
+  its job retried (or dead-lettered when its budget is spent): no job stays `running`;
+- trim: settled and dead jobs past `AUDIT_RETENTION_DAYS` are deleted with their index
+  entries, a small batch at a time.
+
+A Redis outage only pauses it: everything is in Redis, and the loop picks up where it left
+off when Redis answers again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from celery import bootsteps
 
+from cancelq.core.backoff import next_delay
+from cancelq.core.settings import Settings
 from cancelq.store.audit import AuditStore
+from cancelq.store.codec import decode_text
+from cancelq.store.messages import job_message, priority_of
 
 log = logging.getLogger("cancelq.scheduler")
 
 BATCH = 500
+REAP_BATCH = 100
+TRIM_BATCH = 200
+TRIM_INTERVAL_SECONDS = 60.0
 ERROR_PAUSE_SECONDS = 2.0
 
 
+def trim_interval(settings: Settings) -> float:
+    """Every minute; more often only for a retention of minutes (tests, demos)."""
+    retention = settings.retention_seconds
+    if retention <= 0:
+        return TRIM_INTERVAL_SECONDS
+    return min(TRIM_INTERVAL_SECONDS, max(0.5, retention / 4))
+
+
 class RetryScheduler:
-    def __init__(self, store: AuditStore, *, interval_seconds: float) -> None:
+    def __init__(
+        self,
+        store: AuditStore,
+        *,
+        interval_seconds: float,
+        settings: Settings | None = None,
+        trim_interval_seconds: float = TRIM_INTERVAL_SECONDS,
+    ) -> None:
         self.store = store
         self.interval = interval_seconds
+        self.settings = settings
+        self.trim_interval = trim_interval_seconds
         self.moved = 0
+        self.bad = 0
+        self.reaped = 0
+        self.trimmed = 0
+        self._next_trim = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> int:
+        """Promote every due retry; returns how many were pushed."""
         moved = 0
         while True:
-            n = self.store.promote_due(BATCH)
-            moved += n
-            if n < BATCH:
+            done = self.store.promote(BATCH)
+            moved += done.moved
+            for job_id in done.bad:
+                self.bad += 1
+                log.error("delayed set: the entry of job %s names no queue of ours; moved "
+                          "aside to %s", job_id, self.store.keys.delayed_bad)
+            if done.seen < BATCH:
                 break
         self.moved += moved
         return moved
+
+    def reap_once(self) -> int:
+        """Turn attempts whose lease expired into retries; returns how many."""
+        if self.settings is None:
+            return 0
+        reaped = 0
+        for job_id in self.store.expired_leases(REAP_BATCH):
+            state = self._reap(job_id, self.settings)
+            if state is not None:
+                reaped += 1
+        self.reaped += reaped
+        return reaped
+
+    def _reap(self, job_id: str, settings: Settings) -> str | None:
+        record = self.store.get(job_id, with_attempts=False)
+        if record is None:
+            self.store.redis.zrem(self.store.keys.leases, job_id)
+            return None
+        key = self.store.redis.hget(self.store.keys.job(job_id), "queue_key")
+        message = job_message(record, priority_of(decode_text(key) if key else None))
+        delay = next_delay(max(1, record.attempt_count), retry_after=None,
+                           base_seconds=settings.retry_base_seconds,
+                           max_seconds=settings.retry_max_seconds)
+        state = self.store.reap(job_id, message, max_attempts=settings.max_attempts,
+                                delay_seconds=round(delay, 3),
+                                retention_seconds=settings.retention_seconds)
+        if state is not None:
+            log.warning("job %s: attempt %d lost (its lease expired: worker stopped or hung); "
+                        "now %s", job_id, record.attempt_count, state)
+        return state
+
+    def trim_once(self) -> int:
+        """Delete jobs past retention, a batch at a time, until none is due."""
+        trimmed = 0
+        while True:
+            n = self.store.trim(TRIM_BATCH)
+            trimmed += n
+            if n < TRIM_BATCH:
+                break
+        self.trimmed += trimmed
+        return trimmed
+
+    def tick(self) -> None:
+        """One pass of every duty; trimming only every `trim_interval` seconds."""
+        self.run_once()
+        self.reap_once()
+        if time.monotonic() >= self._next_trim:
+            self._next_trim = time.monotonic() + self.trim_interval
+            if self.trim_once():
+                log.info("retention: %d expired jobs trimmed so far", self.trimmed)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="retry-scheduler", daemon=True)
@@ -51,9 +143,7 @@ class RetryScheduler:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                moved = self.run_once()
-                if moved:
-                    log.debug("moved %d due retries to their queues", moved)
+                self.tick()
             except Exception:  # the loop must outlive any Redis outage
                 log.warning("retry scheduler: Redis call failed, will retry", exc_info=True)
                 self._stop.wait(ERROR_PAUSE_SECONDS)
@@ -75,10 +165,14 @@ class RetrySchedulerStep(bootsteps.StartStopStep):
 
         rt = get_runtime()
         self.scheduler = RetryScheduler(
-            rt.store, interval_seconds=rt.settings.scheduler_interval_seconds
+            rt.store, interval_seconds=rt.settings.scheduler_interval_seconds,
+            settings=rt.settings, trim_interval_seconds=trim_interval(rt.settings),
         )
         self.scheduler.start()
 
     def stop(self, worker: Any) -> None:
         if self.scheduler is not None:
             self.scheduler.stop()
+        from cancelq.pipeline.runtime import get_runtime
+
+        get_runtime().lease_keeper.stop()

@@ -19,14 +19,16 @@ from cancelq.bulk.inbox import process_inbox
 from cancelq.core.contract import TASK_NAME, CancelRequest
 from cancelq.core.errors import InvalidInput
 from cancelq.pipeline.attempt import reject_invalid, run_attempt
-from cancelq.pipeline.runtime import get_runtime
-from cancelq.store.queues import REALTIME_QUEUE
+from cancelq.pipeline.runtime import Runtime, get_runtime
+from cancelq.store.messages import build_task_message, known_queue
 from worker.beat import CLEANUP_TASK
 from worker.celery import app
 
 log = logging.getLogger("cancelq.task")
 
 REQUEUE_PAUSE_SECONDS = 1.0
+#: a job whose attempt raised something unforeseen comes back after this long
+ERROR_RETRY_SECONDS = 5.0
 
 
 @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
@@ -43,9 +45,10 @@ def cancel_calendar_event(
 ) -> str:
     rt = get_runtime()
     delivery = self.request.delivery_info or {}
-    queue = str(delivery.get("routing_key") or REALTIME_QUEUE)
-    priority = int(delivery.get("priority") or 0)
-    job_id = job_id or str(self.request.id)
+    # never the message's word for where it goes back to: one of our queues
+    queue = known_queue(delivery.get("routing_key"))
+    priority = _priority(delivery.get("priority"))
+    job_id = job_id if isinstance(job_id, str) and job_id else str(self.request.id)
     fields = {"case_id": case_id, "event_id": event_id, "run_id": run_id,
               "requested_by": requested_by, "reason": reason}
     try:
@@ -62,6 +65,34 @@ def cancel_calendar_event(
         log.warning("job %s: audit store unavailable (%s); requeued", job_id, type(exc).__name__)
         time.sleep(REQUEUE_PAUSE_SECONDS)
         raise Reject(str(exc), requeue=True) from None
+    except Exception as exc:  # anything else: the job must not stay stuck
+        return _after_error(rt, job_id, request, queue, priority, exc)
+
+
+def _priority(value: object) -> int:
+    try:
+        return max(0, min(9, int(str(value or 0))))
+    except ValueError:
+        return 0
+
+
+def _after_error(
+    rt: Runtime, job_id: str, request: CancelRequest, queue: str, priority: int, exc: Exception
+) -> str:
+    """Something unforeseen escaped the attempt: bring the job back later, never lose it.
+
+    The class name only is logged (a foreign exception's text may carry the request). If
+    the attempt had begun, its lease runs out and the reaper makes it a retry; this
+    deferral covers a job that had not begun (it would otherwise wait for no message).
+    """
+    log.error("job %s: unexpected %s; tried again in %.0fs",
+              job_id, type(exc).__name__, ERROR_RETRY_SECONDS)
+    message = build_task_message(
+        {"job_id": job_id, **request.model_dump(exclude_none=True)},
+        queue=queue, priority=priority,
+    )
+    rt.store.defer(job_id, delay_seconds=ERROR_RETRY_SECONDS, message=message)
+    return f"error: {type(exc).__name__}"
 
 
 @app.task(name=CLEANUP_TASK, acks_late=True, ignore_result=True)

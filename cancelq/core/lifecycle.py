@@ -50,8 +50,10 @@ DEAD_OUTCOMES = frozenset({Outcome.UNAUTHORIZED, Outcome.RETRIES_EXHAUSTED})
 Decision = Literal["settle", "dead", "retry"]
 
 #: What `begin` decided (`AuditStore.begin`, `lua/begin.lua`): run attempt n, or don't call
-#: because the job is already settled or dead, or has used all its attempts.
-BeginVerdict = Literal["run", "settled", "exhausted"]
+#: because the job is already settled or dead, has used all its attempts, another copy of it
+#: holds a live lease (`leased`: wait for it), or the message's (case, event) is not the
+#: job's (`conflict`: recorded as rejected on a job of its own).
+BeginVerdict = Literal["run", "settled", "exhausted", "leased", "conflict"]
 
 
 class Verdict(StrEnum):
@@ -62,3 +64,14 @@ class Verdict(StrEnum):
     INTERRUPTED = "interrupted"
     #: not an attempt: the note an operator's replay leaves (`AuditStore.replay`)
     REPLAYED = "replayed"
+    #: not an attempt: a message that reused another job's id (`lua/begin.lua`)
+    REJECTED = "rejected"
+
+
+class BreakerState(StrEnum):
+    """The shared circuit breaker on Care360 calls (`cancelq.pipeline.breaker`)."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    #: one worker's probe call is in flight; everyone else waits for its answer
+    HALF_OPEN = "half_open"

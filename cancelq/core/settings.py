@@ -27,6 +27,11 @@ DEFAULT_RETRY_BASE_SECONDS = 2.0
 DEFAULT_RETRY_MAX_SECONDS = 300.0
 DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 3600.0
+DEFAULT_LEASE_SECONDS = 30.0
+DEFAULT_RETENTION_DAYS = 30.0
+DEFAULT_BREAKER_FAILURES = 10
+DEFAULT_BREAKER_WINDOW_SECONDS = 30.0
+DEFAULT_BREAKER_PROBE_SECONDS = 5.0
 
 class Settings(BaseSettings):
     """The whole configuration; field aliases are the environment variable names."""
@@ -56,7 +61,17 @@ class Settings(BaseSettings):
     visibility_timeout_seconds: float = Field(
         DEFAULT_VISIBILITY_TIMEOUT_SECONDS, gt=0, alias="CELERY_VISIBILITY_TIMEOUT"
     )
-    audit_retention_days: float | None = Field(None, gt=0, alias="AUDIT_RETENTION_DAYS")
+    # 0 keeps settled and dead jobs forever
+    audit_retention_days: float = Field(DEFAULT_RETENTION_DAYS, ge=0, alias="AUDIT_RETENTION_DAYS")
+    lease_seconds: float = Field(DEFAULT_LEASE_SECONDS, gt=0, alias="CANCEL_LEASE_SECONDS")
+    # 0 turns the circuit breaker off
+    breaker_failures: int = Field(DEFAULT_BREAKER_FAILURES, ge=0, alias="CARE360_BREAKER_FAILURES")
+    breaker_window_seconds: float = Field(
+        DEFAULT_BREAKER_WINDOW_SECONDS, gt=0, alias="CARE360_BREAKER_WINDOW_SECONDS"
+    )
+    breaker_probe_seconds: float = Field(
+        DEFAULT_BREAKER_PROBE_SECONDS, gt=0, alias="CARE360_BREAKER_PROBE_SECONDS"
+    )
     worker_concurrency: int = Field(32, ge=1, le=512, alias="WORKER_CONCURRENCY")
     scheduler_interval_seconds: float = Field(0.5, gt=0, alias="RETRY_SCHEDULER_INTERVAL_SECONDS")
     key_prefix: str = Field("c360", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", alias="KEY_PREFIX")
@@ -82,7 +97,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CARE360_TIMEOUT_SECONDS: must be shorter than CELERY_VISIBILITY_TIMEOUT"
             )
+        if self.lease_seconds <= self.timeout_seconds:
+            raise ValueError(
+                "CANCEL_LEASE_SECONDS: must be longer than CARE360_TIMEOUT_SECONDS"
+            )
         return self
+
+    @property
+    def retention_seconds(self) -> float:
+        """How long a settled or dead job is kept; 0 forever (`AUDIT_RETENTION_DAYS`)."""
+        return self.audit_retention_days * 86400
 
     @property
     def care360_base_url(self) -> str:

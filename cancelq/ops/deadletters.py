@@ -17,8 +17,7 @@ from cancelq.core.lifecycle import Outcome, State
 from cancelq.pipeline.auth_gate import clear_auth_block
 from cancelq.store.audit import AuditStore
 from cancelq.store.codec import decode_text
-from cancelq.store.messages import TaskMessage, build_task_message
-from cancelq.store.queues import PRIORITY_SEPARATOR, REALTIME_QUEUE
+from cancelq.store.messages import TaskMessage, job_message, priority_of
 from cancelq.store.records import Attempt, JobRecord, Query
 
 READ_BATCH = 500
@@ -91,18 +90,29 @@ def list_dead(
 def dead_job_ids(
     store: AuditStore, *, outcome: str | None = None, run_id: str | None = None
 ) -> list[str]:
-    """Every dead job id matching the filters, oldest first (for `replay --all`)."""
+    """Every dead job id matching the filters, oldest first (for `replay --all`).
+
+    Only ids whose record exists and is dead: an index entry left by a record deleted
+    behind the store's back (an operator's DEL, an older release's TTL) is not a dead
+    letter, and is dropped from the index here so the dead count recovers.
+    """
     index = store.keys.index_state(State.DEAD.value)
     ids = [decode_text(i) for i in store.redis.zrange(index, 0, -1)]
-    if outcome is None and run_id is None:
-        return ids
     kept: list[str] = []
     for start in range(0, len(ids), READ_BATCH):
-        for record in store.get_many(ids[start : start + READ_BATCH], with_attempts=False):
+        chunk = ids[start : start + READ_BATCH]
+        records = {r.job_id: r for r in store.get_many(chunk, with_attempts=False)}
+        gone = [job_id for job_id in chunk if job_id not in records]
+        if gone:
+            store.redis.zrem(index, *gone)
+        for job_id in chunk:
+            record = records.get(job_id)
+            if record is None or record.state is not State.DEAD:
+                continue
             if (outcome is None or record.outcome == outcome) and (
                 run_id is None or record.run_id == run_id
             ):
-                kept.append(record.job_id)
+                kept.append(job_id)
     return kept
 
 
@@ -138,15 +148,7 @@ class ReplayReport:
 
 def replay_message(record: JobRecord, queue_key: str | None) -> TaskMessage:
     """A fresh message for the job, built exactly as producers and retries build theirs."""
-    kwargs: dict[str, Any] = {"job_id": record.job_id, "case_id": record.case_id,
-                              "event_id": record.event_id}
-    for name in ("run_id", "requested_by", "reason"):
-        value = getattr(record, name)
-        if value:
-            kwargs[name] = value
-    return build_task_message(
-        kwargs, queue=record.queue or REALTIME_QUEUE, priority=_priority(queue_key)
-    )
+    return job_message(record, priority_of(queue_key))
 
 
 def replay(
@@ -212,6 +214,10 @@ def _replay_one(
         return ReplayResult(job_id, "would_replay", "dead", record.outcome,
                             f"would replay ({record.outcome})")
     done = store.replay(job_id, replay_message(record, queue_key), who=who)
+    if done.pair_holder:
+        return ReplayResult(job_id, "refused", done.state, record.outcome,
+                            f"refused: its (case, event) now belongs to live job "
+                            f"{done.pair_holder}")
     if not done.applied:
         return _refused(job_id, done.state, None)
     return ReplayResult(job_id, "replayed", done.state, record.outcome,
@@ -223,12 +229,4 @@ def _refused(job_id: str, state: str, outcome: str | None) -> ReplayResult:
     return ReplayResult(job_id, "refused", state, outcome,
                         f"refused: job is {shown}, not dead; only dead jobs are replayed")
 
-
-def _priority(queue_key: str | None) -> int:
-    if not queue_key or PRIORITY_SEPARATOR not in queue_key:
-        return 0
-    try:
-        return int(queue_key.rsplit(PRIORITY_SEPARATOR, 1)[1])
-    except ValueError:
-        return 0
 

@@ -26,7 +26,6 @@ from pydantic import SecretStr
 from cancelq.care360.client import PATH
 from cancelq.core.settings import Settings
 from cancelq.ops.health import fail_fast, queue_heads, read_heartbeats, redis_now
-from cancelq.ops.metrics import read_breaker
 from cancelq.ops.stats import snapshot
 from cancelq.store.audit import AuditStore
 
@@ -132,7 +131,7 @@ def check_queues(store: AuditStore) -> Check:
         if age is not None and age > QUEUE_AGE_WARN_SECONDS:
             status = "warn"
             details.append(f"{q.name}: the next job has waited {_ago(age)}")
-    breaker = read_breaker(store.redis, store.keys.prefix)
+    breaker = snap.breaker
     data.update(delayed=snap.delayed, unacked=snap.unacked, dead_letters=snap.dead_letters,
                 auth_blocked_seconds=snap.auth_blocked_seconds, breaker=breaker.state)
     if snap.auth_blocked_seconds is not None:

@@ -20,14 +20,12 @@ for a final answer, its `finish`.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -188,41 +186,6 @@ def instrument_gates(gates: Sequence[Gate], metrics: WorkerMetrics) -> tuple[Gat
 # -- cluster-wide: one target ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class BreakerReading:
-    state: str
-    raw: str | None
-
-
-def read_breaker(client: redis.Redis, prefix: str) -> BreakerReading:
-    """The shared circuit breaker's state at `{prefix}:breaker`, whatever shape it has.
-
-    Absent means closed (no breaker tripped, or none deployed). A string may be the state
-    or JSON with a `state` field; a hash may have a `state` field. Anything else: unknown.
-    """
-    key = f"{prefix}:breaker"
-    kind = _s(client.type(key))
-    raw: Any = None
-    if kind == "none":
-        return BreakerReading("closed", None)
-    if kind == "string":
-        raw = _s(client.get(key) or "")
-        try:
-            decoded = json.loads(raw)
-        except ValueError:
-            decoded = raw
-        if isinstance(decoded, dict):
-            decoded = decoded.get("state", "")
-        text = str(decoded)
-    elif kind == "hash":
-        raw = _s(client.hget(key, "state") or "")
-        text = raw
-    else:
-        return BreakerReading("unknown", kind)
-    state = text.strip().lower().replace("-", "_").replace(" ", "_")
-    return BreakerReading(state if state in BREAKER_STATES else "unknown", raw)
-
-
 class ClusterCollector(Collector):
     """Reads Redis at every scrape; a Redis that does not answer gives `cancelq_redis_up 0`."""
 
@@ -283,16 +246,15 @@ class ClusterCollector(Collector):
         for status, count in snap.calls_last_minute.items():
             calls.add_metric([status], count)
         yield calls
-        yield from self._shared_families(now)
+        yield from self._shared_families(now, snap.breaker.state)
 
-    def _shared_families(self, now: float) -> Iterator[Metric]:
+    def _shared_families(self, now: float, breaker_state: str) -> Iterator[Metric]:
         client, keys = self.store.redis, self.store.keys
-        breaker = read_breaker(client, keys.prefix)
         state = GaugeMetricFamily("cancelq_breaker_state",
                                   "The shared circuit breaker: 1 for its current state",
                                   labels=["state"])
-        for name in (*BREAKER_STATES, "unknown"):
-            state.add_metric([name], 1 if breaker.state == name else 0)
+        for name in BREAKER_STATES:
+            state.add_metric([name], 1 if breaker_state == name else 0)
         yield state
         yield from _telemetry_families(_decode(client.hgetall(keys.telemetry)))
         booked = client.get(keys.bulk_turns)

@@ -4,7 +4,8 @@ Everything is read from keys the store and kombu keep up to date: the counters h
 (jobs per state and outcome, attempts, replays), the queue lists (LLEN of each priority
 sub-list), kombu's `unacked` hash (messages a worker holds), the delayed set (retries and
 deferrals waiting), the lowest score of `idx:state:queued` (the oldest waiting job, by
-created time), the per-second call buckets of the last minute, and the auth block's TTL.
+created time), the per-second call buckets of the last minute, the auth block's TTL, the
+circuit breaker's hash and the delayed entries set aside as bad.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cancelq.core.clock import iso_utc
-from cancelq.core.lifecycle import State
+from cancelq.core.lifecycle import BreakerState, State
 from cancelq.store.audit import AuditStore
-from cancelq.store.codec import decode_counters, decode_pttl, decode_text
+from cancelq.store.codec import decode_counters, decode_float, decode_hash, decode_pttl, decode_text
 from cancelq.store.queues import BULK_QUEUE, PRIORITY_STEPS, REALTIME_QUEUE, queue_key
 
 QUEUES: tuple[str, ...] = (REALTIME_QUEUE, BULK_QUEUE)
@@ -39,6 +40,27 @@ class QueueDepth:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerView:
+    """The shared circuit breaker as `{prefix}:breaker` holds it (`cancelq.pipeline.breaker`)."""
+
+    state: str
+    opened_at: float | None
+    failures: int
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> BreakerView:
+        return cls(
+            state=raw.get("state") or BreakerState.CLOSED.value,
+            opened_at=decode_float(raw.get("opened_at")),
+            failures=int(raw.get("failures") or 0),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"state": self.state, "opened_at": iso_utc(self.opened_at),
+                "consecutive_failures": self.failures}
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     taken_at: float
     run_id: str | None
@@ -54,6 +76,8 @@ class Snapshot:
     oldest_queued_age_seconds: float | None
     calls_last_minute: dict[str, int]
     auth_blocked_seconds: float | None
+    breaker: BreakerView
+    delayed_bad: int
 
     @property
     def dead_letters(self) -> int:
@@ -87,6 +111,8 @@ class Snapshot:
             },
             "calls_last_minute": {"total": self.calls_total, "by_status": self.calls_last_minute},
             "auth_blocked_seconds": self.auth_blocked_seconds,
+            "breaker": self.breaker.to_json(),
+            "delayed_bad": self.delayed_bad,
         }
 
 
@@ -105,6 +131,8 @@ def snapshot(
     unacked = int(next(replies))
     oldest_id, oldest_age = _oldest_queued(next(replies), now)
     blocked = _blocked_seconds(next(replies))
+    breaker = BreakerView.from_hash(decode_hash(next(replies)))
+    delayed_bad = int(next(replies))
     return Snapshot(
         taken_at=now,
         run_id=run_id,
@@ -120,6 +148,8 @@ def snapshot(
         oldest_queued_age_seconds=oldest_age,
         calls_last_minute=dict(sorted(store.calls_last(CALLS_WINDOW_SECONDS).items())),
         auth_blocked_seconds=blocked,
+        breaker=breaker,
+        delayed_bad=delayed_bad,
     )
 
 
@@ -136,6 +166,8 @@ def _snapshot_pipeline(store: AuditStore, run_id: str | None, queues: Sequence[s
     pipe.hlen(KOMBU_UNACKED_KEY)
     pipe.zrange(keys.index_state(State.QUEUED.value), 0, 0, withscores=True)
     pipe.pttl(keys.auth_blocked)
+    pipe.hgetall(keys.breaker)
+    pipe.hlen(keys.delayed_bad)
     return pipe
 
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from redis.exceptions import RedisError
 
 from cancelq.care360.classify import classify
 from cancelq.care360.client import Answer
@@ -24,16 +26,33 @@ from cancelq.core.backoff import next_delay
 from cancelq.core.contract import CancelRequest
 from cancelq.core.errors import RetryableError, TransientResponse
 from cancelq.core.lifecycle import Decision, Outcome
-from cancelq.core.settings import Settings
 from cancelq.pipeline.gates import Defer, EndWithoutCall
+from cancelq.pipeline.lease import new_owner
 from cancelq.pipeline.runtime import Runtime
-from cancelq.store.messages import TaskMessage, build_task_message
+from cancelq.store.messages import TaskMessage, build_task_message, known_queue
 from cancelq.store.queues import queue_key
 from cancelq.store.records import Attempt, Begun
 
 log = logging.getLogger("cancelq.attempt")
 
 RAW_BODY_OUTCOMES = frozenset({Outcome.INVALID_REQUEST})
+#: a leased copy comes back this long after the other copy's lease would end, at most
+LEASE_JITTER_SECONDS = 1.0
+#: a job whose gates raised (a bug, not Redis) is tried again after this long
+ERROR_DEFER_SECONDS = 5.0
+
+
+class UnexpectedError(RetryableError):
+    """Anything else a call raised (a broken gzip body, JSON nested too deep, a bug).
+
+    Recorded with that exception's class name and retried like a transient failure, so the
+    job never stays `running`. Its text is the class name only: a foreign exception's
+    message, or its `.request`, may carry the request's headers, the key among them.
+    """
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"unexpected {type(exc).__name__}")
+        self.error_class = type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +67,8 @@ class AttemptResult:
     retry_in_seconds: float | None = None
 
     def summary(self) -> str:
+        if self.state == "rejected":
+            return f"rejected: recorded on job {self.outcome}"
         if self.state == "deferred":
             return f"deferred {self.retry_in_seconds:.2f}s without a call"
         if self.state == "retrying":
@@ -68,6 +89,8 @@ class AttemptContext:
     request: CancelRequest
     queue: str
     priority: int = 0
+    #: who holds this attempt's lease: the worker node and a token of this attempt's own
+    owner: str = field(default_factory=new_owner)
 
     @property
     def queue_key(self) -> str:
@@ -88,16 +111,28 @@ class AttemptContext:
             max_attempts=max_attempts,
             queue=self.queue,
             queue_key=self.queue_key,
+            owner=self.owner,
+            lease_seconds=self.rt.settings.lease_seconds,
+            retention_seconds=self.rt.settings.retention_seconds,
         )
+
+    def defer(self, seconds: float, why: str) -> AttemptResult:
+        """Park the job in the delayed set without using an attempt."""
+        self.rt.store.defer(self.job_id, delay_seconds=seconds, message=self.message())
+        log.debug("job %s deferred %.2fs: %s", self.job_id, seconds, why)
+        return AttemptResult(self.job_id, "deferred", None, 0, False, seconds)
 
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One call to Care360: which attempt it was, when it started, how long it took."""
+    """One call to Care360: which attempt it was, when it started, how long it took, how
+    much of the budget it leaves (`used`), and whether it probes the open breaker."""
 
     number: int
     started_at: float
     duration_ms: float
+    used: int = 0
+    probe: bool = False
 
 
 def run_attempt(
@@ -108,49 +143,83 @@ def run_attempt(
     queue: str,
     priority: int = 0,
 ) -> AttemptResult:
-    """Ask the gates, begin the attempt in the store, call Care360 once, record what it said."""
-    ctx = AttemptContext(rt, job_id, request, queue, priority)
-    stopped = _ask_gates(ctx)
-    if stopped is not None:
-        return stopped
-    max_attempts = rt.settings.max_attempts
-    begun = ctx.begin(max_attempts)
+    """Ask the gates, begin the attempt under a lease, call Care360 once, record the answer.
+
+    Whatever the call raises, the attempt is recorded and the job moves on (retry, dead,
+    settled): only a Redis error leaves this function, for the task to requeue the message.
+    """
+    ctx = AttemptContext(rt, job_id, request, known_queue(queue), priority)
+    try:
+        gated = _ask_gates(ctx)
+    except RedisError:
+        raise
+    except Exception as exc:  # a failing policy must not strand the job: try again later
+        log.warning("job %s: a gate raised %s; deferred", job_id, type(exc).__name__)
+        return ctx.defer(ERROR_DEFER_SECONDS, f"gate error {type(exc).__name__}")
+    if isinstance(gated, AttemptResult):
+        return gated
+    begun = ctx.begin(rt.settings.max_attempts)
+    if begun.verdict == "run":
+        with rt.lease_keeper.hold(job_id, ctx.owner):
+            return _call(ctx, begun.attempt, used=begun.used, probe=gated)
+    return _not_begun(ctx, begun)
+
+
+def _not_begun(ctx: AttemptContext, begun: Begun) -> AttemptResult:
+    """`begin` said no call: settled already, another copy running, a foreign id, or spent."""
+    job_id = ctx.job_id
     if begun.verdict == "settled":
         log.info("job %s already %s (%s): not called again", job_id, begun.state, begun.outcome)
         return AttemptResult(job_id, begun.state or "", begun.outcome, begun.attempt, False)
-    if begun.verdict == "exhausted":
-        return settle_without_call(
-            ctx, Outcome.RETRIES_EXHAUSTED, f"all {max_attempts} attempts already used",
-            attempts=begun.attempt,
-        )
-    return _call(ctx, begun.attempt)
+    if begun.verdict == "leased":
+        # the same message delivered twice: the other copy's attempt is live; come back after
+        return ctx.defer(begun.lease_left + ctx.rt.rand() * LEASE_JITTER_SECONDS,
+                         f"attempt {begun.attempt} runs elsewhere (lease live)")
+    if begun.verdict == "conflict":
+        log.warning("job %s: message names another (case, event); rejected as job %s",
+                    job_id, begun.rejected_job)
+        return AttemptResult(job_id, "rejected", begun.rejected_job, 0, False)
+    max_attempts = ctx.rt.settings.max_attempts
+    return settle_without_call(
+        ctx, Outcome.RETRIES_EXHAUSTED, f"all {max_attempts} attempts already used",
+        attempts=begun.attempt,
+    )
 
 
-def _ask_gates(ctx: AttemptContext) -> AttemptResult | None:
-    """The first gate that does not let the call go ahead decides; None when all do."""
+def _ask_gates(ctx: AttemptContext) -> AttemptResult | bool:
+    """The first gate that does not let the call go ahead decides; else whether it probes."""
+    probe = False
     for gate in ctx.rt.gates:
         verdict = gate.before_call(ctx.job_id, ctx.request, ctx.queue)
         if isinstance(verdict, Defer):
-            ctx.rt.store.defer(ctx.job_id, delay_seconds=verdict.seconds, message=ctx.message())
-            log.debug("job %s deferred %.2fs: %s", ctx.job_id, verdict.seconds, verdict.why)
-            return AttemptResult(ctx.job_id, "deferred", None, 0, False, verdict.seconds)
+            return ctx.defer(verdict.seconds, verdict.why)
         if isinstance(verdict, EndWithoutCall):
-            ctx.begin(max_attempts=0)
-            return settle_without_call(ctx, verdict.outcome, verdict.why)
-    return None
+            begun = ctx.begin(max_attempts=0)
+            if begun.verdict in ("exhausted", "run"):
+                return settle_without_call(ctx, verdict.outcome, verdict.why)
+            return _not_begun(ctx, begun)
+        probe = probe or verdict.probe
+    return probe
 
 
-def _call(ctx: AttemptContext, number: int) -> AttemptResult:
-    """Call Care360 once; a retryable failure (raised or classified) goes to `_after_transient`."""
+def _call(ctx: AttemptContext, number: int, *, used: int, probe: bool) -> AttemptResult:
+    """Call Care360 once; any failure (raised or classified) goes to `_after_transient`."""
     started_at = time.time()
     t0 = time.perf_counter()
     answer: Answer | None = None
+    error: RetryableError
     try:
         answer = ctx.rt.client.cancel(ctx.request.case_id, ctx.request.event_id)
         outcome = classify(answer)
     except RetryableError as exc:
-        return _after_transient(ctx, Call(number, started_at, _ms_since(t0)), exc, answer)
-    return _after_final(ctx, Call(number, started_at, _ms_since(t0)), answer, outcome)
+        error = exc
+    except Exception as exc:  # recorded by class name; never leaves `running`
+        error = UnexpectedError(exc)
+    else:
+        call = Call(number, started_at, _ms_since(t0), used, probe)
+        return _after_final(ctx, call, answer, outcome)
+    return _after_transient(ctx, Call(number, started_at, _ms_since(t0), used, probe), error,
+                            answer)
 
 
 def _after_final(
@@ -174,7 +243,8 @@ def _after_final(
         attempt=attempt,
         decision=decision,
         outcome=outcome.value,
-        retention_seconds=_retention(ctx.rt.settings),
+        retention_seconds=ctx.rt.settings.retention_seconds,
+        owner=ctx.owner,
     )
     _notify(ctx.rt, ctx.job_id, answer.status, outcome.value)
     _log_outcome(ctx, call, outcome.value, answer.status, applied)
@@ -185,10 +255,14 @@ def _after_final(
 def _after_transient(
     ctx: AttemptContext, call: Call, exc: RetryableError, answer: Answer | None
 ) -> AttemptResult:
-    """A failure worth retrying: schedule the retry, or dead-letter if this was the last try."""
+    """A failure worth retrying: schedule the retry, or dead-letter if this was the last try.
+
+    A failed probe of the open breaker is always retried: it does not use the budget.
+    """
     status = exc.status if isinstance(exc, TransientResponse) else None
-    _notify(ctx.rt, ctx.job_id, status, None)
-    if call.number >= ctx.rt.settings.max_attempts:
+    if not isinstance(exc, UnexpectedError):  # the breaker counts Care360's failures only
+        _notify(ctx.rt, ctx.job_id, status, None)
+    if not call.probe and call.used >= ctx.rt.settings.max_attempts:
         return _dead_after_last_try(ctx, call, exc, answer)
     return _schedule_retry(ctx, call, exc, answer)
 
@@ -203,7 +277,8 @@ def _dead_after_last_try(
         attempt=attempt,
         decision="dead",
         outcome=exhausted,
-        retention_seconds=_retention(ctx.rt.settings),
+        retention_seconds=ctx.rt.settings.retention_seconds,
+        owner=ctx.owner,
     )
     _log_outcome(ctx, call, exhausted, attempt.http_status, applied)
     return AttemptResult(ctx.job_id, "dead", exhausted, call.number, True)
@@ -227,7 +302,7 @@ def _schedule_retry(
     attempt = _transient_attempt(call, exc, answer, verdict="retry", delay=delay)
     applied = ctx.rt.store.finish(
         ctx.job_id, attempt=attempt, decision="retry", delay_seconds=delay,
-        retry_message=ctx.message(),
+        retry_message=ctx.message(), owner=ctx.owner, spare=call.probe,
     )
     log.info(
         "job %s attempt %d: %s; retry in %.1fs%s",
@@ -244,7 +319,7 @@ def _transient_attempt(
         started_at=call.started_at,
         duration_ms=call.duration_ms,
         http_status=exc.status if isinstance(exc, TransientResponse) else None,
-        error_class=type(exc).__name__,
+        error_class=exc.error_class if isinstance(exc, UnexpectedError) else type(exc).__name__,
         error=str(exc),
         verdict=verdict,
         retry_in_seconds=delay,
@@ -271,7 +346,8 @@ def settle_without_call(
         attempt=note,
         decision=decision,
         outcome=outcome.value,
-        retention_seconds=_retention(ctx.rt.settings),
+        retention_seconds=ctx.rt.settings.retention_seconds,
+        owner=ctx.owner,
     )
     log.info("job %s: %s without a call: %s", ctx.job_id, outcome.value, why)
     state = "dead" if decision == "dead" else "settled"
@@ -284,18 +360,19 @@ def reject_invalid(
     """A message that fails the contract still gets a record, settled `invalid_request`.
 
     Only a foreign producer can send one (ours validate first); recording it keeps the
-    promise that every accepted message ends in a recorded outcome.
+    promise that every accepted message ends in a recorded outcome. If its job id is already
+    another job's, it is recorded on a job of its own: it never settles someone else's job.
     """
-    request = CancelRequest.model_construct(
-        case_id=fields.get("case_id", ""),
-        event_id=fields.get("event_id", ""),
-        run_id=fields.get("run_id"),
-        requested_by=fields.get("requested_by"),
-        reason=None,
+    queue = known_queue(queue)
+    recorded_on = rt.store.reject(
+        job_id, fields, problem, queue=queue, queue_key=queue_key(queue),
+        retention_seconds=rt.settings.retention_seconds,
     )
-    ctx = AttemptContext(rt, job_id, request, queue)
-    ctx.begin(max_attempts=0)
-    return settle_without_call(ctx, Outcome.INVALID_REQUEST, problem)
+    if recorded_on != job_id:
+        log.warning("job %s: invalid message reusing an existing job id; rejected as job %s",
+                    job_id, recorded_on)
+    log.info("job %s: invalid_request without a call: %s", recorded_on, problem)
+    return AttemptResult(recorded_on, "settled", Outcome.INVALID_REQUEST.value, 0, False)
 
 
 def _notify(rt: Runtime, job_id: str, status: int | None, outcome: str | None) -> None:
@@ -304,11 +381,6 @@ def _notify(rt: Runtime, job_id: str, status: int | None, outcome: str | None) -
             gate.after_answer(job_id, status, outcome)
         except Exception:  # a failing policy hook must never lose the recorded outcome
             log.exception("gate %r failed after an answer", gate)
-
-
-def _retention(settings: Settings) -> float | None:
-    days = settings.audit_retention_days
-    return days * 86400 if days else None
 
 
 def _ms_since(t0: float) -> float:

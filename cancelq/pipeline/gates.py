@@ -1,7 +1,7 @@
 """The seam for policies: a `Gate` is asked before every call and told every answer.
 
-Policies (the 401 block, the rate limit) implement `Gate` in modules of their own; the
-attempt only knows this protocol and the three verdicts.
+Policies (the 401 block, the circuit breaker, the rate limit) implement `Gate` in modules
+of their own; the attempt only knows this protocol and the three verdicts.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from cancelq.core.lifecycle import Outcome
 
 @dataclass(frozen=True, slots=True)
 class Proceed:
-    """The gate lets the call go ahead."""
+    """The gate lets the call go ahead. `probe`: this call tests whether Care360 is back
+    (the circuit breaker is open); if it fails, it does not count against the job's budget."""
+
+    probe: bool = False
 
 
 @dataclass(frozen=True, slots=True)

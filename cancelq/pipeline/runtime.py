@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from cancelq.care360.client import Care360Client
 from cancelq.core.settings import Settings, load_settings
 from cancelq.pipeline.auth_gate import AuthGate
+from cancelq.pipeline.breaker import breaker_gate
 from cancelq.pipeline.gates import Gate
+from cancelq.pipeline.lease import LeaseKeeper
 from cancelq.pipeline.rate_limit import rate_limit_gate
 from cancelq.store.audit import AuditStore, audit_store
 
 _lock = threading.Lock()
 _runtime: Runtime | None = None
-
 
 
 @dataclass
@@ -32,6 +33,16 @@ class Runtime:
     client: Care360Client
     rand: Callable[[], float] = field(default=random.random)
     gates: Sequence[Gate] = ()
+    leases: LeaseKeeper | None = None
+
+    def __post_init__(self) -> None:
+        if self.leases is None:
+            self.leases = LeaseKeeper(self.store, self.settings.lease_seconds)
+
+    @property
+    def lease_keeper(self) -> LeaseKeeper:
+        assert self.leases is not None  # set by __post_init__
+        return self.leases
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -45,9 +56,16 @@ def build_runtime(settings: Settings) -> Runtime:
             timeout_seconds=settings.timeout_seconds,
         ),
         # Auth first: while the key is known to be wrong, no other policy needs to run.
+        # The breaker before the rate limit: a job that may not call takes no slot.
         gates=(AuthGate(store.redis, store.keys, backoff_seconds=settings.auth_backoff_seconds),)
+        + _breaker_gates(settings, store)
         + _rate_limit_gates(settings, store),
     )
+
+
+def _breaker_gates(settings: Settings, store: AuditStore) -> tuple[Gate, ...]:
+    gate = breaker_gate(store, settings)
+    return () if gate is None else (gate,)
 
 
 def _rate_limit_gates(settings: Settings, store: AuditStore) -> tuple[Gate, ...]:

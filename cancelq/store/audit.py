@@ -11,18 +11,20 @@ read back in `cancelq.store.records`.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
 
 from cancelq.core.contract import CancelRequest
-from cancelq.core.lifecycle import BeginVerdict, Decision, State, Verdict
+from cancelq.core.lifecycle import BeginVerdict, Decision, Outcome, State, Verdict
 from cancelq.core.settings import Settings
 from cancelq.store.codec import decode_counters, decode_hash, decode_text
 from cancelq.store.connections import redis_client
 from cancelq.store.keys import Keys
-from cancelq.store.messages import TaskMessage
+from cancelq.store.messages import TaskMessage, known_queue_keys
 from cancelq.store.records import Attempt, Begun, Enqueued, JobRecord, Query, Replayed
 from cancelq.store.scripts import Scripts
 
@@ -33,6 +35,24 @@ NewJob = tuple[str, str, str, str, str]
 
 def _delayed_entry(message: TaskMessage) -> str:
     return f"{message.queue_key}\n{message.payload}"
+
+
+def _note(error_class: str, error: str, verdict: str, at: float) -> Attempt:
+    """A line in a job's attempts that is not a call (number 0)."""
+    return Attempt(number=0, started_at=at, duration_ms=None, http_status=None,
+                   error_class=error_class, error=error, verdict=verdict)
+
+
+@dataclass(frozen=True, slots=True)
+class Promoted:
+    """What one `promote` pass did: retries pushed, and entries set aside as bad."""
+
+    moved: int
+    bad: tuple[str, ...]
+
+    @property
+    def seen(self) -> int:
+        return self.moved + len(self.bad)
 
 
 class AuditStore:
@@ -84,9 +104,12 @@ class AuditStore:
 
     @staticmethod
     def parse_enqueued(reply: Sequence[Any]) -> Enqueued:
-        created, job_id, state = reply
+        created, job_id, state, *rest = reply
         return Enqueued(
-            job_id=decode_text(job_id), duplicate=not int(created), state=State(decode_text(state))
+            job_id=decode_text(job_id),
+            duplicate=not int(created),
+            state=State(decode_text(state)),
+            refused=decode_text(rest[0]) if rest else "",
         )
 
     def start_enqueue_many(
@@ -138,17 +161,28 @@ class AuditStore:
         max_attempts: int,
         queue: str,
         queue_key: str,
+        owner: str,
+        lease_seconds: float,
+        retention_seconds: float | None = None,
         now: float | None = None,
     ) -> Begun:
-        verdict, value, outcome = self.scripts(
-            "begin",
-            [*self._job_args(job_id, request, now), max_attempts, queue, queue_key],
+        """Start an attempt under a lease held by `owner` (`lua/begin.lua`).
+
+        `leased`: another copy of the job holds a live lease (`lease_left` seconds); nothing
+        changed. `conflict`: the job id belongs to another (case, event); the message was
+        recorded, rejected, on a job of its own (`rejected_job`) and must not run.
+        """
+        at = now if now is not None else time.time()
+        note = _note(
+            "JobIdConflict",
+            f"job id {job_id} belongs to another (case, event): this message was not run",
+            Outcome.INVALID_REQUEST.value, at,
         )
-        verdict = cast(BeginVerdict, decode_text(verdict))
-        if verdict == "settled":
-            state, done = decode_text(value), decode_text(outcome) or None
-            return Begun("settled", 0, state=state, outcome=done)
-        return Begun(verdict, int(value))
+        verdict, value, extra = self.scripts("begin", [
+            *self._job_args(job_id, request, at), max_attempts, queue, queue_key, owner,
+            repr(lease_seconds), str(uuid.uuid4()), note.encode(), int(retention_seconds or 0),
+        ])
+        return _parse_begun(cast(BeginVerdict, decode_text(verdict)), value, extra)
 
     def finish(
         self,
@@ -160,12 +194,16 @@ class AuditStore:
         delay_seconds: float = 0.0,
         retry_message: TaskMessage | None = None,
         retention_seconds: float | None = None,
+        owner: str,
+        spare: bool = False,
         now: float | None = None,
     ) -> bool:
-        """Apply the result of an attempt (or, with `attempt=None`, settle without a call).
+        """Apply the result of `owner`'s attempt (or, with `attempt=None`, settle without a
+        call). `spare`: a failed call that does not count against the attempt budget.
 
-        Returns False when nothing changed: the job was already settled, or a newer
-        attempt has begun since this one (a redelivered message overtook us).
+        Returns False when nothing changed: the job was already settled, or the attempt is
+        not `owner`'s (its lease expired and another attempt began). True again when the
+        same finish is repeated (a re-run after a socket timeout).
         """
         if decision == "retry" and retry_message is None:
             raise ValueError("a retry needs the message to push when it is due")
@@ -183,6 +221,8 @@ class AuditStore:
                 _delayed_entry(retry_message) if retry_message else "",
                 int(retention_seconds or 0),
                 "" if attempt is None or attempt.http_status is None else attempt.http_status,
+                owner,
+                "1" if spare else "0",
             ],
         )
         return bool(int(applied))
@@ -208,33 +248,105 @@ class AuditStore:
         return totals
 
     def replay(
-        self, job_id: str, message: TaskMessage, *, who: str, now: float | None = None
+        self,
+        job_id: str,
+        message: TaskMessage,
+        *,
+        who: str,
+        now: float | None = None,
+        token: str | None = None,
     ) -> Replayed:
         """Put a dead job back on its queue with a fresh attempt budget (`lua/replay.lua`).
 
-        Refused (nothing changes) unless the job is dead. The earlier attempts stay in its
-        list, followed by a note (number 0, verdict `replayed`) of who replayed it and when;
+        Refused (nothing changes) unless the job is dead, or when its (case, event) pair now
+        belongs to another live job (`pair_holder`). The earlier attempts stay in its list,
+        followed by a note (number 0, verdict `replayed`) of who replayed it and when;
         attempt numbers then start again at 1, because `begin.lua` counts the budget from
-        the job's `attempts` field, which the replay resets.
+        the job's `attempts` field, which the replay resets. `token` names this request: the
+        script run twice with it (a re-run after a socket timeout) reports "applied" again.
         """
         at = now if now is not None else time.time()
-        note = Attempt(
-            number=0,
-            started_at=at,
-            duration_ms=None,
-            http_status=None,
-            error_class="Replay",
-            error=f"replayed by {who}: new attempt budget, numbering restarts at 1",
-            verdict=Verdict.REPLAYED.value,
-        )
+        note = _note("Replay", f"replayed by {who}: new attempt budget, numbering restarts at 1",
+                     Verdict.REPLAYED.value, at)
         args = [self.keys.prefix, job_id, repr(at), note.encode(), message.queue_key,
-                message.payload]
-        applied, state, replays = self.scripts("replay", args)
-        return Replayed(job_id, bool(int(applied)), decode_text(state), int(replays))
+                message.payload, token or str(uuid.uuid4())]
+        applied, state, replays, holder = self.scripts("replay", args)
+        return Replayed(job_id, bool(int(applied)), decode_text(state), int(replays),
+                        decode_text(holder))
+
+    def reject(
+        self,
+        job_id: str,
+        fields: dict[str, str],
+        problem: str,
+        *,
+        queue: str,
+        queue_key: str,
+        retention_seconds: float | None = None,
+        now: float | None = None,
+    ) -> str:
+        """Record a message that breaks the contract, settled `invalid_request` without a
+        call (`lua/reject.lua`); returns the job id it is recorded on: `job_id` if new, a
+        job of its own if that id is taken (a bad message never touches another's job)."""
+        at = now if now is not None else time.time()
+        note = _note("NotCalled", problem, Outcome.INVALID_REQUEST.value, at)
+        _recorded, recorded_on = self.scripts("reject", [
+            self.keys.prefix, job_id, str(uuid.uuid4()), fields.get("case_id", ""),
+            fields.get("event_id", ""), fields.get("run_id", ""),
+            fields.get("requested_by", ""), repr(at), queue, queue_key, note.encode(),
+            int(retention_seconds or 0),
+        ])
+        return decode_text(recorded_on)
+
+    def promote(self, limit: int = 500) -> Promoted:
+        """Push due retries to our own queues; set aside (and name) entries that are bad."""
+        reply = self.scripts("promote", [self.keys.prefix, limit, *known_queue_keys()])
+        return Promoted(int(reply[0]), tuple(decode_text(i) for i in reply[1:]))
 
     def promote_due(self, limit: int = 500) -> int:
-        """Push due retries to their queues; returns how many moved."""
-        return int(self.scripts("promote", [self.keys.prefix, limit]))
+        """`promote`, returning only how many retries were pushed."""
+        return self.promote(limit).moved
+
+    def renew_leases(self, lease_seconds: float, held: Sequence[tuple[str, str]]) -> list[str]:
+        """Extend the leases of (job id, owner) pairs; returns the jobs no longer held."""
+        args: list[str] = [self.keys.prefix, repr(lease_seconds)]
+        for job_id, owner in held:
+            args += [job_id, owner]
+        return [decode_text(i) for i in self.scripts("renew", args)]
+
+    def expired_leases(self, limit: int) -> list[str]:
+        """Jobs whose attempt lease has ended (by Redis's clock), oldest first."""
+        seconds, micros = self.redis.time()
+        now = int(seconds) + int(micros) / 1_000_000
+        ids = self.redis.zrangebyscore(self.keys.leases, "-inf", now, start=0, num=limit)
+        return [decode_text(i) for i in ids]
+
+    def reap(
+        self,
+        job_id: str,
+        message: TaskMessage,
+        *,
+        max_attempts: int,
+        delay_seconds: float,
+        retention_seconds: float | None = None,
+        now: float | None = None,
+    ) -> str | None:
+        """Close an attempt whose lease expired; returns the job's new state, None if the
+        lease was live again or the job no longer running (`lua/reap.lua`)."""
+        reaped, state = self.scripts("reap", [
+            self.keys.prefix, job_id, max_attempts, repr(delay_seconds),
+            _delayed_entry(message), repr(now if now is not None else time.time()),
+            int(retention_seconds or 0),
+        ])
+        return decode_text(state) if int(reaped) else None
+
+    def trim(self, limit: int = 200) -> int:
+        """Delete up to `limit` jobs whose retention has ended (`lua/trim.lua`)."""
+        return int(self.scripts("trim", [self.keys.prefix, limit]))
+
+    def delayed_bad(self) -> dict[str, str]:
+        """The delayed entries `promote` set aside, by job id."""
+        return decode_hash(self.redis.hgetall(self.keys.delayed_bad))
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -310,6 +422,19 @@ class AuditStore:
         if q.outcome:
             return self.keys.index_outcome(q.outcome)
         return self.keys.index_all
+
+
+def _parse_begun(verdict: BeginVerdict, value: Any, extra: Any) -> Begun:
+    if verdict == "settled":
+        state, done = decode_text(value), decode_text(extra) or None
+        return Begun("settled", 0, state=state, outcome=done)
+    if verdict == "conflict":
+        return Begun("conflict", 0, rejected_job=decode_text(value))
+    if verdict == "leased":
+        return Begun("leased", int(value), lease_left=float(decode_text(extra)))
+    if verdict == "run":
+        return Begun("run", int(value), used=int(extra))
+    return Begun(verdict, int(value))
 
 
 def _matches(record: JobRecord, q: Query) -> bool:

@@ -45,6 +45,16 @@ LAYOUT: Final[Mapping[str, str]] = {
     "delayed": "delayed",
     # HASH job id -> "queue_key\nmessage" to push when due
     "delayed_messages": "delayed:msg",
+    # HASH job id -> the entry `promote` refused (unknown queue, not a list): set aside
+    "delayed_bad": "delayed:bad",
+    # ZSET job ids of running attempts, by lease expiry (Redis time): the reaper's list
+    "leases": "leases",
+    # ZSET settled and dead job ids, by when retention ends: the trimmer's list
+    "expiry": "expiry",
+    # HASH the shared circuit breaker: state (BreakerState), opened_at, failures, ...
+    "breaker": "breaker",
+    # STRING who may probe Care360 while the breaker is open, and until when (TTL)
+    "breaker_probe": "breaker:probe",
     # HASH calls made in that second, by HTTP status ('none': no answer) (TTL)
     "calls": "calls:{epoch_second}",
     # STRING set on a 401: calls paused until it expires (TTL)
@@ -137,6 +147,26 @@ class Keys:
     @property
     def delayed_messages(self) -> str:
         return self.key("delayed_messages")
+
+    @property
+    def delayed_bad(self) -> str:
+        return self.key("delayed_bad")
+
+    @property
+    def leases(self) -> str:
+        return self.key("leases")
+
+    @property
+    def expiry(self) -> str:
+        return self.key("expiry")
+
+    @property
+    def breaker(self) -> str:
+        return self.key("breaker")
+
+    @property
+    def breaker_probe(self) -> str:
+        return self.key("breaker_probe")
 
     def calls(self, epoch_second: int) -> str:
         return self.key("calls", epoch_second=epoch_second)

@@ -138,9 +138,13 @@ class JobRecord:
 
 @dataclass(frozen=True, slots=True)
 class Enqueued:
+    """What `enqueue` did. `refused`: nothing was made because `--force` met a live job
+    ('force'), or the job id given belongs to another (case, event) ('job_id')."""
+
     job_id: str
     duplicate: bool
     state: State
+    refused: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +155,12 @@ class Begun:
     attempt: int
     state: str | None = None
     outcome: str | None = None
+    #: attempts counted against the budget (a failed breaker probe is not), for `run`
+    used: int = 0
+    #: for `leased`: seconds left on the other copy's lease
+    lease_left: float = 0.0
+    #: for `conflict`: the job the rejected message was recorded on
+    rejected_job: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +171,8 @@ class Replayed:
     applied: bool
     state: str
     replays: int
+    #: refused because this live job now holds the (case, event) pair ('' otherwise)
+    pair_holder: str = ""
 
 
 @dataclass(frozen=True, slots=True)

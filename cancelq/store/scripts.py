@@ -34,11 +34,10 @@ from cancelq.store.keys import COUNTERS, LAYOUT
 from cancelq.store.records import ATTEMPT_FIELDS, ATTEMPT_OPTIONAL
 
 ScriptName = Literal[
-    "begin", "defer", "enqueue", "enqueue_many", "finish", "promote", "replay", "reserve_slot"
+    "begin", "breaker", "defer", "enqueue", "enqueue_many", "finish", "promote", "reap",
+    "reject", "renew", "replay", "reserve_slot", "trim",
 ]
 SCRIPT_NAMES: tuple[ScriptName, ...] = get_args(ScriptName)
-
-
 
 def _lua_read(name: str) -> str:
     return resources.files("cancelq.store").joinpath("lua", name).read_text(encoding="utf-8")
@@ -72,6 +71,7 @@ def vocabulary() -> dict[str, dict[str, str]]:
         "DECISION": _literal(lifecycle.Decision),
         "BEGIN_VERDICT": _literal(lifecycle.BeginVerdict),
         "VERDICT": _members(lifecycle.Verdict),
+        "BREAKER": _members(lifecycle.BreakerState),
     }
 
 

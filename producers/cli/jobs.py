@@ -42,7 +42,8 @@ def default_requester() -> str:
 ))
 @click.argument("case_id")
 @click.argument("event_id")
-@click.option("--force", is_flag=True, help="Make a new job even if one is live for the pair.")
+@click.option("--force", is_flag=True,
+              help="Cancel again: a new job for a pair whose job has settled (cancelled).")
 @click.option("--reason", help="Why (kept in the audit).")
 @click.option("--run-id", help="Group this job under a run.")
 @click.option("--requested-by", help="Who asks (default: user@host).")
@@ -72,6 +73,12 @@ def enqueue(
         force=force,
         store=default_store(),
     )
+    if result.refused == "force":
+        if as_json:
+            print_json({"job_id": result.job_id, "duplicate": True, "refused": "force"})
+        click.echo(f"refused: job {result.job_id} for this pair is {result.state.value}; --force "
+                   "only replaces a settled job (wait for it, or replay it if dead)", err=True)
+        raise click.exceptions.Exit(1)
     if as_json:
         print_json({"job_id": result.job_id, "duplicate": result.duplicate})
     elif result.duplicate:

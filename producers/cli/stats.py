@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import click
 from rich.console import Group, RenderableType
@@ -80,6 +81,7 @@ def render(snap: Snapshot) -> RenderableType:
     parts: list[RenderableType] = [head, _jobs(snap), _queues(snap), Text(_oldest(snap))]
     mix = ", ".join(f"{status}: {n}" for status, n in snap.calls_last_minute.items()) or "-"
     parts.append(Text(f"calls in the last minute: {snap.calls_total} ({mix})"))
+    parts.append(_breaker(snap, data))
     if snap.auth_blocked_seconds is not None:
         left = ("until cleared" if snap.auth_blocked_seconds < 0
                 else f"{snap.auth_blocked_seconds:.0f}s left")
@@ -109,6 +111,8 @@ def _queues(snap: Snapshot) -> Table:
         queues.add_row(Text(depth.name), f"{depth.ready:,}", steps)
     queues.add_row("delayed (retries, deferrals)", f"{snap.delayed:,}", "")
     queues.add_row("unacked (held by workers)", f"{snap.unacked:,}", "")
+    if snap.delayed_bad:
+        queues.add_row("delayed entries set aside (bad)", f"{snap.delayed_bad:,}", "")
     return queues
 
 
@@ -117,3 +121,12 @@ def _oldest(snap: Snapshot) -> str:
         return "oldest waiting job: none"
     return (f"oldest waiting job: {snap.oldest_queued_job}, "
             f"{snap.oldest_queued_age_seconds:.1f}s since created")
+
+
+def _breaker(snap: Snapshot, data: dict[str, Any]) -> Text:
+    breaker = snap.breaker
+    if breaker.state == "closed":
+        return Text(f"circuit breaker closed ({breaker.failures} consecutive failures)")
+    return Text.from_markup(
+        f"[bold red]circuit breaker {escape(breaker.state)}[/bold red] since "
+        f"{escape(str(data['breaker']['opened_at']))}: Care360 failing, jobs wait for a probe")

@@ -293,9 +293,10 @@ def _settle(store: AuditStore, job_id: str, outcome: str) -> None:
     record = store.get(job_id)
     assert record is not None
     request = CancelRequest.parse(case_id=record.case_id, event_id=record.event_id)
-    begun = store.begin(job_id, request, max_attempts=3, queue=BULK_QUEUE, queue_key=BULK_QUEUE)
+    begun = store.begin(job_id, request, max_attempts=3, queue=BULK_QUEUE, queue_key=BULK_QUEUE,
+                        owner="w1", lease_seconds=30)
     attempt = Attempt(begun.attempt, time.time(), 12.0, 200, None, None, outcome)
-    store.finish(job_id, attempt=attempt, decision="settle", outcome=outcome)
+    store.finish(job_id, attempt=attempt, decision="settle", outcome=outcome, owner="w1")
 
 
 def test_run_progress_comes_from_counters_and_exports_every_job(fake_store: AuditStore) -> None:

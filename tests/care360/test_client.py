@@ -4,6 +4,7 @@ mapping without leaking the key, and one `httpx.Client` per thread."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Callable
@@ -122,15 +123,21 @@ def _exception_chain(exc: BaseException) -> list[BaseException]:
     ],
 )
 def test_transport_errors_are_mapped_without_the_key(
-    raised: type[httpx.TransportError], mapped: type[TransportError]
+    raised: type[httpx.TransportError], mapped: type[TransportError],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        # An exception carrying the request (and so its headers) is the worst case.
-        raise raised(f"failed for {request.url}", request=request)
+    seen: list[str] = []
 
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["cv-api-key"])
+        # The worst case: an exception whose text has the key and which holds the request.
+        raise raised(f"failed with {request.headers['cv-api-key']}", request=request)
+
+    caplog.set_level(logging.DEBUG)
     client = make_client(handler)
     with pytest.raises(mapped) as info:
         client.cancel(CASE, EVENT)
+    assert seen == [API_KEY]  # the key was really sent, and really in the foreign exception
     assert info.value.delay is None
     chain = _exception_chain(info.value)
     assert chain[0] is info.value
@@ -138,8 +145,10 @@ def test_transport_errors_are_mapped_without_the_key(
         assert API_KEY not in str(exc)
         assert API_KEY not in repr(exc)
         assert API_KEY not in repr(exc.args)
+        assert getattr(exc, "request", None) is None  # no request, so no headers
     assert not isinstance(info.value.__cause__, httpx.HTTPError)
     assert info.value.__context__ is None or info.value.__suppress_context__
+    assert API_KEY not in caplog.text
 
 
 def test_client_repr_hides_the_key() -> None:

@@ -168,7 +168,7 @@ def test_a_second_replay_of_the_same_job_is_refused(fake_store: AuditStore) -> N
     assert fake_store.redis.llen(REALTIME_QUEUE) == 1
 
 
-def test_replay_removes_the_retention_ttl_and_keeps_queue_and_priority(
+def test_replay_cancels_the_retention_trim_and_keeps_queue_and_priority(
     fake_store: AuditStore, fake_redis: fakeredis.FakeRedis
 ) -> None:
     upstream = Upstream(500)
@@ -177,10 +177,9 @@ def test_replay_removes_the_retention_ttl_and_keeps_queue_and_priority(
                                 retry_max_seconds=0.02, audit_retention_days=1)
     submit(fake_store, "j1", queue=BULK_QUEUE, priority=3)
     run_out(rt, queue=BULK_QUEUE, priority=3)
-    assert fake_redis.ttl(fake_store.keys.job("j1")) > 0
+    assert fake_redis.zscore(fake_store.keys.expiry, "j1") is not None
     assert replay(fake_store, ["j1"], who="a@h").ok
-    assert fake_redis.ttl(fake_store.keys.job("j1")) == -1
-    assert fake_redis.ttl(fake_store.keys.attempts("j1")) == -1
+    assert fake_redis.zscore(fake_store.keys.expiry, "j1") is None
     assert fake_redis.llen(queue_key(BULK_QUEUE, 3)) == 1
 
 
@@ -311,3 +310,27 @@ def test_snapshot_shows_the_auth_block(fake_store: AuditStore, ttl: int | None,
         fake_store.redis.set(fake_store.keys.auth_blocked, "x", ex=ttl)
     got = snapshot(fake_store).auth_blocked_seconds
     assert got == expected if expected is None else got == pytest.approx(expected, abs=1)
+
+
+def test_a_dead_id_whose_record_is_gone_is_not_a_dead_letter(fake_store: AuditStore) -> None:
+    rt = runtime(fake_store, Upstream(500), max_attempts=1, gate=False)
+    submit(fake_store, "a", 1)
+    run_out(rt)
+    submit(fake_store, "b", 2)
+    run_out(rt)
+    fake_store.redis.delete(fake_store.keys.job("a"))  # gone behind the store's back
+    assert dead_job_ids(fake_store) == ["b"]
+    assert fake_store.redis.zrange(fake_store.keys.index_state("dead"), 0, -1) == ["b"]
+    assert replay(fake_store, dead_job_ids(fake_store), who="ops").ok  # `replay --all`
+
+
+def test_snapshot_shows_the_breaker_and_the_bad_delayed_entries(fake_store: AuditStore) -> None:
+    snap = snapshot(fake_store)
+    assert (snap.breaker.state, snap.breaker.opened_at, snap.delayed_bad) == ("closed", None, 0)
+    fake_store.redis.hset(fake_store.keys.breaker, mapping={
+        "state": "open", "opened_at": "1795521090.5", "failures": "0"})
+    fake_store.redis.hset(fake_store.keys.delayed_bad, "j", "nowhere\nx")
+    data = snapshot(fake_store).to_json()
+    assert data["breaker"] == {"state": "open", "opened_at": "2026-11-24T11:51:30.500Z",
+                               "consecutive_failures": 0}
+    assert data["delayed_bad"] == 1

@@ -158,12 +158,15 @@ def test_a_retry_waits_from_its_due_time_not_from_creation(fake_store: AuditStor
     now = float(fake_store.redis.time()[0])
     job = enqueue(fake_store, queue=BULK, now=now - 1000)
     fake_store.redis.delete("cancellations.bulk")
-    request = CancelRequest.parse(case_id=str(uuid.uuid4()), event_id=str(uuid.uuid4()))
-    fake_store.begin(job, request, max_attempts=3, queue=BULK, queue_key=BULK, now=now - 30)
+    record = fake_store.get(job)
+    assert record is not None  # the attempt is of the job's own (case, event)
+    request = CancelRequest.parse(case_id=record.case_id, event_id=record.event_id)
+    fake_store.begin(job, request, max_attempts=3, queue=BULK, queue_key=BULK, owner="t",
+                     lease_seconds=30, now=now - 30)
     retry = build_task_message({"job_id": job}, queue=BULK)
     decision: Decision = "retry"
     fake_store.finish(job, attempt=Attempt(1, now - 30, 5.0, 503, "T", "x"), decision=decision,
-                      delay_seconds=0.0, retry_message=retry, now=now - 20)
+                      delay_seconds=0.0, retry_message=retry, owner="t", now=now - 20)
     fake_store.redis.lpush(BULK, retry.payload)  # the scheduler promoted it when due
     head = queue_heads(fake_store, now)[BULK]
     assert head.job_id == job and head.age_seconds == pytest.approx(20, abs=0.5)

@@ -7,7 +7,6 @@ is tests/integration/test_metrics.py.
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 
@@ -28,7 +27,6 @@ from cancelq.ops.metrics import (
     cluster_registry,
     gate_name,
     instrument_gates,
-    read_breaker,
     serve,
 )
 from cancelq.pipeline.gates import Defer, EndWithoutCall, Gate, GateVerdict, Proceed
@@ -134,30 +132,6 @@ def test_flush_adds_counts_to_the_shared_hash_and_keeps_them_on_failure() -> Non
     assert fake_redis.hget("t:telemetry", "calls:200") == "3"
 
 
-@pytest.mark.parametrize(
-    ("shape", "expected"),
-    [
-        (None, "closed"),
-        ("open", "open"),
-        ("HALF-OPEN", "half_open"),
-        ('{"state": "open", "until": 1}', "open"),
-        ({"state": "closed", "failures": "2"}, "closed"),
-        ("sideways", "unknown"),
-        (["open"], "unknown"),
-    ],
-)
-def test_the_breaker_is_read_whatever_its_shape(
-    fake_redis: fakeredis.FakeRedis, shape: object, expected: str
-) -> None:
-    if isinstance(shape, str):
-        fake_redis.set("t:breaker", shape)
-    elif isinstance(shape, dict):
-        fake_redis.hset("t:breaker", mapping=shape)
-    elif isinstance(shape, list):
-        fake_redis.rpush("t:breaker", *shape)
-    assert read_breaker(fake_redis, "t").state == expected
-
-
 def seed(store: AuditStore) -> None:
     """Four messages (two per queue), counters of one dead job, telemetry, a block, a breaker."""
     now = float(store.redis.time()[0])
@@ -165,7 +139,8 @@ def seed(store: AuditStore) -> None:
     for queue, age in ages:
         job_id = str(uuid.uuid4())
         message = build_task_message({"job_id": job_id}, queue=queue, task_id=job_id)
-        store.enqueue(job_id, REQUEST, message, queue=queue, force=True, now=now - age)
+        request = CancelRequest.parse(case_id=str(uuid.uuid4()), event_id=str(uuid.uuid4()))
+        store.enqueue(job_id, request, message, queue=queue, now=now - age)
     dead = str(store.redis.zrange(store.keys.index_state("queued"), 0, 0)[0])
     store.redis.hset(store.keys.stats, mapping={"state:queued": 3, "state:dead": 1,
                                                 "outcome:retries_exhausted": 1})
@@ -173,7 +148,7 @@ def seed(store: AuditStore) -> None:
     store.redis.hset(store.keys.telemetry, mapping={"calls:200": 7, "calls:503": 2,
                                                     "gate:rate_limit:defer": 11})
     store.redis.set(store.keys.auth_blocked, "{}", ex=30)
-    store.redis.set(f"{store.keys.prefix}:breaker", json.dumps({"state": "open"}))
+    store.redis.hset(store.keys.breaker, mapping={"state": "open", "opened_at": "1"})
 
 
 def test_the_cluster_collector_reads_the_store(fake_store: AuditStore) -> None:

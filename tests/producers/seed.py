@@ -43,12 +43,12 @@ def finish(store: AuditStore, job_id: str, *, status: int, error: str | None, ou
     request = CancelRequest.parse(case_id=record.case_id, event_id=record.event_id,
                                   run_id=record.run_id)
     begun = store.begin(job_id, request, max_attempts=8, queue=REALTIME_QUEUE,
-                        queue_key=REALTIME_QUEUE)
+                        queue_key=REALTIME_QUEUE, owner="seed", lease_seconds=30)
     attempt = Attempt(number=begun.attempt, started_at=time.time(), duration_ms=12.0,
                       http_status=status, error_class="TransientResponse" if dead else None,
                       error=error, verdict=outcome)
     assert store.finish(job_id, attempt=attempt, decision="dead" if dead else "settle",
-                        outcome=outcome)
+                        outcome=outcome, owner="seed")
 
 
 def seed(store: AuditStore, run_id: str = "clinic-42") -> Seeded:

@@ -81,10 +81,18 @@ def test_enqueue_json_then_duplicate_then_force(redis_url: str) -> None:
     assert set(created) == {"job_id", "duplicate"} and created["duplicate"] is False
     again = json.loads(run("enqueue", case, event, "--json", env=env).stdout)
     assert again == {"job_id": created["job_id"], "duplicate": True}
-    forced = json.loads(run("enqueue", case, event, "--force", "--json", env=env).stdout)
-    assert forced["duplicate"] is False and forced["job_id"] != created["job_id"]
+    # the pair's job is still queued: --force refuses (one line), never two live jobs
+    refused = run("enqueue", case, event, "--force", env=env)
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1 and "refused" in refused.stderr
     client = redis.Redis.from_url(redis_url)
-    assert client.llen("cancellations") == 2  # the duplicate sent nothing
+    assert client.llen("cancellations") == 1  # the duplicate and the refusal sent nothing
+    # once it has settled cancelled, --force makes a new job (cancel again)
+    job = created["job_id"]
+    client.hset(f"c360:job:{job}", mapping={"state": "settled", "outcome": "cancelled"})
+    forced = json.loads(run("enqueue", case, event, "--force", "--json", env=env).stdout)
+    assert forced["duplicate"] is False and forced["job_id"] != job
+    assert client.llen("cancellations") == 2
 
 
 def test_status_wait_times_out_with_exit_3(redis_url: str) -> None:

@@ -466,6 +466,21 @@ def test_scripted_lost_applies_and_ok_bad_body_does_not() -> None:
     assert cancel(app).content == ALREADY
 
 
+def test_scripted_unreadable_bodies_apply_the_cancel_and_cannot_be_read() -> None:
+    app = make_app()
+    control(app, "POST", "script", {"event_id": EVENT, "responses": ["bad_gzip"]})
+    control(app, "POST", "script", {"event_id": EVENT_2, "responses": ["deep_json"]})
+    with pytest.raises(httpx.DecodingError):
+        cancel(app)
+    assert cancelled(app, EVENT)
+    deep = cancel(app, event_id=EVENT_2)
+    assert deep.status_code == 200 and cancelled(app, EVENT_2)
+    with pytest.raises(RecursionError):
+        json.loads(deep.content)
+    assert [c.fault for c in app.log.calls()] == ["bad_gzip", "deep_json"]
+    assert cancel(app).content == ALREADY
+
+
 def test_scripted_hang_sleeps_then_answers() -> None:
     app = make_app(faults=FaultConfig(hang_seconds=0.2))
     control(app, "POST", "script", {"event_id": EVENT, "responses": ["hang"]})

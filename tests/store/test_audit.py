@@ -16,6 +16,7 @@ from cancelq.store.audit import AuditStore
 from cancelq.store.messages import TaskMessage, build_task_message
 from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE, queue_key
 from cancelq.store.records import Attempt, Begun, JobRecord, Query
+from tests.conftest import wait_for
 
 CASE = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"
 CASE_2 = "11111111-2222-3333-4444-555555555555"
@@ -46,10 +47,14 @@ def enqueue(store: AuditStore, job_id: str, request: CancelRequest | None = None
     return result
 
 
+OWNER = "w1"  # the lease owner of the attempts these tests begin
+
+
 def begin(store: AuditStore, job_id: str, request: CancelRequest | None = None, *,
-          max_attempts: int = 8) -> Begun:
+          max_attempts: int = 8, owner: str = OWNER, lease: float = 30.0) -> Begun:
     return store.begin(job_id, request or req(), max_attempts=max_attempts,
-                       queue=REALTIME_QUEUE, queue_key=REALTIME_QUEUE)
+                       queue=REALTIME_QUEUE, queue_key=REALTIME_QUEUE, owner=owner,
+                       lease_seconds=lease)
 
 
 def attempt(number: int, status: int | None = 500, verdict: str = "retry") -> Attempt:
@@ -59,13 +64,13 @@ def attempt(number: int, status: int | None = 500, verdict: str = "retry") -> At
 
 def settle(store: AuditStore, job_id: str, number: int, outcome: str, *,
            decision: str = "settle", status: int = 400) -> bool:
-    return store.finish(job_id, attempt=attempt(number, status, outcome),
+    return store.finish(job_id, attempt=attempt(number, status, outcome), owner=OWNER,
                         decision=decision, outcome=outcome)  # type: ignore[arg-type]
 
 
 def retry(store: AuditStore, job_id: str, number: int, *, delay: float = 60.0,
           message: TaskMessage | None = None, status: int | None = 500) -> bool:
-    return store.finish(job_id, attempt=attempt(number, status), decision="retry",
+    return store.finish(job_id, attempt=attempt(number, status), decision="retry", owner=OWNER,
                         delay_seconds=delay, retry_message=message or msg(job_id, req()))
 
 
@@ -232,15 +237,32 @@ def test_settled_failure_does_not_block_a_new_job(
     assert_consistent(fake_store, fake_redis)
 
 
-def test_force_makes_a_new_job_even_when_live(
-    fake_store: AuditStore, fake_redis: fakeredis.FakeRedis
+@pytest.mark.parametrize("target", ["queued", "running", "retrying", "dead"])
+def test_force_is_refused_while_the_pair_has_a_job_in_flight_or_dead(
+    fake_store: AuditStore, fake_redis: fakeredis.FakeRedis, target: str
 ) -> None:
     enqueue(fake_store, "j1")
+    fake_redis.delete(REALTIME_QUEUE)
+    _drive(fake_store, "j1", target)
     forced = enqueue(fake_store, "j2", force=True)
-    assert (forced.job_id, forced.duplicate) == ("j2", False)
-    assert fake_redis.llen(REALTIME_QUEUE) == 2
+    assert (forced.job_id, forced.duplicate, forced.refused) == ("j1", True, "force")
+    assert fake_redis.llen(REALTIME_QUEUE) == 0
+    assert fake_store.get("j2") is None
+    assert fake_store.job_for_pair(CASE, EVENT) == "j1"
+    assert_consistent(fake_store, fake_redis)
+
+
+@pytest.mark.parametrize("outcome", ["cancelled", "already_cancelled"])
+def test_force_supersedes_a_settled_job(
+    fake_store: AuditStore, fake_redis: fakeredis.FakeRedis, outcome: str
+) -> None:
+    enqueue(fake_store, "j1")
+    fake_redis.delete(REALTIME_QUEUE)
+    _drive(fake_store, "j1", f"settled:{outcome}")
+    forced = enqueue(fake_store, "j2", force=True)
+    assert (forced.job_id, forced.duplicate, forced.refused) == ("j2", False, "")
+    assert fake_redis.llen(REALTIME_QUEUE) == 1
     assert fake_store.job_for_pair(CASE, EVENT) == "j2"
-    assert fake_store.counters() == {"jobs": 2, "state:queued": 2}
     assert_consistent(fake_store, fake_redis)
 
 
@@ -252,7 +274,7 @@ def test_lifecycle_retry_then_cancelled(
 ) -> None:
     request = req(run_id="run-1")
     enqueue(fake_store, "j1", request)
-    assert begin(fake_store, "j1", request) == Begun("run", 1)
+    assert begin(fake_store, "j1", request) == Begun("run", 1, used=1)
     rec = record(fake_store, "j1")
     assert (rec.state, rec.attempt_count) == (State.RUNNING, 1)
     assert fake_store.counters() == {"jobs": 1, "state:queued": 0, "state:running": 1}
@@ -264,11 +286,12 @@ def test_lifecycle_retry_then_cancelled(
     assert [a.number for a in rec.attempts] == [1]
     assert_consistent(fake_store, fake_redis)
 
-    assert begin(fake_store, "j1", request) == Begun("run", 2)
+    assert begin(fake_store, "j1", request) == Begun("run", 2, used=2)
     now = time.time()
     ok = Attempt(number=2, started_at=now, duration_ms=12.5, http_status=200,
                  error_class=None, error=None, verdict="cancelled")
-    assert fake_store.finish("j1", attempt=ok, decision="settle", outcome="cancelled", now=now)
+    assert fake_store.finish("j1", owner=OWNER, attempt=ok, decision="settle",
+                             outcome="cancelled", now=now)
     rec = record(fake_store, "j1")
     assert (rec.state, rec.outcome, rec.attempt_count) == (State.SETTLED, "cancelled", 2)
     assert rec.settled_at == pytest.approx(now)
@@ -285,10 +308,14 @@ def test_finish_is_applied_once(fake_store: AuditStore, fake_redis: fakeredis.Fa
     begin(fake_store, "j1")
     assert settle(fake_store, "j1", 1, "cancelled", status=200)
     before = fake_store.counters()
-    assert not settle(fake_store, "j1", 1, "cancelled", status=200)
-    assert not settle(fake_store, "j1", 1, "event_not_found")
-    assert not retry(fake_store, "j1", 1)
-    assert not fake_store.finish("j1", attempt=None, decision="dead", outcome="unauthorized")
+    # the same owner's finish again (redis-py re-running it): "applied", nothing changes
+    assert settle(fake_store, "j1", 1, "cancelled", status=200)
+    assert retry(fake_store, "j1", 1)
+    # anyone else's finish: refused
+    assert not fake_store.finish("j1", owner="w2", attempt=attempt(1, 200, "event_not_found"),
+                                 decision="settle", outcome="event_not_found")
+    assert not fake_store.finish("j1", owner="w2", attempt=None, decision="dead",
+                                 outcome="unauthorized")
     rec = record(fake_store, "j1")
     assert len(rec.attempts) == 1
     assert rec.outcome == "cancelled"
@@ -317,8 +344,10 @@ def test_redelivery_closes_the_stale_attempt(
     fake_store: AuditStore, fake_redis: fakeredis.FakeRedis
 ) -> None:
     enqueue(fake_store, "j1")
-    assert begin(fake_store, "j1") == Begun("run", 1)
-    assert begin(fake_store, "j1") == Begun("run", 2)  # the message came back
+    assert begin(fake_store, "j1", lease=0.001) == Begun("run", 1, used=1)
+    time.sleep(0.01)  # the lease has ended: the worker is lost
+    # the message came back to another worker
+    assert begin(fake_store, "j1", owner="w2") == Begun("run", 2, used=2)
     rec = record(fake_store, "j1")
     assert len(rec.attempts) == 1
     lost = rec.attempts[0]
@@ -328,7 +357,8 @@ def test_redelivery_closes_the_stale_attempt(
 
     assert not settle(fake_store, "j1", 1, "cancelled", status=200)  # the old worker, late
     assert len(record(fake_store, "j1").attempts) == 1
-    assert settle(fake_store, "j1", 2, "already_cancelled")
+    assert fake_store.finish("j1", owner="w2", attempt=attempt(2, 400, "already_cancelled"),
+                             decision="settle", outcome="already_cancelled")
     rec = record(fake_store, "j1")
     assert [(a.number, a.verdict) for a in rec.attempts] == [
         (1, "interrupted"), (2, "already_cancelled")
@@ -354,9 +384,9 @@ def test_exhausted_when_attempts_reach_max(
     fake_store: AuditStore, fake_redis: fakeredis.FakeRedis
 ) -> None:
     enqueue(fake_store, "j1")
-    assert begin(fake_store, "j1", max_attempts=2) == Begun("run", 1)
+    assert begin(fake_store, "j1", max_attempts=2) == Begun("run", 1, used=1)
     retry(fake_store, "j1", 1)
-    assert begin(fake_store, "j1", max_attempts=2) == Begun("run", 2)
+    assert begin(fake_store, "j1", max_attempts=2) == Begun("run", 2, used=2)
     retry(fake_store, "j1", 2)
     assert begin(fake_store, "j1", max_attempts=2) == Begun("exhausted", 2)
     rec = record(fake_store, "j1")
@@ -364,7 +394,8 @@ def test_exhausted_when_attempts_reach_max(
     # ending it without a call: attempt 0 is a note, not a call
     note = Attempt(number=0, started_at=time.time(), duration_ms=None, http_status=None,
                    error_class="NotCalled", error="all used", verdict="retries_exhausted")
-    assert fake_store.finish("j1", attempt=note, decision="dead", outcome="retries_exhausted")
+    assert fake_store.finish("j1", owner=OWNER, attempt=note, decision="dead",
+                             outcome="retries_exhausted")
     rec = record(fake_store, "j1")
     assert (rec.state, rec.outcome) == (State.DEAD, "retries_exhausted")
     assert rec.attempts[-1] == note
@@ -377,8 +408,9 @@ def test_begin_for_unknown_job_creates_the_full_record(
 ) -> None:
     request = req(run_id="run-9", requested_by="foreign", reason="because")
     got = fake_store.begin("jx", request, max_attempts=8, queue=BULK_QUEUE,
-                           queue_key=queue_key(BULK_QUEUE, 6), now=500.25)
-    assert got == Begun("run", 1)
+                           queue_key=queue_key(BULK_QUEUE, 6), now=500.25, owner=OWNER,
+                           lease_seconds=30)
+    assert got == Begun("run", 1, used=1)
     rec = record(fake_store, "jx")
     assert (rec.case_id, rec.event_id, rec.run_id) == (CASE, EVENT, "run-9")
     assert (rec.requested_by, rec.reason, rec.queue) == ("foreign", "because", BULK_QUEUE)
@@ -402,27 +434,29 @@ def test_begin_for_unknown_job_keeps_an_existing_pair(fake_store: AuditStore) ->
     assert fake_store.job_for_pair(CASE, EVENT) == "j1"
 
 
-def test_retention_expires_settled_records(
+def test_retention_schedules_the_trim_of_settled_records(
     fake_store: AuditStore, fake_redis: fakeredis.FakeRedis
 ) -> None:
     enqueue(fake_store, "j1")
     begin(fake_store, "j1")
-    assert fake_store.finish("j1", attempt=attempt(1, 200, "cancelled"), decision="settle",
-                             outcome="cancelled", retention_seconds=3600)
-    assert 3500 < fake_redis.ttl(f"{P}:job:j1") <= 3600
-    assert 3500 < fake_redis.ttl(f"{P}:job:j1:attempts") <= 3600
+    assert fake_store.finish("j1", owner=OWNER, attempt=attempt(1, 200, "cancelled"),
+                             decision="settle", outcome="cancelled", retention_seconds=3600,
+                             now=1000.0)
+    assert fake_redis.zscore(f"{P}:expiry", "j1") == 4600.0
+    assert fake_redis.ttl(f"{P}:job:j1") == -1  # deleted by the trim, with its index entries
 
 
-def test_no_retention_by_default(fake_store: AuditStore, fake_redis: fakeredis.FakeRedis) -> None:
+def test_no_retention_when_zero(fake_store: AuditStore, fake_redis: fakeredis.FakeRedis) -> None:
     enqueue(fake_store, "j1")
     begin(fake_store, "j1")
     settle(fake_store, "j1", 1, "cancelled", status=200)
-    assert fake_redis.ttl(f"{P}:job:j1") == -1
+    assert fake_redis.zcard(f"{P}:expiry") == 0
 
 
 def test_retry_without_message_is_a_programming_error(fake_store: AuditStore) -> None:
     with pytest.raises(ValueError):
-        fake_store.finish("j1", attempt=attempt(1), decision="retry", delay_seconds=1.0)
+        fake_store.finish("j1", owner=OWNER, attempt=attempt(1), decision="retry",
+                          delay_seconds=1.0)
 
 
 # -- retries, the delayed set, defer ------------------------------------------------------
@@ -437,16 +471,15 @@ def test_retry_waits_in_the_delayed_set_until_due(
     begin(fake_store, "j1", request)
     retry_message = msg("j1", request, queue=BULK_QUEUE, priority=6)
     now = time.time()
-    assert fake_store.finish("j1", attempt=attempt(1), decision="retry", delay_seconds=0.25,
-                             retry_message=retry_message, now=now)
+    assert fake_store.finish("j1", owner=OWNER, attempt=attempt(1), decision="retry",
+                             delay_seconds=0.25, retry_message=retry_message, now=now)
     rec = record(fake_store, "j1")
     assert rec.next_attempt_at == pytest.approx(now + 0.25, abs=0.01)
     assert fake_store.delayed_count() == 1
 
     assert fake_store.promote_due() == 0  # not yet due
     assert fake_redis.llen(retry_message.queue_key) == 0
-    time.sleep(0.3)
-    assert fake_store.promote_due() == 1
+    wait_for(lambda: fake_store.promote_due() == 1, timeout=5, interval=0.02)
     assert fake_redis.lrange(retry_message.queue_key, 0, -1) == [retry_message.payload]
     assert fake_redis.keys(f"{BULK_QUEUE}*") == [retry_message.queue_key]
     assert fake_store.delayed_count() == 0
@@ -498,8 +531,7 @@ def test_defer_parks_without_using_an_attempt(
     assert fake_store.counters() == before
     assert fake_store.delayed_count() == 1
     assert fake_store.promote_due() == 0
-    time.sleep(0.25)
-    assert fake_store.promote_due() == 1
+    wait_for(lambda: fake_store.promote_due() == 1, timeout=5, interval=0.02)
     assert fake_redis.lrange(REALTIME_QUEUE, 0, -1) == [message.payload]
 
 
@@ -523,7 +555,7 @@ def three_jobs(fake_store: AuditStore) -> AuditStore:
     enqueue(fake_store, "j3", req(CASE_2, EVENT_3, run_id="run-a"), now=300.0)
     begin(fake_store, "j1")
     settle(fake_store, "j1", 1, "cancelled", status=200)
-    begin(fake_store, "j2")
+    begin(fake_store, "j2", req(CASE, EVENT_2, run_id="run-b"))
     settle(fake_store, "j2", 1, "event_not_found")
     return fake_store
 
@@ -585,8 +617,9 @@ def test_calls_last_counts_by_status(fake_store: AuditStore) -> None:
             assert retry(fake_store, f"j{i}", 1, status=status, message=msg(f"j{i}", request))
     # a note (no call) and a refused finish are not calls
     enqueue(fake_store, "k", req(CASE_2, EVENT))
-    fake_store.finish("k", attempt=None, decision="settle", outcome="invalid_request")
-    assert not settle(fake_store, "j4", 1, "cancelled", status=200)
+    fake_store.finish("k", owner=OWNER, attempt=None, decision="settle", outcome="invalid_request")
+    assert not fake_store.finish("j4", owner="w2", attempt=attempt(1, 200, "cancelled"),
+                                 decision="settle", outcome="cancelled")
     assert fake_store.calls_last() == {"500": 2, "503": 1, "none": 1, "200": 1}
 
 

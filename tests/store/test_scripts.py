@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from importlib import resources
 from typing import Any, get_args
 
@@ -36,6 +37,7 @@ LIFECYCLE = {
     "DECISION": {v.upper(): v for v in get_args(lifecycle.Decision)},
     "BEGIN_VERDICT": {v.upper(): v for v in get_args(lifecycle.BeginVerdict)},
     "VERDICT": {m.name: m.value for m in lifecycle.Verdict},
+    "BREAKER": {m.name: m.value for m in lifecycle.BreakerState},
 }
 #: awkward on purpose: separators, braces, quotes, a backslash, non-ASCII
 ODD = "a:b {c} 'd' \"e\" \\f caf\u00e9"
@@ -78,14 +80,16 @@ def test_the_key_layout_is_what_deployed_data_uses() -> None:
         k.index_event("E"), k.index_run("R"), k.index_state("queued"),
         k.index_outcome("cancelled"), k.stats, k.run_stats("R"), k.runs, k.delayed,
         k.delayed_messages, k.calls(17), k.auth_blocked, k.rate_limit, k.bulk_turns,
-        k.cleanup_lock("f.csv"), k.redbeat,
+        k.cleanup_lock("f.csv"), k.redbeat, k.delayed_bad, k.leases, k.expiry, k.breaker,
+        k.breaker_probe,
     ] == [
         "c360:job:J", "c360:job:J:attempts", "c360:pair:C:E", "c360:idx:all",
         "c360:idx:case:C", "c360:idx:event:E", "c360:idx:run:R", "c360:idx:state:queued",
         "c360:idx:outcome:cancelled", "c360:stats", "c360:run:R:stats", "c360:runs",
         "c360:delayed", "c360:delayed:msg", "c360:calls:17", "c360:auth:blocked",
         "c360:ratelimit", "c360:ratelimit:bulk-turns", "c360:cleanup:lock:f.csv",
-        "c360:redbeat",
+        "c360:redbeat", "c360:delayed:bad", "c360:leases", "c360:expiry", "c360:breaker",
+        "c360:breaker:probe",
     ]
 
 
@@ -147,8 +151,11 @@ def test_the_attempt_lua_closes_is_what_python_would_write(fake_store: AuditStor
     """A worker died mid-attempt: the next begin records it, in `Attempt.encode`'s bytes."""
     request = CancelRequest.parse(case_id="a1b2c3d4-e5f6-7890-abcd-ef1234567890",
                                   event_id="987fcdeb-51a2-43d7-9876-543210fedcba")
-    fake_store.begin("j", request, max_attempts=5, queue="q", queue_key="q", now=1795521090.25)
-    begun = fake_store.begin("j", request, max_attempts=5, queue="q", queue_key="q", now=2.0)
+    fake_store.begin("j", request, max_attempts=5, queue="q", queue_key="q", now=1795521090.25,
+                     owner="w1", lease_seconds=0.001)
+    time.sleep(0.01)  # the first attempt's lease has ended
+    begun = fake_store.begin("j", request, max_attempts=5, queue="q", queue_key="q", now=2.0,
+                             owner="w2", lease_seconds=30)
     assert begun.attempt == 2
     stored = fake_store.redis.lrange(fake_store.keys.attempts("j"), 0, -1)
     assert stored == [Attempt(
@@ -188,7 +195,7 @@ def test_a_script_runs_through_the_registry_with_the_library_in_front(
     assert source("defer").startswith(prelude())
     assert fake_redis.zscore(Keys("t").delayed, "j") is not None
     assert fake_redis.hget(Keys("t").delayed_messages, "j") == "q\nmsg"
-    assert scripts("promote", ["t", 10]) == 1
+    assert scripts("promote", ["t", 10, "q"]) == [1]
     assert fake_redis.lrange("q", 0, -1) == ["msg"]
 
 
@@ -198,5 +205,5 @@ def test_a_started_call_survives_redis_forgetting_its_scripts(
     scripts = Scripts(fake_redis)
     scripts("defer", ["t", "j", "0", "q\nmsg"])  # loaded now
     fake_redis.script_flush()  # as a Redis restart would
-    assert scripts.start("promote", ["t", 10])() == 1
+    assert scripts.start("promote", ["t", 10, "q"])() == [1]
     assert fake_redis.lrange("q", 0, -1) == ["msg"]

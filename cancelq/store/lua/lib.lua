@@ -46,7 +46,8 @@ end
 
 -- Write a new job's record (state queued), claim its (case, event) pair and index it by case
 -- and event. `j`: id, case_id, event_id, run_id, requested_by, reason, at (created time),
--- queue, queue_key, and `source` (optional: who made the record, when not the producer).
+-- queue, queue_key, `source` (optional: who made the record, when not the producer) and
+-- `no_pair` (optional: a rejected message, which never takes the pair).
 -- `claim_if_free`: take the pair only if no job holds it (a record made late, by begin).
 -- The shared indexes and the counters are `add_queued`'s, so a batch pays them once.
 local function record_job(p, j, claim_if_free)
@@ -60,7 +61,9 @@ local function record_job(p, j, claim_if_free)
     fields[#fields + 1] = j.source
   end
   redis.call('HSET', KEY.job(p, j.id), unpack(fields))
-  if claim_if_free then
+  if j.no_pair then
+    -- a rejected message: indexed like any job, but it holds no pair
+  elseif claim_if_free then
     redis.call('SET', KEY.pair(p, j.case_id, j.event_id), j.id, 'NX')
   else
     redis.call('SET', KEY.pair(p, j.case_id, j.event_id), j.id)
@@ -126,4 +129,54 @@ local function encode_attempt(values)
     if value ~= nil then parts[#parts + 1] = '"' .. name .. '":' .. value end
   end
   return '{' .. table.concat(parts, ',') .. '}'
+end
+
+-- Redis's own clock, in seconds: leases, due times and the breaker are shared by every host.
+local function redis_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+-- A job that is waiting or working: a second job for its pair would call Care360 twice.
+local function in_flight(state)
+  return state == STATE.QUEUED or state == STATE.RUNNING or state == STATE.RETRYING
+end
+
+-- A settled or dead job is trimmed (record, attempts, index entries) once its retention
+-- ends: `trim.lua` reads this set. `retention` 0 keeps it forever.
+local function schedule_expiry(p, job_id, at, retention)
+  if retention > 0 then
+    redis.call('ZADD', KEY.expiry(p), at + retention, job_id)
+  end
+end
+
+-- End a job's attempt lease: no owner, off the reaper's list.
+local function clear_lease(p, job_id)
+  redis.call('HDEL', KEY.job(p, job_id), 'lease_owner', 'lease_until')
+  redis.call('HSET', KEY.job(p, job_id), 'attempt_started_at', '')
+  redis.call('ZREM', KEY.leases(p), job_id)
+end
+
+-- Settle or dead-letter a job now (its state index and counters move, its outcome is
+-- indexed and counted), drop any retry still pending for it, and schedule its trim.
+local function close_job(p, job_id, run_id, from, to, outcome, now, retention)
+  local job = KEY.job(p, job_id)
+  move_state(p, job_id, run_id, from, to, redis.call('HGET', job, 'created_at'))
+  redis.call('HSET', job, 'outcome', outcome, 'settled_at', now, 'updated_at', now)
+  redis.call('ZADD', KEY.index_outcome(p, outcome), now, job_id)
+  count(p, run_id, COUNTER.outcome(outcome), 1)
+  redis.call('ZREM', KEY.delayed(p), job_id)
+  redis.call('HDEL', KEY.delayed_messages(p), job_id)
+  schedule_expiry(p, job_id, tonumber(now), retention)
+end
+
+-- A message that cannot run (it reuses another job's id, or breaks the contract) recorded
+-- on a job of its own, settled `invalid_request` with `note` (an attempt JSON) saying why.
+-- It never takes the (case, event) pair: it is not a request anyone waits on.
+local function record_rejected(p, j, note, retention)
+  j.no_pair = true
+  create_job(p, j, true)
+  redis.call('RPUSH', KEY.attempts(p, j.id), note)
+  close_job(p, j.id, j.run_id, STATE.QUEUED, STATE.SETTLED, OUTCOME.INVALID_REQUEST, j.at,
+    retention)
 end

@@ -1,0 +1,88 @@
+"""The lease keeper: one thread per worker process renews every attempt it is running.
+
+`begin` gives each attempt a lease (`CANCEL_LEASE_SECONDS`, owner = worker node + a random
+token); while the attempt runs, this keeper renews it every third of the lease, for all the
+process's attempts in one script call (`lua/renew.lua`). A second copy of the job finds the
+lease live and waits; the reaper (`worker.scheduler`) treats only an expired lease as a lost
+worker. The keeper knows nothing of HTTP: an attempt registers with `hold(job_id, owner)`
+around its call and its recording, whatever makes the call (a thread now, an event loop
+later).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from cancelq.store.audit import AuditStore
+
+log = logging.getLogger("cancelq.lease")
+
+#: renewals per lease: a lease survives two missed renewals (a Redis blip, a GC pause)
+RENEWALS_PER_LEASE = 3
+
+
+def new_owner() -> str:
+    """A lease owner: this worker node (host and process) and a token of its own."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:16]}"
+
+
+class LeaseKeeper:
+    """Renews the leases of the attempts this process holds; safe to share between threads."""
+
+    def __init__(self, store: AuditStore, lease_seconds: float) -> None:
+        self.store = store
+        self.lease_seconds = lease_seconds
+        self.interval = lease_seconds / RENEWALS_PER_LEASE
+        self._held: dict[tuple[str, str], None] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def hold(self, job_id: str, owner: str) -> Iterator[None]:
+        """Keep `owner`'s lease on `job_id` alive for the duration of the block."""
+        with self._lock:
+            self._held[(job_id, owner)] = None
+            self._start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.pop((job_id, owner), None)
+
+    @property
+    def held(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return list(self._held)
+
+    def renew_once(self) -> list[str]:
+        """Renew every held lease now; returns the jobs whose lease was lost."""
+        held = self.held
+        if not held:
+            return []
+        lost = self.store.renew_leases(self.lease_seconds, held)
+        for job_id in lost:
+            log.warning("job %s: lease lost while its attempt runs (expired and taken over)",
+                        job_id)
+        return lost
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name="lease-keeper", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.renew_once()
+            except Exception:  # a Redis blip: the next renewal comes before the lease ends
+                log.warning("lease keeper: renewal failed, will retry", exc_info=True)

@@ -16,11 +16,11 @@ from celery.exceptions import Reject
 from redis.exceptions import RedisError
 
 from cancelq.bulk.inbox import process_inbox
+from cancelq.bulk.intake import Limits
 from cancelq.core.contract import TASK_NAME, CancelRequest
 from cancelq.core.errors import InvalidInput
 from cancelq.pipeline.attempt import reject_invalid, run_attempt
 from cancelq.pipeline.runtime import get_runtime
-from cancelq.store.queues import REALTIME_QUEUE
 from worker.beat import CLEANUP_TASK
 from worker.celery import app
 
@@ -43,7 +43,7 @@ def cancel_calendar_event(
 ) -> str:
     rt = get_runtime()
     delivery = self.request.delivery_info or {}
-    queue = str(delivery.get("routing_key") or REALTIME_QUEUE)
+    queue = str(delivery.get("routing_key") or rt.store.queues.realtime)
     priority = int(delivery.get("priority") or 0)
     job_id = job_id or str(self.request.id)
     fields = {"case_id": case_id, "event_id": event_id, "run_id": run_id,
@@ -66,11 +66,18 @@ def cancel_calendar_event(
 
 @app.task(name=CLEANUP_TASK, acks_late=True, ignore_result=True)
 def process_inbox_task(inbox: str | None = None) -> list[dict[str, Any]]:
-    """Beat's entry point: run the inbox (`CLEANUP_INBOX`, or `inbox` when given)."""
+    """Beat's entry point: run `CLEANUP_INBOX`, and only it.
+
+    Anyone who can send a message could otherwise point the worker at any directory it can
+    read; `inbox`, if given at all, must name `CLEANUP_INBOX` itself.
+    """
     rt = get_runtime()
-    root = Path(inbox) if inbox else rt.settings.cleanup_inbox
+    root = rt.settings.cleanup_inbox
     if root is None:
         log.warning("cleanup: CLEANUP_INBOX is not set; nothing to do")
         return []
-    results = process_inbox(rt.store, root)
+    if inbox is not None and Path(inbox).resolve() != root.resolve():
+        log.warning("cleanup: refused: the task only runs CLEANUP_INBOX, not %r", inbox[:200])
+        return []
+    results = process_inbox(rt.store, root, limits=Limits.from_settings(rt.settings))
     return [result.to_json() for result in results]

@@ -24,7 +24,6 @@ import redis
 from cancelq.core.lifecycle import State
 from cancelq.store.audit import AuditStore, Enqueued, script_source
 from cancelq.store.messages import TaskMessage, build_task_message, kwargs_repr
-from cancelq.store.queues import BULK_QUEUE
 
 _MARK = "\x01"
 _SLOTS = ("B", "I", "K", "T")  # body, task id, kwargsrepr, delivery tag
@@ -122,12 +121,12 @@ class BulkWriter:
         *,
         run_id: str,
         requested_by: str | None,
-        queue: str = BULK_QUEUE,
+        queue: str | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
         self.requested_by = requested_by
-        self.template = MessageTemplate(queue)
+        self.template = MessageTemplate(queue or store.queues.bulk)
         self.messages = RunMessages(self.template, run_id, requested_by)
         self._source = script_source("enqueue_many")
         self._sha = store.redis.script_load(self._source)

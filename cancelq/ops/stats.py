@@ -87,9 +87,10 @@ class Snapshot:
 
 
 def snapshot(
-    store: AuditStore, *, run_id: str | None = None, queues: Sequence[str] = QUEUES
+    store: AuditStore, *, run_id: str | None = None, queues: Sequence[str] | None = None
 ) -> Snapshot:
     """Read the snapshot in one pipeline (plus the call buckets, another one)."""
+    queues = store.queues.all if queues is None else queues
     keys = store.keys
     pipe = store.redis.pipeline(transaction=False)
     pipe.time()

@@ -25,6 +25,7 @@ from cancelq.core.settings import Settings
 from cancelq.store.connections import redis_client
 from cancelq.store.keys import Keys
 from cancelq.store.messages import TaskMessage
+from cancelq.store.queues import Queues
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,9 +205,12 @@ def script_source(name: str) -> str:
 class AuditStore:
     """Typed access to the audit keys; safe to share between threads (redis-py pools)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys | None = None, queues: Queues | None = None
+    ) -> None:
         self.redis = client
         self.keys = keys or Keys()
+        self.queues = queues or Queues()  # this deployment's broker queue names
         self._enqueue = client.register_script(script_source("enqueue"))
         self._begin = client.register_script(script_source("begin"))
         self._finish = client.register_script(script_source("finish"))
@@ -465,4 +469,6 @@ def _decode_hash(raw: dict[Any, Any]) -> dict[str, str]:
 
 def audit_store(settings: Settings) -> AuditStore:
     """The audit store on `REDIS_URL` under `KEY_PREFIX`."""
-    return AuditStore(redis_client(settings), Keys(settings.key_prefix))
+    return AuditStore(
+        redis_client(settings), Keys(settings.key_prefix), Queues.from_settings(settings)
+    )

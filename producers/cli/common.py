@@ -13,9 +13,11 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 import redis
 
-from cancelq.core.errors import ConfigError, InvalidInput
+from cancelq.core.errors import ConfigError, InvalidInput, RedisUnavailable
 from cancelq.core.settings import Settings, load_settings
+from cancelq.core.urls import mask_url
 from cancelq.store.audit import AuditStore, audit_store
+from cancelq.store.connections import probe
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -26,7 +28,8 @@ R = TypeVar("R")
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    click.echo(f"cancelq: {message}", err=True)
+    """One line on stderr (passwords in URLs masked, newlines folded), then exit."""
+    click.echo(f"cancelq: {' '.join(mask_url(message).split())}", err=True)
     sys.exit(code)
 
 
@@ -41,8 +44,13 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
             fail(f"invalid {exc}")
         except ConfigError as exc:
             fail(f"configuration error: {exc}")
-        except redis.ConnectionError as exc:
+        except RedisUnavailable as exc:
+            fail(f"cannot reach Redis: {exc}", EXIT_FAILED)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
             fail(f"cannot reach Redis ({type(exc).__name__}): check REDIS_URL", EXIT_FAILED)
+        except redis.RedisError as exc:
+            fail(f"Redis error ({type(exc).__name__}: {str(exc)[:200]}): check REDIS_URL",
+                 EXIT_FAILED)
 
     return wrapper
 
@@ -50,6 +58,7 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
 @contextmanager
 def store_from_env() -> Iterator[tuple[Settings, AuditStore]]:
     settings = load_settings()
+    probe(settings)  # one quick PING: a wrong REDIS_URL fails here, in seconds, in one line
     store = audit_store(settings)
     try:
         yield settings, store

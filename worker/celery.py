@@ -9,7 +9,8 @@ one line on stderr naming the variable and exit code 2, before it serves anythin
   merely down is left to Celery's own connection retries;
 - the worker also needs the API key, and logs the Care360 address it calls (never the key);
 - Flower needs authentication (`worker.flower_auth`, wired in `install_flower_guard`);
-- the configuration Celery reports (`celery inspect conf`, Flower's Config tab) has the
+- every log line has URL passwords masked (`cancelq.core.urls.MaskURLs`), and
+  the configuration Celery reports (`celery inspect conf`, Flower's Config tab) has the
   password of every URL masked (`worker.safe_conf`).
 """
 
@@ -19,11 +20,12 @@ import logging
 import sys
 from typing import Any, NoReturn
 
+import click
 from celery import Celery, signals
 
 from cancelq.core.errors import ConfigError, RedisUnavailable
 from cancelq.core.settings import Settings, load_settings
-from cancelq.core.urls import host_of
+from cancelq.core.urls import host_of, mask_logging
 from cancelq.store.connections import probe
 from worker.flower_auth import install_flower_guard
 from worker.safe_conf import install_masked_conf
@@ -52,6 +54,12 @@ def check_redis(settings: Settings, role: str) -> None:
         print(f"cancelq {role}: {exc}; retrying", file=sys.stderr, flush=True)
 
 
+@signals.after_setup_logger.connect
+def _mask_urls_in_logs(logger: logging.Logger, **_: Any) -> None:
+    """Every line the worker or beat logs has URL passwords masked (kombu's included)."""
+    mask_logging(logger)
+
+
 @signals.worker_init.connect
 def _refuse_bad_config(**_: Any) -> None:
     try:
@@ -64,9 +72,18 @@ def _refuse_bad_config(**_: Any) -> None:
           file=sys.stderr, flush=True)
 
 
-@signals.beat_init.connect
-def _refuse_bad_beat_config(**_: Any) -> None:
+def _refuse_bad_beat_config(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    """Beat builds its scheduler (which connects to Redis) before any beat signal, so the
+    check runs as the callback of a hidden option: click calls it while parsing `beat`'s
+    command line, before the banner and before any connection."""
     try:
         check_redis(load_settings(), "beat")
     except ConfigError as exc:
         refuse(exc, "beat")
+    return value
+
+
+app.user_options["beat"].add(click.Option(
+    ["--cancelq-config-check"], is_flag=True, hidden=True, expose_value=False,
+    callback=_refuse_bad_beat_config,
+))

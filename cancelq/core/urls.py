@@ -12,6 +12,7 @@ works on free text as well as on one URL, so a URL inside an error message is ma
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 from urllib.parse import SplitResult, urlsplit
 
@@ -117,3 +118,31 @@ def host_of(url: str) -> str:
         host = f"[{host}]"
     port = f":{split.port}" if split.port else ""
     return f"{split.scheme}://{host}{port}"
+
+
+class MaskURLs(logging.Filter):
+    """A logging filter that masks URL passwords in the message and its traceback text.
+
+    Installed on the worker's and beat's handlers, so a line a library writes with a URL in
+    it (kombu's "Cannot connect to sentinel://:password@...", a Sentinel error) is masked
+    like ours.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_url(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_url(record.exc_text)
+        return True
+
+
+def mask_logging(logger: logging.Logger) -> None:
+    """Put `MaskURLs` on every handler of `logger` (filters on a handler see every record
+    it emits, propagated ones included)."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, MaskURLs) for f in handler.filters):
+            handler.addFilter(MaskURLs())

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cancelq.core.settings import load_settings
+from cancelq.core.urls import mask_url
 from cancelq.store.audit import AuditStore, JobRecord, audit_store
 from producers.dev.local_redis import LocalRedis, answers, ensure_redis
 from producers.enqueue import enqueue_cancellation
@@ -115,11 +116,13 @@ def run_demo(*, jobs_timeout: float = SETTLE_TIMEOUT_SECONDS) -> int:
             "redis-server": "a private redis-server on a free port",
             "embedded": "an embedded Redis (fakeredis; no redis-server installed)",
         }[local.kind]
-        console.print(f"[bold]1. Redis[/bold]: {where}: {local.url}")
+        console.print(f"[bold]1. Redis[/bold]: {where}: {mask_url(local.url)}")
 
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("CANCEL_", "CARE360_", "CV_API_KEY", "CELERY_"))}
-        prefix = f"demo-{int(time.time())}"
+        # Its own key and queue prefix (queue names derive from KEY_PREFIX): two demos at
+        # once on one Redis never take each other's jobs.
+        prefix = f"demo-{int(time.time())}-{os.getpid()}"
         env.update(
             REDIS_URL=local.url,
             KEY_PREFIX=prefix,
@@ -165,7 +168,8 @@ def run_demo(*, jobs_timeout: float = SETTLE_TIMEOUT_SECONDS) -> int:
         wrong = [c for c, j in submitted if records.get(j) and records[j].outcome != c.expect]
         unsettled = [c for c, j in submitted if not (records.get(j) and records[j].state.is_final)]
         if local.kind == "external":
-            console.print(f"The audit stays in Redis: REDIS_URL={local.url} KEY_PREFIX={prefix} "
+            console.print(f"The audit stays in Redis: REDIS_URL={mask_url(local.url)} "
+                          f"KEY_PREFIX={prefix} "
                           "cancelq audit")
         console.print(f"[bold]7. Stopping[/bold] worker, simulator"
                       f"{'' if local.kind == 'external' else ' and Redis'}.")

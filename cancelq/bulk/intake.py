@@ -278,6 +278,10 @@ def _csv_run(first: Line, lines: Iterator[Line], bad: list[Line]) -> Iterator[Re
         except csv.Error as exc:
             yield Record(start, problem=f"not CSV: {exc}")
             continue
+        if bad and fields and fields[-1].endswith(("\n", "\r")):
+            # a quoted field still open when the bad line ended the run: cut short
+            yield Record(start, problem=f"a quoted field cut by the bad line {bad[0].number}")
+            continue
         yield Record(start, fields)
 
 

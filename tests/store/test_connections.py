@@ -20,7 +20,7 @@ from tests.fakeservers import not_redis
 
 def probed(url: str, **env: str) -> BaseException | None:
     """`probe` in a thread with a generous deadline: a hang is a failure, not a stuck suite."""
-    settings = load_settings(REDIS_URL=url, **env)  # type: ignore[arg-type]
+    settings = load_settings(REDIS_URL=url, **env)
     outcome: list[BaseException | None] = []
 
     def run() -> None:

@@ -19,14 +19,14 @@ from tests.fakeservers import not_redis
 from worker.safe_conf import masked_table
 
 
-def celery(*args: str, cwd: Path = ROOT, timeout: float = 90, **env: str) -> (
-        subprocess.CompletedProcess[str]):
+def celery(*args: str, cwd: Path = ROOT, timeout: float = 90,
+           extra: dict[str, str] | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("REDIS_", "CARE360_", "CV_API_KEY", "FLOWER_", "KEY_PREFIX"))}
     return subprocess.run(
         [sys.executable, "-m", "celery", "-A", "worker", *args],
         capture_output=True, text=True, timeout=timeout, cwd=cwd,
-        env={**base, "PYTHONPATH": str(ROOT), "CV_API_KEY": API_KEY, **env},
+        env={**base, "PYTHONPATH": str(ROOT), "CV_API_KEY": API_KEY, **env, **(extra or {})},
     )
 
 
@@ -52,7 +52,7 @@ def refusal(done: subprocess.CompletedProcess[str]) -> str:
     ],
 )
 def test_the_worker_refuses_bad_settings_in_one_line(env: dict[str, str], says: str) -> None:
-    line = refusal(celery("worker", "--without-mingle", "--without-gossip", **env))
+    line = refusal(celery("worker", "--without-mingle", "--without-gossip", extra=env))
     assert says in line, line
 
 
@@ -77,7 +77,7 @@ def test_flower_refuses_to_start_open_from_any_directory(
 ) -> None:
     """`cd /tmp && celery -A worker flower`: no flowerconfig.py there, still refused."""
     done = celery("flower", f"--port={free_port()}", "--address=127.0.0.1",
-                  cwd=tmp_path, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", **env)
+                  cwd=tmp_path, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", extra=env)
     line = refusal(done)
     assert "refusing to start" in line and "FLOWER_BASIC_AUTH" in line
 

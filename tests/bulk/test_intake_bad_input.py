@@ -13,8 +13,11 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -192,3 +195,43 @@ def test_cli_dry_run_reports_each_bad_row_and_prints_the_summary(tmp_path: Path)
     ]
     summary = json.loads(done.stdout)
     assert (summary["rows"], summary["accepted"], summary["invalid"]) == (4, 2, 2)
+
+
+def test_cli_prints_the_counts_so_far_when_redis_goes_away(
+    fake_store: AuditStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis lost half-way: the summary of what was read and sent still prints, then one
+    line, exit 1 (never a traceback)."""
+    from contextlib import contextmanager
+
+    import redis
+    from click.testing import CliRunner
+
+    from cancelq.bulk import writer as writer_module
+    from producers.cli import bulk as bulk_cli
+    from producers.cli import main
+
+    @contextmanager
+    def store(dry_run: bool) -> Iterator[AuditStore]:
+        yield fake_store
+
+    real_start = writer_module.BulkWriter.start
+    calls: list[int] = []
+
+    def failing_start(self: Any, rows: Any, **kwargs: Any) -> Any:
+        calls.append(len(rows))
+        if len(calls) > 1:
+            raise redis.ConnectionError("connection reset")
+        return real_start(self, rows, **kwargs)
+
+    monkeypatch.setattr(bulk_cli, "_store_unless", store)
+    monkeypatch.setattr(writer_module.BulkWriter, "start", failing_start)
+    path = tmp_path / "big.csv"
+    path.write_text("case_id,event_id\n" + "".join(f"{_id()},{_id()}\n" for _ in range(2500)))
+    result = CliRunner().invoke(main, ["bulk", str(path), "--json"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    summary = json.loads(result.stdout)
+    assert summary["accepted"] == 1000 and summary["rows"] >= 2000
+    assert result.stderr.strip().splitlines() == [
+        "cancelq: cannot reach Redis (ConnectionError): check REDIS_URL"]

@@ -12,6 +12,7 @@ import pytest
 
 from cancelq.store.audit import AuditStore
 from tests.bulk.test_inbox import _id, csv_text, drop, summary_of
+from tests.bulk.test_inbox import beats as beats  # noqa: F401  (a fixture, by name)
 from tests.conftest import Simulator, WorkerFactory, wait_for
 
 pytestmark = pytest.mark.integration

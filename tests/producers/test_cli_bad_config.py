@@ -79,6 +79,15 @@ def test_rediss_against_plain_fails_in_one_line() -> None:
     assert "REDIS_URL" in one_line(done)
 
 
+@pytest.mark.integration
+def test_rediss_against_a_real_plain_redis_fails_in_one_line(redis_url: str) -> None:
+    """The issue's hang: TLS to a plain Redis waited on a read timeout, retried, forever."""
+    done = cli("status", JOB, REDIS_URL=redis_url.replace("redis://", "rediss://", 1))
+    assert done.returncode in (1, 2)
+    line = one_line(done)
+    assert line.startswith("cancelq: ") and "REDIS_URL: " in line and "rediss://" in line
+
+
 def test_a_closed_port_masks_the_password() -> None:
     done = cli("status", JOB, REDIS_URL=f"redis://:pw-closed@127.0.0.1:{free_port()}/0")
     assert done.returncode == 1

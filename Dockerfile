@@ -17,7 +17,7 @@ COPY celeryconfig.py ./
 RUN pip install . \
     && useradd --create-home --uid 10001 cancelq
 
-# Flower reads flowerconfig.py from its working directory (the auth guard lives there).
+# Flower reads flowerconfig.py (settings only; the auth guard lives with the Celery app).
 COPY flowerconfig.py ./
 
 USER cancelq

@@ -13,18 +13,26 @@ Why these choices:
 
 from __future__ import annotations
 
-from typing import Any
+import sys as _sys
+from typing import Any, NoReturn
 
 from kombu import Queue
 
 from cancelq.core.errors import ConfigError
 from cancelq.core.settings import load_settings
-from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE
+from cancelq.store.queues import Queues
+
+
+def _refuse(exc: ConfigError) -> NoReturn:
+    """One line on stderr and exit 2 (a usage/config error), never a traceback."""
+    print(f"cancelq: configuration error: {exc}", file=_sys.stderr, flush=True)
+    raise SystemExit(2) from None
+
 
 try:
     _settings = load_settings()
 except ConfigError as _exc:
-    raise SystemExit(f"cancelq: configuration error: {_exc}") from None
+    _refuse(_exc)
 
 _vt = _settings.visibility_timeout_seconds
 _restore_interval = max(1, min(10, int(_vt / 10)))
@@ -63,8 +71,11 @@ worker_prefetch_multiplier = 1
 worker_pool = "threads"
 worker_concurrency = _settings.worker_concurrency
 
-task_queues = (Queue(REALTIME_QUEUE), Queue(BULK_QUEUE))
-task_default_queue = REALTIME_QUEUE
+# Named from the deployment's prefix (cancelq.store.queues): two deployments on one Redis
+# database each consume only their own queues.
+_queues = Queues.from_settings(_settings)
+task_queues = tuple(Queue(name) for name in _queues.all)
+task_default_queue = _queues.realtime
 task_create_missing_queues = False
 
 task_publish_retry_policy = {
@@ -103,7 +114,7 @@ try:
 
     beat_schedule = _beat_schedule(_settings)
 except ConfigError as _exc:
-    raise SystemExit(f"cancelq: configuration error: {_exc}") from None
+    _refuse(_exc)
 beat_scheduler = "redbeat.RedBeatScheduler"
 beat_max_loop_interval = 5
 redbeat_key_prefix = Keys(_settings.key_prefix).redbeat + ":"  # c360:redbeat:*

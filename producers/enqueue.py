@@ -13,8 +13,8 @@ import uuid
 from cancelq.core.contract import CancelRequest
 from cancelq.core.settings import Settings, load_settings
 from cancelq.store.audit import AuditStore, audit_store
+from cancelq.store.connections import probe
 from cancelq.store.messages import build_task_message
-from cancelq.store.queues import REALTIME_QUEUE
 from cancelq.store.records import Enqueued
 
 _default_store: AuditStore | None = None
@@ -22,12 +22,17 @@ _lock = threading.Lock()
 
 
 def default_store(settings: Settings | None = None) -> AuditStore:
-    """The process's store on `REDIS_URL`, created on first use."""
+    """The process's store on `REDIS_URL`, created on first use.
+
+    Raises `ConfigError` or `RedisUnavailable` (one line naming REDIS_URL) if it cannot be
+    used."""
     global _default_store
     if _default_store is None:
         with _lock:
             if _default_store is None:
-                _default_store = audit_store(settings or load_settings())
+                settings = settings or load_settings()
+                probe(settings)  # a wrong REDIS_URL: one line now, not a hang later
+                _default_store = audit_store(settings)
     return _default_store
 
 
@@ -39,7 +44,7 @@ def enqueue_cancellation(
     requested_by: str | None = None,
     reason: str | None = None,
     force: bool = False,
-    queue: str = REALTIME_QUEUE,
+    queue: str | None = None,
     store: AuditStore | None = None,
 ) -> Enqueued:
     """Ask for one event to be cancelled; returns `Enqueued(job_id, duplicate, state)`.
@@ -62,12 +67,13 @@ def submit(
     request: CancelRequest,
     *,
     force: bool = False,
-    queue: str = REALTIME_QUEUE,
+    queue: str | None = None,
     store: AuditStore | None = None,
     priority: int = 0,
 ) -> Enqueued:
-    """Enqueue an already validated request."""
+    """Enqueue an already validated request (on the store's real-time queue by default)."""
     store = store or default_store()
+    queue = queue or store.queues.realtime
     job_id = str(uuid.uuid4())
     message = build_task_message(
         {"job_id": job_id, **request.model_dump(exclude_none=True)},

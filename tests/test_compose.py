@@ -183,16 +183,50 @@ def test_flower_is_behind_auth_with_the_project_guard(
     assert any(str(p).endswith(":5555") for p in flower["ports"])
 
 
-def test_the_dev_worker_calls_the_simulator_by_default(
+_DEFAULT = re.compile(r"\$\{(?P<name>\w+)(?P<op>:?-)(?P<default>[^}]*)\}")
+
+
+def resolved(value: str, env: dict[str, str]) -> str:
+    """What compose makes of `${NAME:-default}` / `${NAME-default}` given `env`."""
+
+    def one(match: re.Match[str]) -> str:
+        name, op, default = match["name"], match["op"], match["default"]
+        if name in env and (env[name] or op == "-"):
+            return env[name]
+        return default
+
+    return _DEFAULT.sub(one, value)
+
+
+def settings_of(service: dict[str, Any], env: dict[str, str]) -> Settings:
+    values = {k: resolved(v, env) for k, v in environment(service).items()}
+    values = {k: v for k, v in values.items() if k in setting_names() and v != ""}
+    values.pop("CV_API_KEY_FILE", None)  # a file inside the container
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("role", ["worker", "beat", "flower"])
+def test_compose_defaults_are_valid_settings_calling_care360_over_https(
+    services: dict[str, dict[str, Any]], role: str
+) -> None:
+    """With nothing set, every service's environment passes Settings' checks, and the
+    worker sends the key to CARE360_ENV's https URL, never over plain http."""
+    settings = settings_of(services[role], {})
+    assert settings.care360_base_url.startswith("https://"), settings.care360_base_url
+    assert settings.care360_allow_insecure is False
+    assert settings.queue_prefix == ""  # today's queue names
+
+
+def test_the_dev_profile_reaches_the_simulator_only_when_allowed(
     services: dict[str, dict[str, Any]]
 ) -> None:
     simulator = services["simulator"]
     assert simulator["profiles"] == ["dev"]
-    base = environment(services["worker"])["CARE360_BASE_URL"]
-    match = re.fullmatch(r"\$\{CARE360_BASE_URL-http://([a-z]+):(\d+)\}", base)
-    assert match, base  # unset: the simulator; set (even empty): staging or production
-    assert match.group(1) == "simulator"
-    assert f"--port {match.group(2)}" in simulator["command"][-1]
+    dev = {"CARE360_BASE_URL": "http://simulator:8360", "CARE360_ALLOW_INSECURE": "1"}
+    assert settings_of(services["worker"], dev).care360_base_url == "http://simulator:8360"
+    assert "--port 8360" in simulator["command"][-1]
+    with pytest.raises(ValueError, match="CARE360_BASE_URL"):
+        settings_of(services["worker"], {"CARE360_BASE_URL": "http://simulator:8360"})
     assert "simulator" not in services["worker"].get("depends_on", {})  # not in production
 
 

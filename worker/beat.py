@@ -18,7 +18,7 @@ from celery.schedules import crontab, schedule
 
 from cancelq.core.errors import ConfigError
 from cancelq.core.settings import Settings
-from cancelq.store.queues import REALTIME_QUEUE
+from cancelq.store.queues import Queues
 
 CLEANUP_TASK = "cleanup.process_inbox"
 CLEANUP_ENTRY = "cleanup-inbox"
@@ -77,6 +77,6 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": CLEANUP_TASK,
             "schedule": parse_schedule(settings.cleanup_schedule),
             # a small task that enqueues: it goes with real-time work, never behind a backlog
-            "options": {"queue": REALTIME_QUEUE},
+            "options": {"queue": Queues.from_settings(settings).realtime},
         }
     }

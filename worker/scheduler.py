@@ -99,7 +99,8 @@ class RetryScheduler:
             self.store.redis.zrem(self.store.keys.leases, job_id)
             return None
         key = self.store.redis.hget(self.store.keys.job(job_id), "queue_key")
-        message = job_message(record, priority_of(decode_text(key) if key else None))
+        message = job_message(record, self.store.queues,
+                              priority_of(decode_text(key) if key else None))
         delay = next_delay(max(1, record.attempt_count), retry_after=None,
                            base_seconds=settings.retry_base_seconds,
                            max_seconds=settings.retry_max_seconds)

@@ -16,11 +16,12 @@ from celery.exceptions import Reject
 from redis.exceptions import RedisError
 
 from cancelq.bulk.inbox import process_inbox
+from cancelq.bulk.intake import Limits
 from cancelq.core.contract import TASK_NAME, CancelRequest
 from cancelq.core.errors import InvalidInput
 from cancelq.pipeline.attempt import reject_invalid, run_attempt
 from cancelq.pipeline.runtime import Runtime, get_runtime
-from cancelq.store.messages import build_task_message, known_queue
+from cancelq.store.messages import build_task_message
 from worker.beat import CLEANUP_TASK
 from worker.celery import app
 
@@ -46,7 +47,7 @@ def cancel_calendar_event(
     rt = get_runtime()
     delivery = self.request.delivery_info or {}
     # never the message's word for where it goes back to: one of our queues
-    queue = known_queue(delivery.get("routing_key"))
+    queue = rt.store.queues.known(delivery.get("routing_key"))
     priority = _priority(delivery.get("priority"))
     job_id = job_id if isinstance(job_id, str) and job_id else str(self.request.id)
     fields = {"case_id": case_id, "event_id": event_id, "run_id": run_id,
@@ -97,11 +98,18 @@ def _after_error(
 
 @app.task(name=CLEANUP_TASK, acks_late=True, ignore_result=True)
 def process_inbox_task(inbox: str | None = None) -> list[dict[str, Any]]:
-    """Beat's entry point: run the inbox (`CLEANUP_INBOX`, or `inbox` when given)."""
+    """Beat's entry point: run `CLEANUP_INBOX`, and only it.
+
+    Anyone who can send a message could otherwise point the worker at any directory it can
+    read; `inbox`, if given at all, must name `CLEANUP_INBOX` itself.
+    """
     rt = get_runtime()
-    root = Path(inbox) if inbox else rt.settings.cleanup_inbox
+    root = rt.settings.cleanup_inbox
     if root is None:
         log.warning("cleanup: CLEANUP_INBOX is not set; nothing to do")
         return []
-    results = process_inbox(rt.store, root)
+    if inbox is not None and Path(inbox).resolve() != root.resolve():
+        log.warning("cleanup: refused: the task only runs CLEANUP_INBOX, not %r", inbox[:200])
+        return []
+    results = process_inbox(rt.store, root, limits=Limits.from_settings(rt.settings))
     return [result.to_json() for result in results]

@@ -15,6 +15,13 @@ expiring; the next run takes it again under the same run id (`cleanup-{name}-{sh
 and the rows already enqueued come back as duplicates of their live jobs: nothing is called
 twice (the summary says `resumed`). Dropping the same content again makes the same run id,
 so it is counted as duplicates too.
+
+What the inbox trusts: only regular files. A symbolic link (to the key file, say) or a
+FIFO, socket or device is moved to `failed/` without being opened, so nothing of what it
+points at can reach a summary, a log line or Flower; files are opened with `O_NOFOLLOW`,
+so one swapped for a link after the check is refused too. One file that cannot be read or
+run is moved to `failed/` with the reason, and the others go on: no file can block the
+inbox.
 """
 
 from __future__ import annotations
@@ -25,11 +32,12 @@ import logging
 import os
 import re
 import socket
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import redis
 from redis.lock import Lock
@@ -38,6 +46,7 @@ from cancelq.bulk.intake import (
     SUFFIXES,
     BulkSummary,
     FileError,
+    Limits,
     format_for,
     intake,
     read_rows,
@@ -73,10 +82,45 @@ def requester() -> str:
     return f"cleanup@{socket.gethostname()} (scheduled)"
 
 
+class NotRegular(OSError):
+    """An inbox entry that is not a regular file (a link, a FIFO...): refused unread."""
+
+
+def kind_of(mode: int) -> str | None:
+    """None for a regular file, else what it is (for the refusal's reason)."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return "not a regular file (a FIFO, socket or device)"
+
+
+def open_regular(path: Path) -> IO[bytes]:
+    """Open `path` for reading only if it is a regular file, never through a link.
+
+    O_NOFOLLOW refuses a link even if one was swapped in after the directory scan;
+    O_NONBLOCK keeps a FIFO from blocking the open; fstat checks what was really opened.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise NotRegular("a symbolic link") from None
+        raise exc
+    kind = kind_of(os.fstat(fd).st_mode)
+    if kind is not None:
+        os.close(fd)
+        raise NotRegular(kind)
+    return os.fdopen(fd, "rb")
+
+
 def run_id_for(path: Path) -> tuple[str, str]:
     """(run id, sha256) from the file's name and content: the same file, the same run."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open_regular(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     name = path.name
@@ -102,20 +146,22 @@ class Inbox:
             directory.mkdir(parents=True, exist_ok=True)
 
     def candidates(self, *, settle_seconds: float, now: float) -> list[Path]:
-        """Leftovers of a dead worker first (in `processing/`), then new files, oldest first."""
+        """Leftovers of a dead worker first (in `processing/`), then new entries, oldest
+        first. Links and special files are candidates too (to be refused); directories,
+        dot-names and files still settling are not. Nothing is followed or opened here."""
         found: list[Path] = []
         for directory in (self.processing, self.root):
             entries = []
             for path in directory.iterdir():
-                if path.name.startswith(".") or not path.is_file():
-                    continue
                 try:
-                    mtime = path.stat().st_mtime
+                    info = path.lstat()
                 except FileNotFoundError:
                     continue
-                if directory is self.root and now - mtime < settle_seconds:
+                if path.name.startswith(".") or stat.S_ISDIR(info.st_mode):
                     continue
-                entries.append((mtime, path))
+                if directory is self.root and now - info.st_mtime < settle_seconds:
+                    continue
+                entries.append((info.st_mtime, path))
             found.extend(path for _, path in sorted(entries))
         return found
 
@@ -127,16 +173,22 @@ def process_inbox(
     requested_by: str | None = None,
     settle_seconds: float = SETTLE_SECONDS,
     lock_seconds: float = LOCK_SECONDS,
+    limits: Limits | None = None,
 ) -> list[FileResult]:
     """Take every ready file of the inbox that nobody else holds, and run it."""
     inbox = Inbox(root)
     inbox.prepare()
     results = []
     for path in inbox.candidates(settle_seconds=settle_seconds, now=time.time()):
-        result = process_file(
-            store, inbox, path, requested_by=requested_by or requester(),
-            lock_seconds=lock_seconds,
-        )
+        try:
+            result = process_file(
+                store, inbox, path, requested_by=requested_by or requester(),
+                lock_seconds=lock_seconds, limits=limits,
+            )
+        except (redis.RedisError, OSError) as exc:  # the next file may still go
+            log.warning("cleanup: %s left for the next run: %s: %s",
+                        path.name, type(exc).__name__, exc)
+            continue
         if result.status != "skipped":
             results.append(result)
     return results
@@ -149,7 +201,9 @@ def process_file(
     *,
     requested_by: str,
     lock_seconds: float = LOCK_SECONDS,
+    limits: Limits | None = None,
 ) -> FileResult:
+    """Take one inbox entry under its lock and run it (or refuse it, unread)."""
     name = path.name
     lock: Lock = store.redis.lock(
         store.keys.cleanup_lock(name), timeout=lock_seconds, blocking=False, thread_local=False
@@ -159,18 +213,42 @@ def process_file(
     try:
         claimed = inbox.processing / name
         if path.parent != inbox.processing:
-            if claimed.exists():  # an earlier file of that name is still to be finished
+            if os.path.lexists(claimed):  # an earlier file of that name is still to be finished
                 return FileResult(name, "skipped", detail="same name still in processing/")
             try:
                 os.rename(path, claimed)
             except FileNotFoundError:
                 return FileResult(name, "skipped", detail="already taken")
-        return _run_file(store, inbox, claimed, requested_by, renew=lock.reacquire)
+        return _run_guarded(store, inbox, claimed, requested_by, lock.reacquire,
+                            limits or Limits())
     finally:
         try:
             lock.release()
         except redis.exceptions.LockError:
             log.warning("cleanup: the lock on %s had expired before its end", name)
+
+
+def _run_guarded(
+    store: AuditStore,
+    inbox: Inbox,
+    path: Path,
+    requested_by: str,
+    renew: Callable[[], Any],
+    limits: Limits,
+) -> FileResult:
+    """`_run_file`, with a file that cannot be read moved to `failed/` instead of left in
+    `processing/`, where it would be taken first again on every run, forever."""
+    started = time.time()
+    try:
+        kind = kind_of(path.lstat().st_mode)
+        if kind is not None:
+            return _fail(inbox, path, started, None, None, f"refused unread: {kind}")
+        return _run_file(store, inbox, path, requested_by, renew=renew, limits=limits)
+    except NotRegular as exc:
+        return _fail(inbox, path, started, None, None, f"refused unread: {exc}")
+    except (OSError, UnicodeError, ValueError) as exc:
+        return _fail(inbox, path, started, None, None,
+                     f"cannot read it: {type(exc).__name__}: {str(exc)[:200]}")
 
 
 def _run_file(
@@ -180,6 +258,7 @@ def _run_file(
     requested_by: str,
     *,
     renew: Callable[[], Any],
+    limits: Limits,
 ) -> FileResult:
     name = path.name
     started = time.time()
@@ -189,9 +268,9 @@ def _run_file(
     run_id, sha256 = run_id_for(path)
     resumed = run_progress(store, run_id).exists
     try:
-        with path.open("rb") as stream:
+        with open_regular(path) as stream:
             summary = intake(
-                read_rows(stream, format_for(name)),
+                read_rows(stream, format_for(name), limits=limits),
                 run_id=run_id,
                 store=store,
                 requested_by=requested_by,

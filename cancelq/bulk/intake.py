@@ -11,6 +11,12 @@ the same file (the earlier one's job now exists) comes back as a duplicate just 
 whose pair the store already had. A dry run cannot ask the store, so it reports no
 duplicate count (None).
 
+Nothing in a row stops the file: a line longer than `Limits.max_line_bytes` (read up to the
+limit, the rest skipped unread into memory), a field longer than `Limits.max_field_chars`,
+bytes that are not UTF-8, a NUL byte, a CSV record the csv module refuses, a JSON line that
+is not an object: each is one `BadRow` with its line number, and reading goes on at the next
+line. Only a file whose CSV header cannot be read is refused whole (`FileError`).
+
 Every row is validated by the message contract (`CancelRequest`), the same rules as
 `cancelq enqueue` and the task itself.
 """
@@ -25,11 +31,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from cancelq.bulk.writer import BulkRow, BulkWriter
 from cancelq.core.contract import CancelRequest
 from cancelq.core.errors import InvalidInput
+from cancelq.core.settings import (
+    DEFAULT_BULK_MAX_FIELD_CHARS,
+    DEFAULT_BULK_MAX_LINE_BYTES,
+    Settings,
+)
 from cancelq.store.audit import AuditStore
 from cancelq.store.records import Enqueued
 
@@ -44,6 +55,18 @@ MAX_REPORTED_BAD_ROWS = 100
 _SAMPLE_IDS = ("00000000-0000-4000-8000-000000000000",) * 2
 
 Row = BulkRow
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much of one row is ever read: `BULK_MAX_FIELD_CHARS`, `BULK_MAX_LINE_BYTES`."""
+
+    max_field_chars: int = DEFAULT_BULK_MAX_FIELD_CHARS
+    max_line_bytes: int = DEFAULT_BULK_MAX_LINE_BYTES
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(settings.bulk_max_field_chars, settings.bulk_max_line_bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,14 +150,56 @@ class ByteCount:
         self.value = 0
 
 
-def _lines(stream: Iterable[bytes], counter: ByteCount) -> Iterator[str]:
-    first = True
-    for raw in stream:
+class Readable(Protocol):
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One physical line: its number, and its text or why it cannot be used."""
+
+    number: int
+    text: str = ""
+    problem: str | None = None
+
+
+def _chunks(stream: Readable | Iterable[bytes], limit: int) -> Iterator[bytes]:
+    """Pieces of at most `limit` + 1 bytes, ending at a newline unless longer than that."""
+    if hasattr(stream, "readline"):
+        readline = stream.readline
+        return iter(lambda: readline(limit + 1), b"")
+    return iter(stream)  # lines already (tests, a list of bytes)
+
+
+def physical_lines(
+    stream: Readable | Iterable[bytes], counter: ByteCount, limits: Limits
+) -> Iterator[Line]:
+    """Each line of `stream`, decoded; an over-long, non-UTF-8 or NUL line has a problem."""
+    number, long_line, first = 0, False, True
+    for raw in _chunks(stream, limits.max_line_bytes):
         counter.value += len(raw)
+        if long_line:  # the rest of a line already reported: skip it
+            long_line = not raw.endswith(b"\n")
+            continue
+        number += 1
         if first:
-            raw = raw.removeprefix(codecs.BOM_UTF8)
-            first = False
-        yield raw.decode("utf-8", errors="replace")
+            raw, first = raw.removeprefix(codecs.BOM_UTF8), False
+        if len(raw) > limits.max_line_bytes:
+            long_line = not raw.endswith(b"\n")
+            yield Line(number, problem=f"line longer than {limits.max_line_bytes} bytes")
+            continue
+        yield _decoded(number, raw)
+
+
+def _decoded(number: int, raw: bytes) -> Line:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Line(number, problem=f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                                    f"column {exc.start + 1})")
+    if "\0" in text:
+        return Line(number, problem="contains a NUL byte (a binary file?)")
+    return Line(number, text)
 
 
 def _validated(line: int, case_id: object, event_id: object, reason: object) -> Parsed:
@@ -146,63 +211,159 @@ def _validated(line: int, case_id: object, event_id: object, reason: object) -> 
 
 
 def read_rows(
-    stream: Iterable[bytes], fmt: Format, counter: ByteCount | None = None
+    stream: Readable | Iterable[bytes],
+    fmt: Format,
+    counter: ByteCount | None = None,
+    limits: Limits | None = None,
 ) -> Iterator[Parsed]:
     """Each data row of `stream` (a binary file, or any lines of bytes), validated, with its
     (first) line number. Lazy."""
-    lines = _lines(stream, counter or ByteCount())
+    limits = limits or Limits()
+    lines = physical_lines(stream, counter or ByteCount(), limits)
     if fmt == "csv":
-        return _csv_rows(lines)
-    return _jsonl_rows(lines)
+        return _csv_rows(lines, limits)
+    return _jsonl_rows(lines, limits)
 
 
-def _csv_rows(lines: Iterator[str]) -> Iterator[Parsed]:
-    reader = csv.reader(lines)
-    header: list[str] | None = None
-    for record in reader:
-        if record:
-            header = [name.strip().lower() for name in record]
-            break
-    if header is None:
-        raise FileError("empty: no header line")
-    missing = [name for name in REQUIRED_COLUMNS if name not in header]
-    if missing:
-        raise FileError(
-            f"CSV header must name {' and '.join(REQUIRED_COLUMNS)} (missing {', '.join(missing)};"
-            f" got {','.join(header)[:120]!r})"
-        )
-    i_case, i_event = header.index("case_id"), header.index("event_id")
-    i_reason = header.index("reason") if "reason" in header else None
-    needed = max(i_case, i_event) + 1
-    start = reader.line_num + 1
-    for record in reader:
-        line, start = start, reader.line_num + 1
-        if not record or (len(record) == 1 and not record[0].strip()):
+# -- CSV ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One CSV record (a quoted field may span lines): its first line, its fields or a
+    problem."""
+
+    line: int
+    fields: list[str] = field(default_factory=list)
+    problem: str | None = None
+
+
+def csv_records(lines: Iterator[Line]) -> Iterator[Record]:
+    """Records from physical lines, each with its first line's number.
+
+    The csv module reads runs of good lines; a bad line ends the run (and is a bad record
+    of its own), and a new reader starts after it, so one bad line spoils at most the
+    record it falls in. The csv module's own field limit (131,072 characters) bounds what an
+    unclosed quote can swallow: past it, that record is bad and reading goes on.
+    """
+    bad: list[Line] = []
+    for first in lines:
+        if first.problem is not None:
+            yield Record(first.number, problem=first.problem)
             continue
-        if len(record) < needed:
-            yield BadRow(line, f"expected {len(header)} columns, got {len(record)}")
-            continue
-        reason = record[i_reason] if i_reason is not None and i_reason < len(record) else None
-        yield _validated(line, record[i_case], record[i_event], reason)
+        yield from _csv_run(first, lines, bad)
+        if bad:
+            line = bad.pop()
+            yield Record(line.number, problem=line.problem)
 
 
-def _jsonl_rows(lines: Iterator[str]) -> Iterator[Parsed]:
-    for line, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
+def _csv_run(first: Line, lines: Iterator[Line], bad: list[Line]) -> Iterator[Record]:
+    """The records of the good lines from `first` up to the next bad one (left in `bad`)."""
+
+    def good() -> Iterator[str]:
+        yield first.text
+        for line in lines:
+            if line.problem is not None:
+                bad.append(line)
+                return
+            yield line.text
+
+    reader = csv.reader(good())
+    offset = first.number - 1
+    while True:
+        start = offset + reader.line_num + 1
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield BadRow(line, f"not JSON: {exc.msg} at column {exc.colno}")
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield Record(start, problem=f"not CSV: {exc}")
             continue
-        if not isinstance(data, dict):
-            yield BadRow(line, "not a JSON object")
+        if bad and fields and fields[-1].endswith(("\n", "\r")):
+            # a quoted field still open when the bad line ended the run: cut short
+            yield Record(start, problem=f"a quoted field cut by the bad line {bad[0].number}")
             continue
-        missing = [name for name in REQUIRED_COLUMNS if name not in data]
+        yield Record(start, fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    names: list[str]
+    case: int
+    event: int
+    reason: int | None
+
+    @classmethod
+    def from_header(cls, record: Record | None) -> Columns:
+        if record is None:
+            raise FileError("empty: no header line")
+        if record.problem is not None:
+            raise FileError(f"line {record.line}: header unreadable: {record.problem}")
+        names = [name.strip().lower() for name in record.fields]
+        missing = [name for name in REQUIRED_COLUMNS if name not in names]
         if missing:
-            yield BadRow(line, f"{missing[0]}: required")
-            continue
-        yield _validated(line, data["case_id"], data["event_id"], data.get("reason"))
+            raise FileError(
+                f"CSV header must name {' and '.join(REQUIRED_COLUMNS)} (missing "
+                f"{', '.join(missing)}; got {','.join(names)[:120]!r})"
+            )
+        reason = names.index("reason") if "reason" in names else None
+        return cls(names, names.index("case_id"), names.index("event_id"), reason)
+
+    def row(self, record: Record, limits: Limits) -> Parsed:
+        if record.problem is not None:
+            return BadRow(record.line, record.problem)
+        values = record.fields
+        if len(values) <= max(self.case, self.event):
+            return BadRow(record.line, f"expected {len(self.names)} columns, got {len(values)}")
+        for i, value in enumerate(values):
+            if len(value) > limits.max_field_chars:
+                name = self.names[i] if i < len(self.names) else f"column {i + 1}"
+                return BadRow(record.line,
+                              f"{name}: longer than {limits.max_field_chars} characters")
+        reason = values[self.reason] if self.reason is not None and self.reason < len(values) \
+            else None
+        return _validated(record.line, values[self.case], values[self.event], reason)
+
+
+def _blank(record: Record) -> bool:
+    return record.problem is None and not any(value.strip() for value in record.fields)
+
+
+def _csv_rows(lines: Iterator[Line], limits: Limits) -> Iterator[Parsed]:
+    records = (r for r in csv_records(lines) if not _blank(r))
+    columns = Columns.from_header(next(records, None))
+    for record in records:
+        yield columns.row(record, limits)
+
+
+# -- JSON lines -----------------------------------------------------------------------------
+
+
+def _jsonl_rows(lines: Iterator[Line], limits: Limits) -> Iterator[Parsed]:
+    for line in lines:
+        if line.problem is not None:
+            yield BadRow(line.number, line.problem)
+        elif line.text.strip():
+            yield _json_row(line, limits)
+
+
+def _json_row(line: Line, limits: Limits) -> Parsed:
+    try:
+        data = json.loads(line.text)
+    except json.JSONDecodeError as exc:
+        return BadRow(line.number, f"not JSON: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        return BadRow(line.number, "not JSON: nested too deeply")
+    if not isinstance(data, dict):
+        return BadRow(line.number, "not a JSON object")
+    missing = [name for name in REQUIRED_COLUMNS if name not in data]
+    if missing:
+        return BadRow(line.number, f"{missing[0]}: required")
+    for name in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS):
+        value = data.get(name)
+        if isinstance(value, str) and len(value) > limits.max_field_chars:
+            return BadRow(line.number, f"{name}: longer than {limits.max_field_chars} characters")
+    return _validated(line.number, data["case_id"], data["event_id"], data.get("reason"))
 
 
 # -- intake -------------------------------------------------------------------------------
@@ -233,64 +394,91 @@ def intake(
     on_bad_row: BadRowHook | None = None,
     on_chunk: ProgressHook | None = None,
     counter: ByteCount | None = None,
+    summary: BulkSummary | None = None,
 ) -> BulkSummary:
     """Validate, de-duplicate and enqueue `rows` on the bulk queue as run `run_id`.
 
     With `dry_run` (or no store) nothing is written: rows are validated and counted.
-    `on_chunk` is called after every chunk (progress bars, lock renewal).
+    `on_chunk` is called after every chunk (progress bars, lock renewal). Pass `summary` to
+    keep the counts so far if something (Redis) fails half-way.
     """
     run_id, requested_by = check_run(run_id, requested_by)
     if not dry_run and store is None:
         raise ValueError("a store is needed unless dry_run")
-    summary = BulkSummary(run_id=run_id, dry_run=dry_run, duplicates=None if dry_run else 0)
+    if summary is None:
+        summary = BulkSummary(run_id=run_id)
+    summary.run_id, summary.dry_run = run_id, dry_run
+    summary.duplicates = None if dry_run else 0
     writer = None if dry_run or store is None else BulkWriter(
         store, run_id=run_id, requested_by=requested_by
     )
-    started = time.perf_counter()
-    chunk: list[Row] = []
-    # Redis runs one chunk's script while this process reads and builds the next one: at
-    # most one chunk in flight, so memory stays at two chunks whatever the file's size.
-    in_flight: Callable[[], list[Enqueued]] | None = None
-
-    def collect() -> None:
-        nonlocal in_flight
-        if in_flight is None:
-            return
-        results, in_flight = in_flight(), None
-        duplicates = sum(1 for result in results if result.duplicate)
-        summary.duplicates = (summary.duplicates or 0) + duplicates
-        summary.accepted += len(results) - duplicates
-
-    def flush(final: bool = False) -> None:
-        nonlocal chunk, in_flight
-        collect()
-        if writer is not None and chunk:
-            in_flight = writer.start(chunk)
-        elif writer is None:
-            summary.accepted += len(chunk)
-        chunk = []
-        if final:
-            collect()
-        if counter is not None:
-            summary.bytes_read = counter.value
-        summary.seconds = time.perf_counter() - started
-        if on_chunk is not None:
-            on_chunk(summary)
-
+    run = _Intake(summary, writer, on_chunk=on_chunk, counter=counter)
     try:
         for parsed in rows:
-            summary.rows += 1
-            if isinstance(parsed, BadRow):
-                summary.add_bad(parsed)
-                if on_bad_row is not None:
-                    on_bad_row(parsed)
-            else:
-                chunk.append(parsed)
+            run.add(parsed, on_bad_row)
             if summary.rows % chunk_rows == 0:
-                flush()
+                run.flush()
     except BaseException:
         with contextlib.suppress(Exception):
-            collect()  # the chunk already sent was applied: read its reply, free the connection
+            run.collect()  # the chunk already sent was applied: read its reply, free the connection
         raise
-    flush(final=True)
+    run.flush(final=True)
     return summary
+
+
+class _Intake:
+    """One run's state: the chunk being built and the one in flight.
+
+    Redis runs one chunk's script while this process reads and builds the next one: at most
+    one chunk in flight, so memory stays at two chunks whatever the file's size.
+    """
+
+    def __init__(
+        self,
+        summary: BulkSummary,
+        writer: BulkWriter | None,
+        *,
+        on_chunk: ProgressHook | None,
+        counter: ByteCount | None,
+    ) -> None:
+        self.summary = summary
+        self.writer = writer
+        self.on_chunk = on_chunk
+        self.counter = counter
+        self.chunk: list[Row] = []
+        self.in_flight: Callable[[], list[Enqueued]] | None = None
+        self.started = time.perf_counter()
+
+    def add(self, parsed: Parsed, on_bad_row: BadRowHook | None) -> None:
+        self.summary.rows += 1
+        if isinstance(parsed, BadRow):
+            self.summary.add_bad(parsed)
+            if on_bad_row is not None:
+                on_bad_row(parsed)
+        else:
+            self.chunk.append(parsed)
+
+    def collect(self) -> None:
+        """Read the reply of the chunk in flight, if any, into the counts."""
+        if self.in_flight is None:
+            return
+        results, self.in_flight = self.in_flight(), None
+        duplicates = sum(1 for result in results if result.duplicate)
+        self.summary.duplicates = (self.summary.duplicates or 0) + duplicates
+        self.summary.accepted += len(results) - duplicates
+
+    def flush(self, final: bool = False) -> None:
+        """Send the chunk (after collecting the one before), then report progress."""
+        self.collect()
+        if self.writer is not None and self.chunk:
+            self.in_flight = self.writer.start(self.chunk)
+        elif self.writer is None:
+            self.summary.accepted += len(self.chunk)
+        self.chunk = []
+        if final:
+            self.collect()
+        if self.counter is not None:
+            self.summary.bytes_read = self.counter.value
+        self.summary.seconds = time.perf_counter() - self.started
+        if self.on_chunk is not None:
+            self.on_chunk(self.summary)

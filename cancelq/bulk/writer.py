@@ -22,7 +22,6 @@ from typing import Any
 
 from cancelq.store.audit import AuditStore, NewJob
 from cancelq.store.messages import TaskMessage, build_task_message, kwargs_repr
-from cancelq.store.queues import BULK_QUEUE
 from cancelq.store.records import Enqueued
 
 _MARK = "\x01"
@@ -123,12 +122,12 @@ class BulkWriter:
         *,
         run_id: str,
         requested_by: str | None,
-        queue: str = BULK_QUEUE,
+        queue: str | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
         self.requested_by = requested_by
-        self.template = MessageTemplate(queue)
+        self.template = MessageTemplate(queue or store.queues.bulk)
         self.messages = RunMessages(self.template, run_id, requested_by)
 
     def send(self, rows: Sequence[BulkRow], *, now: float | None = None) -> list[Enqueued]:

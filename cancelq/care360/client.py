@@ -2,15 +2,23 @@
 
 One `httpx.Client` per thread, not one shared: httpcore 1.0's pool scans every connection
 under a lock per request, so a shared client serialises a threads-pool worker (measured here:
-347 vs 1,047 calls/s at 64 threads, docs/celery-on-redis.md). httpx exceptions are translated to
-ours in exactly one place, `_post`, with messages that carry neither
-headers nor the key.
+347 vs 1,047 calls/s at 64 threads, docs/celery-on-redis.md). What it trusts of an answer,
+and how much of it:
+
+- the body is streamed and read up to `BODY_LIMIT` bytes (decoded), never more, so a huge
+  or endless answer costs at most that much memory; `error` and `message` are kept up to
+  `TEXT_LIMIT` characters, the raw body (for the audit) up to `RAW_BODY_LIMIT`;
+- redirects are never followed (a 3xx is a misconfigured base URL or proxy, not an answer);
+- every httpx exception, whatever its class, becomes one of ours in exactly one place,
+  `_exchange`, raised with no `__context__` (httpx's exceptions hold the request, and so the
+  `cv-api-key` header), and no frame of its traceback holds the key or the request.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +29,11 @@ from cancelq.core.errors import Care360Timeout, Care360Unreachable, TransportErr
 
 ACTION = "CANCEL_CALENDAR_EVENT"
 PATH = "/api/v1/cases/{case_id}"
+#: Bytes of an answer ever read: the spec's bodies are under 200 bytes.
+BODY_LIMIT = 64 * 1024
+#: Characters of `error` / `message` kept (classification, the audit, log lines).
+TEXT_LIMIT = 500
+#: Characters of the raw body kept for the audit (invalid_request, transient answers).
 RAW_BODY_LIMIT = 2000
 
 
@@ -37,11 +50,16 @@ class Answer:
 
     @classmethod
     def from_response(cls, response: httpx.Response) -> Answer:
-        raw = response.text[:RAW_BODY_LIMIT]
+        """From a response, reading at most `BODY_LIMIT` bytes of its body."""
+        return cls.from_parts(response.status_code, response.headers,
+                              read_capped(response.iter_bytes()))
+
+    @classmethod
+    def from_parts(cls, status: int, headers: Mapping[str, str], content: bytes) -> Answer:
         body: Any
         try:
-            body = json.loads(response.content) if response.content else None
-        except ValueError:
+            body = json.loads(content) if content else None
+        except ValueError:  # not JSON, not UTF-8, or cut at BODY_LIMIT
             body = None
         if not isinstance(body, dict):
             body = {}
@@ -50,35 +68,70 @@ class Answer:
         if success is True and not (isinstance(data, dict) and data.get("success") is True):
             success = None  # a 2xx that is not the documented success shape
         return cls(
-            status=response.status_code,
+            status=status,
             success=success if isinstance(success, bool) else None,
             message=_text(body.get("message")),
             error=_text(body.get("error")),
-            retry_after=response.headers.get("retry-after"),
-            raw_body=raw,
+            retry_after=_text(headers.get("retry-after")),
+            raw_body=content[: RAW_BODY_LIMIT * 4].decode("utf-8", "replace")[:RAW_BODY_LIMIT],
         )
 
 
+def read_capped(chunks: Iterable[bytes], limit: int = BODY_LIMIT) -> bytes:
+    """The first `limit` bytes of `chunks`; stops reading there."""
+    parts: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(parts)[:limit]
+
+
 def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+    return value[:TEXT_LIMIT] if isinstance(value, str) else None
 
 
-def _post(
-    client: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str]
-) -> httpx.Response:
-    """The one place httpx's exceptions become ours.
+def _exchange(client: httpx.Client, build: Callable[[], httpx.Request]) -> Answer:
+    """Send the request `build` makes and read its answer: the one place httpx's
+    exceptions become ours.
 
     The mapped error is raised after the `except` blocks on purpose, so that it has no
-    `__context__`: httpx's exception holds the request, headers (and so the key) included.
+    `__context__`; the request is built inside `build` and never bound to a name here, so
+    no frame of the mapped error's traceback holds the key.
     """
-    mapped: TransportError | None = None
+    mapped: TransportError
     try:
-        return client.post(path, json=body, headers=headers)
+        return _read(client.send(build(), stream=True, follow_redirects=False))
     except httpx.TimeoutException as exc:
         mapped = Care360Timeout(f"timed out ({type(exc).__name__})")
-    except httpx.TransportError as exc:
+    except httpx.TransportError as exc:  # connect, read/write, protocol, proxy, scheme
         mapped = Care360Unreachable(f"request failed ({type(exc).__name__})")
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, httpx.CookieConflict) as exc:
+        # DecodingError (a body that does not decode as its Content-Encoding says),
+        # TooManyRedirects and anything httpx adds later: the exchange gave no answer.
+        mapped = TransportError(f"no usable answer ({type(exc).__name__})")
     raise mapped
+
+
+def _read(response: httpx.Response) -> Answer:
+    try:
+        return Answer.from_response(response)
+    finally:
+        response.close()
+
+
+def _cancel_request(
+    client: httpx.Client, api_key: SecretStr, case_id: str, event_id: str
+) -> httpx.Request:
+    """The cancel request; the key is read here only, in a frame that is gone once it returns."""
+    return client.build_request(
+        "POST",
+        PATH.format(case_id=case_id),
+        json={"action": ACTION, "calendar": {"id": event_id}},
+        headers={"content-type": "application/json", "cv-api-key": api_key.get_secret_value()},
+    )
 
 
 class Care360Client:
@@ -109,13 +162,8 @@ class Care360Client:
     def cancel(self, case_id: str, event_id: str) -> Answer:
         """POST the cancel; any HTTP answer is returned, a failed exchange raises."""
         client = self._client()
-        response = _post(
-            client,
-            PATH.format(case_id=case_id),
-            {"action": ACTION, "calendar": {"id": event_id}},
-            {"content-type": "application/json", "cv-api-key": self._api_key.get_secret_value()},
-        )
-        return Answer.from_response(response)
+        key = self._api_key
+        return _exchange(client, lambda: _cancel_request(client, key, case_id, event_id))
 
     def close(self) -> None:
         with self._lock:

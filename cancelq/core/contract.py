@@ -8,6 +8,7 @@ same one-line message naming the field.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -20,20 +21,33 @@ MAX_TEXT = 200
 MAX_REASON = 1000
 
 
+#: The spec's ids: 8-4-4-4-12 hex digits, hyphenated (either case; stored lower case).
+CANONICAL_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+
+
 def canonical_uuid(value: object, field: str) -> str:
-    """Lower-case hyphenated form, so `ABC...` and `abc...` are one event for idempotency."""
+    """Lower-case hyphenated form, so `ABC...` and `abc...` are one event for idempotency.
+
+    Only the canonical spelling is accepted: Python's `uuid.UUID` also takes braces,
+    `urn:uuid:`, no hyphens or hyphens anywhere, which Care360 does not, and which would
+    make two spellings of one id look like two events to anything comparing text.
+    """
     if isinstance(value, uuid.UUID):
         return str(value)
     if not isinstance(value, str):
         raise InvalidInput(field, "must be a UUID string")
     text = value.strip()
+    if CANONICAL_UUID.fullmatch(text):
+        return text.lower()
     try:
-        parsed = uuid.UUID(text)
+        uuid.UUID(text)
     except ValueError:
         raise InvalidInput(field, f"not a valid UUID: {text[:60]!r}") from None
-    if len(text.replace("-", "").strip("{}").removeprefix("urn:uuid:")) != 32:
-        raise InvalidInput(field, f"not a valid UUID: {text[:60]!r}")
-    return str(parsed)
+    raise InvalidInput(
+        field, f"not a canonical UUID (write it as 8-4-4-4-12 hex digits): {text[:60]!r}"
+    )
 
 
 class CancelRequest(BaseModel):

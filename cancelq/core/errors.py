@@ -3,6 +3,7 @@
     CancelqError
     ├── ConfigError            a setting is wrong: the process refuses to start
     ├── InvalidInput           a request field is wrong: nothing was sent anywhere
+    ├── RedisUnavailable       REDIS_URL looks right but nothing answers there (yet)
     └── Care360Error           a call to Care360 gave no final answer
         └── RetryableError     try again later (optionally after `delay` seconds)
             ├── TransportError         the request did not complete
@@ -33,6 +34,10 @@ class InvalidInput(CancelqError, ValueError):
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+
+
+class RedisUnavailable(CancelqError):
+    """Redis did not answer (refused, down, silent); the message names REDIS_URL, masked."""
 
 
 class Care360Error(CancelqError):

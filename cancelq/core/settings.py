@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cancelq.core.errors import ConfigError
+from cancelq.core.urls import check_care360_url, check_redis_url, mask_url
 
 BASE_URLS: dict[str, str] = {
     "production": "https://api.care360-next.carevalidate.com",
@@ -32,6 +33,11 @@ DEFAULT_RETENTION_DAYS = 30.0
 DEFAULT_BREAKER_FAILURES = 10
 DEFAULT_BREAKER_WINDOW_SECONDS = 30.0
 DEFAULT_BREAKER_PROBE_SECONDS = 5.0
+DEFAULT_KEY_PREFIX = "c360"
+#: Bulk input limits: a CSV field or a line longer than these is one bad row, not a crash.
+#: A valid row is two UUIDs and a reason of at most 1,000 characters: 64 KiB is generous.
+DEFAULT_BULK_MAX_FIELD_CHARS = 4_096
+DEFAULT_BULK_MAX_LINE_BYTES = 65_536
 
 class Settings(BaseSettings):
     """The whole configuration; field aliases are the environment variable names."""
@@ -48,6 +54,7 @@ class Settings(BaseSettings):
     redis_sentinel_master: str | None = Field(None, alias="REDIS_SENTINEL_MASTER")
     care360_env: Literal["staging", "production"] = Field("staging", alias="CARE360_ENV")
     care360_base_url_override: str | None = Field(None, alias="CARE360_BASE_URL")
+    care360_allow_insecure: bool = Field(False, alias="CARE360_ALLOW_INSECURE")
     cv_api_key: SecretStr | None = Field(None, alias="CV_API_KEY")
     cv_api_key_file: Path | None = Field(None, alias="CV_API_KEY_FILE")
     max_attempts: int = Field(DEFAULT_MAX_ATTEMPTS, ge=1, alias="CANCEL_MAX_ATTEMPTS")
@@ -74,7 +81,18 @@ class Settings(BaseSettings):
     )
     worker_concurrency: int = Field(32, ge=1, le=512, alias="WORKER_CONCURRENCY")
     scheduler_interval_seconds: float = Field(0.5, gt=0, alias="RETRY_SCHEDULER_INTERVAL_SECONDS")
-    key_prefix: str = Field("c360", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", alias="KEY_PREFIX")
+    key_prefix: str = Field(
+        DEFAULT_KEY_PREFIX, min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", alias="KEY_PREFIX"
+    )
+    queue_prefix_override: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]*$", alias="QUEUE_PREFIX"
+    )
+    bulk_max_field_chars: int = Field(
+        DEFAULT_BULK_MAX_FIELD_CHARS, ge=64, le=1 << 20, alias="BULK_MAX_FIELD_CHARS"
+    )
+    bulk_max_line_bytes: int = Field(
+        DEFAULT_BULK_MAX_LINE_BYTES, ge=256, le=1 << 24, alias="BULK_MAX_LINE_BYTES"
+    )
     auth_backoff_seconds: float = Field(60.0, ge=0, alias="CARE360_AUTH_BACKOFF_SECONDS")
     rate_limit_per_second: float = Field(20.0, ge=0, alias="CARE360_RATE_LIMIT")
     flower_basic_auth: SecretStr | None = Field(None, alias="FLOWER_BASIC_AUTH")
@@ -83,8 +101,32 @@ class Settings(BaseSettings):
     # Off by default: a worker serves its own Prometheus metrics (docs/metrics.md) when set.
     worker_metrics_port: int | None = Field(None, ge=1, le=65535, alias="WORKER_METRICS_PORT")
 
+    def __repr_args__(self) -> Any:
+        """pydantic's repr, with the password of every URL masked (SecretStr does the key)."""
+        for name, value in super().__repr_args__():
+            yield name, (mask_url(value) if isinstance(value, str) else value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        check_redis_url(value)
+        return value.strip()
+
+    @field_validator("care360_base_url_override")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        """Set but empty (compose's `CARE360_BASE_URL=`) means the CARE360_ENV URL."""
+        return value.strip() or None if value is not None else None
+
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
+        if self.care360_base_url_override is not None:
+            try:
+                check_care360_url(
+                    self.care360_base_url_override, allow_insecure=self.care360_allow_insecure
+                )
+            except ValueError as exc:
+                raise ValueError(f"CARE360_BASE_URL: {exc}") from None
         if self.retry_base_seconds > self.retry_max_seconds:
             raise ValueError(
                 "CANCEL_RETRY_BASE_SECONDS: must not exceed CANCEL_RETRY_MAX_SECONDS"
@@ -111,6 +153,15 @@ class Settings(BaseSettings):
     @property
     def care360_base_url(self) -> str:
         return (self.care360_base_url_override or BASE_URLS[self.care360_env]).rstrip("/")
+
+    @property
+    def queue_prefix(self) -> str:
+        """What broker queue names start with: `QUEUE_PREFIX` if set, else `KEY_PREFIX`,
+        except that the default `KEY_PREFIX` keeps the historical names (no prefix), so an
+        existing deployment's queues do not change under it."""
+        if self.queue_prefix_override is not None:
+            return self.queue_prefix_override
+        return "" if self.key_prefix == DEFAULT_KEY_PREFIX else self.key_prefix
 
     @cached_property
     def api_key(self) -> SecretStr | None:
@@ -154,6 +205,10 @@ def _one_line(exc: ValidationError) -> str:
     if name and not message.startswith(str(name) or "\0"):
         message = f"{name}: {message}"
     value = error.get("input")
-    if name and isinstance(value, str) and name not in {"CV_API_KEY"}:
-        message = f"{message} (got {value!r})"
-    return message
+    if name and isinstance(value, str) and name not in _NEVER_ECHOED and "(got " not in message:
+        message = f"{message} (got {mask_url(value)[:120]!r})"
+    return mask_url(" ".join(message.split()))
+
+
+#: Values never repeated in an error line: secrets, and values already quoted masked.
+_NEVER_ECHOED = frozenset({"CV_API_KEY", "FLOWER_BASIC_AUTH", "REDIS_URL"})

@@ -18,6 +18,7 @@ from cancelq.pipeline.auth_gate import clear_auth_block
 from cancelq.store.audit import AuditStore
 from cancelq.store.codec import decode_text
 from cancelq.store.messages import TaskMessage, job_message, priority_of
+from cancelq.store.queues import Queues
 from cancelq.store.records import Attempt, JobRecord, Query
 
 READ_BATCH = 500
@@ -146,9 +147,9 @@ class ReplayReport:
         return all(r.ok for r in self.results)
 
 
-def replay_message(record: JobRecord, queue_key: str | None) -> TaskMessage:
+def replay_message(record: JobRecord, queue_key: str | None, queues: Queues) -> TaskMessage:
     """A fresh message for the job, built exactly as producers and retries build theirs."""
-    return job_message(record, priority_of(queue_key))
+    return job_message(record, queues, priority_of(queue_key))
 
 
 def replay(
@@ -213,7 +214,7 @@ def _replay_one(
     if dry_run:
         return ReplayResult(job_id, "would_replay", "dead", record.outcome,
                             f"would replay ({record.outcome})")
-    done = store.replay(job_id, replay_message(record, queue_key), who=who)
+    done = store.replay(job_id, replay_message(record, queue_key, store.queues), who=who)
     if done.pair_holder:
         return ReplayResult(job_id, "refused", done.state, record.outcome,
                             f"refused: its (case, event) now belongs to live job "

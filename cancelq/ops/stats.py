@@ -117,9 +117,10 @@ class Snapshot:
 
 
 def snapshot(
-    store: AuditStore, *, run_id: str | None = None, queues: Sequence[str] = QUEUES
+    store: AuditStore, *, run_id: str | None = None, queues: Sequence[str] | None = None
 ) -> Snapshot:
     """Read the snapshot in one pipeline (plus the call buckets, another one)."""
+    queues = store.queues.all if queues is None else queues
     replies = iter(_snapshot_pipeline(store, run_id, queues).execute())
     seconds, micros = next(replies)
     now = int(seconds) + int(micros) / 1_000_000

@@ -29,7 +29,7 @@ from cancelq.core.lifecycle import Decision, Outcome
 from cancelq.pipeline.gates import Defer, EndWithoutCall
 from cancelq.pipeline.lease import new_owner
 from cancelq.pipeline.runtime import Runtime
-from cancelq.store.messages import TaskMessage, build_task_message, known_queue
+from cancelq.store.messages import TaskMessage, build_task_message
 from cancelq.store.queues import queue_key
 from cancelq.store.records import Attempt, Begun
 
@@ -148,7 +148,7 @@ def run_attempt(
     Whatever the call raises, the attempt is recorded and the job moves on (retry, dead,
     settled): only a Redis error leaves this function, for the task to requeue the message.
     """
-    ctx = AttemptContext(rt, job_id, request, known_queue(queue), priority)
+    ctx = AttemptContext(rt, job_id, request, rt.store.queues.known(queue), priority)
     try:
         gated = _ask_gates(ctx)
     except RedisError:
@@ -363,7 +363,7 @@ def reject_invalid(
     promise that every accepted message ends in a recorded outcome. If its job id is already
     another job's, it is recorded on a job of its own: it never settles someone else's job.
     """
-    queue = known_queue(queue)
+    queue = rt.store.queues.known(queue)
     recorded_on = rt.store.reject(
         job_id, fields, problem, queue=queue, queue_key=queue_key(queue),
         retention_seconds=rt.settings.retention_seconds,

@@ -183,5 +183,6 @@ def rate_limit_gate(store: AuditStore, per_second: float) -> RateLimitGate | Non
         "redis://", connection_pool=store.redis.connection_pool, key_prefix=store.keys.rate_limit
     )
     return RateLimitGate(
-        MovingWindowRateLimiter(storage), limit, turns=TurnBook(store.redis, store.keys.bulk_turns)
+        MovingWindowRateLimiter(storage), limit, turns=TurnBook(store.redis, store.keys.bulk_turns),
+        bulk_queues=(store.queues.bulk,),
     )

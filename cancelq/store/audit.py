@@ -24,7 +24,8 @@ from cancelq.core.settings import Settings
 from cancelq.store.codec import decode_counters, decode_hash, decode_text
 from cancelq.store.connections import redis_client
 from cancelq.store.keys import Keys
-from cancelq.store.messages import TaskMessage, known_queue_keys
+from cancelq.store.messages import TaskMessage
+from cancelq.store.queues import Queues
 from cancelq.store.records import Attempt, Begun, Enqueued, JobRecord, Query, Replayed
 from cancelq.store.scripts import Scripts
 
@@ -58,10 +59,13 @@ class Promoted:
 class AuditStore:
     """Typed access to the audit keys; safe to share between threads (redis-py pools)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys | None = None, queues: Queues | None = None
+    ) -> None:
         self.redis = client
         self.keys = keys or Keys()
         self.scripts = Scripts(client)
+        self.queues = queues or Queues()  # this deployment's broker queue names
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -300,7 +304,7 @@ class AuditStore:
 
     def promote(self, limit: int = 500) -> Promoted:
         """Push due retries to our own queues; set aside (and name) entries that are bad."""
-        reply = self.scripts("promote", [self.keys.prefix, limit, *known_queue_keys()])
+        reply = self.scripts("promote", [self.keys.prefix, limit, *self.queues.list_keys()])
         return Promoted(int(reply[0]), tuple(decode_text(i) for i in reply[1:]))
 
     def promote_due(self, limit: int = 500) -> int:
@@ -451,4 +455,6 @@ def _matches(record: JobRecord, q: Query) -> bool:
 
 def audit_store(settings: Settings) -> AuditStore:
     """The audit store on `REDIS_URL` under `KEY_PREFIX`."""
-    return AuditStore(redis_client(settings), Keys(settings.key_prefix))
+    return AuditStore(
+        redis_client(settings), Keys(settings.key_prefix), Queues.from_settings(settings)
+    )

@@ -22,34 +22,88 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from cancelq.core.errors import ConfigError
+from cancelq.core.errors import ConfigError, RedisUnavailable
 from cancelq.core.settings import Settings
+from cancelq.core.urls import mask_url
 
-SOCKET_TIMEOUT_SECONDS = 15.0
-CONNECT_TIMEOUT_SECONDS = 5.0
+#: Every read has a deadline, so a server that accepts and never answers cannot hang a
+#: caller; a reply slower than this from a healthy Redis would be a bug of ours (no
+#: blocking commands go through these clients).
+SOCKET_TIMEOUT_SECONDS = 5.0
+CONNECT_TIMEOUT_SECONDS = 3.0
 HEALTH_CHECK_INTERVAL_SECONDS = 10
 MAX_CONNECTIONS = 200
 SENTINEL_SCHEME = "sentinel://"
 
 
-def redis_client(settings: Settings) -> redis.Redis:
+def redis_client(settings: Settings, *, retries: int = 6) -> redis.Redis:
     """A pooled client on `REDIS_URL`; retries a dropped connection with backoff."""
     if is_sentinel_url(settings.redis_url):
-        return sentinel_master_client(settings)
-    return redis.Redis.from_url(settings.redis_url, **_client_options())
+        return sentinel_master_client(settings, retries=retries)
+    try:
+        return redis.Redis.from_url(settings.redis_url, **_client_options(retries))
+    except ValueError as exc:  # redis-py's own URL checks, after ours
+        raise ConfigError(f"REDIS_URL: {mask_url(str(exc))}") from None
 
 
-def _client_options() -> dict[str, Any]:
+def _client_options(retries: int = 6) -> dict[str, Any]:
     return {
         "decode_responses": True,
         "socket_timeout": SOCKET_TIMEOUT_SECONDS,
         "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
         "socket_keepalive": True,
         "health_check_interval": HEALTH_CHECK_INTERVAL_SECONDS,
-        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=6),
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=retries),
         "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
         "max_connections": MAX_CONNECTIONS,
     }
+
+
+def probe(settings: Settings) -> None:
+    """One PING on `REDIS_URL`, no retries: a wrong URL fails here within seconds.
+
+    What cannot be Redis (an HTTP port, TLS against a plain Redis, a database that does
+    not exist, a refused password) is a `ConfigError`; a Redis that is down or silent is
+    `RedisUnavailable`. Either way one line naming REDIS_URL, password masked.
+    """
+    client = redis_client(settings, retries=0)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        error = explain_redis_error(settings.redis_url, exc)
+    else:
+        return
+    finally:
+        client.close()
+    raise error
+
+
+def explain_redis_error(url: str, exc: BaseException) -> ConfigError | RedisUnavailable:
+    """The one-line error for a failed first contact with `url` (see `probe`)."""
+    where = mask_url(url)
+    detail = " ".join(mask_url(str(exc)).split())[:200]
+    text = detail.lower()
+    if isinstance(exc, redis.AuthenticationError) or "auth" in text and "password" in text:
+        return ConfigError(f"REDIS_URL: authentication refused by {where} ({detail})")
+    if isinstance(exc, redis.ResponseError) and "db index" in text:
+        return ConfigError(f"REDIS_URL: no such database on the server ({detail}): {where}")
+    if isinstance(exc, redis.exceptions.InvalidResponse) or "protocol error" in text:
+        return ConfigError(
+            f"REDIS_URL: {where} did not answer as Redis ({detail}); an HTTP port?"
+        )
+    if "ssl" in text or "tls" in text or "certificate" in text:
+        return ConfigError(
+            f"REDIS_URL: TLS failed with {where} ({detail}); rediss:// against a plain Redis?"
+        )
+    if isinstance(exc, redis.TimeoutError):
+        hint = ("rediss:// against a plain Redis?" if url.strip().lower().startswith("rediss:")
+                else "not a Redis, or unreachable")
+        return RedisUnavailable(
+            f"REDIS_URL: no answer from {where} within {SOCKET_TIMEOUT_SECONDS:.0f} s ({hint})"
+        )
+    if isinstance(exc, redis.ConnectionError):
+        return RedisUnavailable(f"REDIS_URL: cannot reach {where} ({detail})")
+    return ConfigError(f"REDIS_URL: {where}: {type(exc).__name__}: {detail}")
 
 
 def is_sentinel_url(url: str) -> bool:
@@ -76,14 +130,16 @@ def parse_sentinel_url(url: str) -> SentinelURL:
         if not part:
             continue
         if not is_sentinel_url(part):
-            raise ConfigError(f"REDIS_URL: every ';'-separated part must be sentinel:// ({part!r})")
+            raise ConfigError(
+                f"REDIS_URL: every ';'-separated part must be sentinel:// ({mask_url(part)!r})"
+            )
         split = urlsplit(part)
         try:
             port = split.port or 26379
         except ValueError:
-            raise ConfigError(f"REDIS_URL: bad port in {part!r}") from None
+            raise ConfigError(f"REDIS_URL: bad port in {mask_url(part)!r}") from None
         if not split.hostname:
-            raise ConfigError(f"REDIS_URL: no host in {part!r}")
+            raise ConfigError(f"REDIS_URL: no host in {mask_url(part)!r}")
         hosts.append((split.hostname, port))
         if split.password is not None and password is None:
             password = unquote(split.password)
@@ -91,14 +147,14 @@ def parse_sentinel_url(url: str) -> SentinelURL:
         path = split.path.strip("/")
         if path:
             if not path.isdigit():
-                raise ConfigError(f"REDIS_URL: db must be a number ({part!r})")
+                raise ConfigError(f"REDIS_URL: db must be a number ({mask_url(part)!r})")
             db = int(path)
     if not hosts:
         raise ConfigError("REDIS_URL: no sentinel host")
     return SentinelURL(tuple(hosts), db, username, password)
 
 
-def sentinel_master_client(settings: Settings) -> redis.Redis:
+def sentinel_master_client(settings: Settings, *, retries: int = 6) -> redis.Redis:
     """A client on the master the sentinels name, re-resolved after a failover."""
     master = settings.redis_sentinel_master
     if not master:
@@ -116,7 +172,7 @@ def sentinel_master_client(settings: Settings) -> redis.Redis:
         db=parsed.db,
         username=parsed.username,
         password=parsed.password,
-        **_client_options(),
+        **_client_options(retries),
     )
     return client
 

@@ -21,16 +21,14 @@ from typing import Any
 
 from cancelq.core.contract import TASK_NAME
 from cancelq.store.queues import (
-    BULK_QUEUE,
     PRIORITY_SEPARATOR,
     PRIORITY_STEPS,
-    REALTIME_QUEUE,
+    Queues,
     queue_key,
 )
 from cancelq.store.records import JobRecord
 
 #: The queues this deployment consumes: the only ones a job is ever pushed back to.
-KNOWN_QUEUES = (REALTIME_QUEUE, BULK_QUEUE)
 
 _ORIGIN = f"cancelq@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -103,21 +101,6 @@ def build_task_message(
     )
 
 
-def known_queue(name: object) -> str:
-    """`name` if it is one of our queues, else the real-time queue.
-
-    A message's routing key is whatever its sender wrote: taken as is, it could name any key
-    (a hash, another deployment's list) and poison the delayed set. Retries and deferrals
-    only ever go back to a queue of ours.
-    """
-    return name if isinstance(name, str) and name in KNOWN_QUEUES else REALTIME_QUEUE
-
-
-def known_queue_keys() -> list[str]:
-    """Every Redis list a retry may be pushed to: our queues at every priority step."""
-    return [queue_key(name, step) for name in KNOWN_QUEUES for step in PRIORITY_STEPS]
-
-
 def priority_of(key: str | None) -> int:
     """The priority step of a queue list's name (0 for the plain queue or anything odd)."""
     if not key or PRIORITY_SEPARATOR not in key:
@@ -126,7 +109,7 @@ def priority_of(key: str | None) -> int:
     return int(step) if step.isdigit() and int(step) in PRIORITY_STEPS else 0
 
 
-def job_message(record: JobRecord, priority: int = 0) -> TaskMessage:
+def job_message(record: JobRecord, queues: Queues, priority: int = 0) -> TaskMessage:
     """A fresh message that runs the recorded job again, on its own (known) queue."""
     kwargs: dict[str, Any] = {"job_id": record.job_id, "case_id": record.case_id,
                               "event_id": record.event_id}
@@ -134,4 +117,4 @@ def job_message(record: JobRecord, priority: int = 0) -> TaskMessage:
         value = getattr(record, name)
         if value:
             kwargs[name] = value
-    return build_task_message(kwargs, queue=known_queue(record.queue), priority=priority)
+    return build_task_message(kwargs, queue=queues.known(record.queue), priority=priority)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import IO
 
 import click
+import redis
 from rich.columns import Columns
 from rich.console import Console
 from rich.markup import escape
@@ -31,12 +31,15 @@ from cancelq.bulk.intake import (
     BulkSummary,
     ByteCount,
     Format,
+    Limits,
     format_for,
     intake,
     new_run_id,
     read_rows,
 )
 from cancelq.bulk.runs import RunProgress, export_csv, list_runs, run_progress, wait_for_run
+from cancelq.core.errors import CancelqError
+from cancelq.core.settings import load_settings
 from cancelq.store.audit import AuditStore
 from producers.cli.common import (
     EXIT_FAILED,
@@ -93,22 +96,49 @@ def bulk(
     """
     run_id = run_id or new_run_id()
     requested_by = requested_by or default_requester()
+    settings = load_settings()
+    summary = BulkSummary(run_id=run_id, dry_run=dry_run)
     with _open(source) as (stream, size):
-        first = stream.readline()
-        chosen: Format = fmt or format_for(None if source == "-" else source, first)
+        chosen: Format = fmt or format_for(None if source == "-" else source, _peek(stream))
         counter = ByteCount()
-        rows = read_rows(itertools.chain([first], stream), chosen, counter)
-        with _progress(size, enabled=_err.is_terminal) as progress:
-            if dry_run:
-                summary = intake(rows, run_id=run_id, store=None, requested_by=requested_by,
-                                 dry_run=True, on_bad_row=_report_bad_row(progress),
-                                 on_chunk=progress.update, counter=counter)
-            else:
-                with store_from_env() as (_, store):
-                    summary = intake(rows, run_id=run_id, store=store,
-                                     requested_by=requested_by,
-                                     on_bad_row=_report_bad_row(progress),
-                                     on_chunk=progress.update, counter=counter)
+        rows = read_rows(stream, chosen, counter, Limits.from_settings(settings))
+        with _progress(size, enabled=_err.is_terminal) as progress, \
+                _summary_on_failure(summary, as_json):
+            with _store_unless(dry_run) as store:
+                intake(rows, run_id=run_id, store=store, requested_by=requested_by,
+                       dry_run=dry_run, on_bad_row=_report_bad_row(progress),
+                       on_chunk=progress.update, counter=counter, summary=summary)
+    _print_bulk_summary(summary, as_json)
+
+
+@contextmanager
+def _store_unless(dry_run: bool) -> Iterator[AuditStore | None]:
+    if dry_run:
+        yield None
+        return
+    with store_from_env() as (_, store):
+        yield store
+
+
+def _peek(stream: IO[bytes]) -> bytes:
+    """The start of the stream, not consumed (to sniff the format), without reading a line
+    whole: a binary file may have no newline at all."""
+    peek = getattr(stream, "peek", None)
+    return peek(256)[:256] if peek is not None else b""
+
+
+@contextmanager
+def _summary_on_failure(summary: BulkSummary, as_json: bool) -> Iterator[None]:
+    """If the run stops half-way (Redis gone), the counts so far still print, then the error."""
+    try:
+        yield
+    except (CancelqError, redis.RedisError):
+        if summary.rows:
+            _print_bulk_summary(summary, as_json)
+        raise
+
+
+def _print_bulk_summary(summary: BulkSummary, as_json: bool) -> None:
     if as_json:
         print_json(summary.to_json())
     else:

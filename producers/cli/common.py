@@ -20,11 +20,13 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 import redis
 
-from cancelq.core.errors import ConfigError, InvalidInput
+from cancelq.core.errors import ConfigError, InvalidInput, RedisUnavailable
 from cancelq.core.lifecycle import Outcome
 from cancelq.core.settings import Settings, load_settings
+from cancelq.core.urls import mask_url
 from cancelq.ops.lookup import JobNotFound
 from cancelq.store.audit import AuditStore, audit_store
+from cancelq.store.connections import probe
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -57,7 +59,8 @@ def epilog(*examples: str, notes: Sequence[str] = ()) -> str:
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    click.echo(f"cancelq: {message}", err=True)
+    """One line on stderr (passwords in URLs masked, newlines folded), then exit."""
+    click.echo(f"cancelq: {' '.join(mask_url(message).split())}", err=True)
     sys.exit(code)
 
 
@@ -74,10 +77,13 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
             fail(f"configuration error: {exc}")
         except JobNotFound as exc:
             fail(str(exc), EXIT_FAILED)
-        except redis.ConnectionError as exc:
+        except RedisUnavailable as exc:
+            fail(f"cannot reach Redis: {exc}", EXIT_FAILED)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
             fail(f"cannot reach Redis ({type(exc).__name__}): check REDIS_URL", EXIT_FAILED)
-        except redis.RedisError as exc:  # the class only: a message may quote a URL
-            fail(f"Redis refused the request ({type(exc).__name__})", EXIT_FAILED)
+        except redis.RedisError as exc:
+            fail(f"Redis error ({type(exc).__name__}: {str(exc)[:200]}): check REDIS_URL",
+                 EXIT_FAILED)
 
     return wrapper
 
@@ -113,11 +119,8 @@ class CancelqGroup(click.Group):
 @contextmanager
 def store_from_env() -> Iterator[tuple[Settings, AuditStore]]:
     settings = load_settings()
-    try:
-        store = audit_store(settings)
-    except ValueError:  # redis-py's URL parser; its message may quote the URL (a password)
-        raise ConfigError("REDIS_URL: not a valid Redis URL "
-                          "(redis://[[user]:password@]host[:port][/db])") from None
+    probe(settings)  # one quick PING: a wrong REDIS_URL fails here, in seconds, in one line
+    store = audit_store(settings)
     try:
         yield settings, store
     finally:

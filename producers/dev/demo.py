@@ -26,9 +26,10 @@ from rich.table import Table
 from rich.text import Text
 
 from cancelq.core.settings import load_settings
-from cancelq.ops.stats import QUEUES
+from cancelq.core.urls import mask_url
 from cancelq.store.audit import AuditStore, audit_store
-from cancelq.store.queues import PRIORITY_STEPS, queue_key
+from cancelq.store.codec import decode_text
+from cancelq.store.queues import Queues
 from cancelq.store.records import JobRecord
 from producers.dev.local_redis import LocalRedis, answers, ensure_redis
 from producers.enqueue import enqueue_cancellation
@@ -124,7 +125,7 @@ def run_demo(*, jobs_timeout: float = SETTLE_TIMEOUT_SECONDS) -> int:
     with ExitStack() as stack:
         local = stack.enter_context(_redis_for_demo(settings.redis_url))
         _say_redis(local)
-        prefix = f"demo-{int(time.time())}"
+        prefix = f"demo-{int(time.time())}-{os.getpid()}"
         store = audit_store(load_settings(REDIS_URL=local.url, KEY_PREFIX=prefix))
         if local.kind == "external":  # runs last, even on Ctrl-C or an error
             stack.callback(_expire_leftovers, store)
@@ -152,7 +153,7 @@ def _say_redis(local: LocalRedis) -> None:
         "redis-server": "a private redis-server on a free port",
         "embedded": "an embedded Redis (fakeredis; no redis-server installed)",
     }[local.kind]
-    console.print(f"[bold]1. Redis[/bold]: {where}: {escape(local.url)}")
+    console.print(f"[bold]1. Redis[/bold]: {where}: {escape(mask_url(local.url))}")
 
 
 def _child_env(redis_url: str, prefix: str) -> dict[str, str]:
@@ -214,8 +215,8 @@ def _submit(store: AuditStore, batch: list[Case], run_id: str) -> list[tuple[Cas
 def _say_goodbye(local: LocalRedis, prefix: str) -> None:
     if local.kind == "external":
         days = DEMO_KEYS_TTL.days
-        console.print(Text(f"The audit stays in Redis for {days} day(s): REDIS_URL={local.url} "
-                           f"KEY_PREFIX={prefix} cancelq audit"))
+        console.print(Text(f"The audit stays in Redis for {days} day(s): "
+                           f"REDIS_URL={mask_url(local.url)} KEY_PREFIX={prefix} cancelq audit"))
     console.print(f"[bold]7. Stopping[/bold] worker, simulator"
                   f"{'' if local.kind == 'external' else ' and Redis'}.")
 
@@ -233,9 +234,9 @@ def expire_demo_keys(
     Celery's bookkeeping in the demo's database. Keys that already expire keep their TTL.
     """
     seconds = int(ttl.total_seconds())
-    names: set[str] = {queue_key(q, step) for q in QUEUES for step in PRIORITY_STEPS}
+    names: set[str] = set(Queues.for_prefix(prefix).list_keys())
     for pattern in (f"{prefix}*", *BROKER_KEY_PATTERNS):
-        names.update(_s(key) for key in client.scan_iter(match=pattern, count=1000))
+        names.update(decode_text(key) for key in client.scan_iter(match=pattern, count=1000))
     pipe = client.pipeline(transaction=False)
     for name in sorted(names):
         pipe.expire(name, seconds, nx=True)
@@ -298,6 +299,3 @@ def summary_table(counters: Mapping[str, int], calls_by_status: Mapping[str, int
         table.add_row(f"  HTTP {status}", f"{count:,}")
     return table
 
-
-def _s(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

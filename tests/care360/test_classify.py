@@ -10,8 +10,10 @@ import json
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cancelq.care360.classify import classify
+from cancelq.care360.classify import BAD_REQUEST_ERRORS, CASE_NOT_FOUND_ERROR, classify
 from cancelq.care360.client import Answer
 from cancelq.core.errors import RetryableError, TransientResponse
 from cancelq.core.lifecycle import Outcome
@@ -83,24 +85,64 @@ def test_documented_final_answers(status: int, body: bytes, expected: Outcome) -
 
 
 @pytest.mark.parametrize(
-    ("error", "expected"),
+    "error",
     [
-        pytest.param("CALENDAR EVENT ALREADY CANCELLED", Outcome.ALREADY_CANCELLED, id="upper"),
-        pytest.param("Calendar event was already canceled", Outcome.ALREADY_CANCELLED,
-                     id="us-spelling"),
-        pytest.param("calendar event has already been cancelled.", Outcome.ALREADY_CANCELLED,
-                     id="lower-with-period"),
-        pytest.param("CALENDAR EVENT NOT FOUND", Outcome.EVENT_NOT_FOUND, id="not-found-upper"),
-        pytest.param("Calendar event was not found", Outcome.EVENT_NOT_FOUND,
-                     id="not-found-reworded"),
+        pytest.param("CALENDAR EVENT ALREADY CANCELLED", id="upper"),
+        pytest.param("Calendar event was already canceled", id="us-spelling"),
+        pytest.param("calendar event has already been cancelled.", id="lower-with-period"),
+        pytest.param("CALENDAR EVENT NOT FOUND", id="not-found-upper"),
+        pytest.param("Calendar event was not found", id="not-found-reworded"),
         pytest.param("Only events with AGENTNAME 'custom' can be cancelled",
-                     Outcome.NOT_CUSTOM_EVENT, id="agentname-reworded"),
-        pytest.param("Calendar event is not a custom event", Outcome.NOT_CUSTOM_EVENT,
-                     id="custom-reworded"),
+                     id="agentname-reworded"),
+        pytest.param("Calendar event is not a custom event", id="custom-reworded"),
+        pytest.param("Upstream rejected a custom header", id="unrelated-mentions-custom"),
+        pytest.param("Calendar event not found ", id="trailing-space"),
     ],
 )
-def test_reworded_400s_still_classify(error: str, expected: Outcome) -> None:
-    assert classify(answer(400, bad_request(error))) is expected
+def test_only_the_exact_spec_texts_settle_a_400(error: str) -> None:
+    """A keyword match let an unrelated 400 that mentions 'custom' settle as not_custom_event:
+    only Care360's exact `error` texts decide; anything else is invalid_request."""
+    assert classify(answer(400, bad_request(error))) is Outcome.INVALID_REQUEST
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"message":"Not Found"}', id="gateway-json"),
+        pytest.param(b'{"status":404,"success":false,"message":"Invalid request",'
+                     b'"error":"No Case found"}', id="other-error-text"),
+        pytest.param(b'{"status":404,"success":false,"message":"Invalid request"}',
+                     id="no-error-field"),
+        pytest.param(b"<html>Not Found</html>", id="html"),
+    ],
+)
+def test_404_is_case_not_found_only_with_care360s_exact_body(body: bytes) -> None:
+    with pytest.raises(TransientResponse) as info:
+        classify(answer(404, body))
+    assert info.value.status == 404
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=300, deadline=None)
+def test_property_a_400_settles_only_on_a_spec_text(error: str) -> None:
+    outcome = classify(answer(400, bad_request(error)))
+    assert outcome is BAD_REQUEST_ERRORS.get(error, Outcome.INVALID_REQUEST)
+
+
+@given(st.integers(min_value=100, max_value=599), st.binary(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_property_any_answer_is_an_outcome_or_transient(status: int, body: bytes) -> None:
+    """Whatever the status and body: an Outcome, or TransientResponse; never another error,
+    and never a final 'not found' without the spec's exact text."""
+    try:
+        outcome = classify(answer(status, body))
+    except TransientResponse:
+        return
+    assert isinstance(outcome, Outcome)
+    if outcome is Outcome.CASE_NOT_FOUND:
+        assert answer(status, body).error == CASE_NOT_FOUND_ERROR
+    if outcome in (Outcome.ALREADY_CANCELLED, Outcome.NOT_CUSTOM_EVENT, Outcome.EVENT_NOT_FOUND):
+        assert status == 400 and answer(status, body).error in BAD_REQUEST_ERRORS
 
 
 @pytest.mark.parametrize(

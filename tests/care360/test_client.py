@@ -7,13 +7,13 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 from pydantic import SecretStr
 
-from cancelq.care360.client import Answer, Care360Client
+from cancelq.care360.client import RAW_BODY_LIMIT, TEXT_LIMIT, Answer, Care360Client
 from cancelq.core.errors import Care360Timeout, Care360Unreachable, TransportError
 from tests.conftest import API_KEY
 
@@ -210,3 +210,112 @@ def test_mapped_transport_error_carries_no_httpx_context() -> None:
     with pytest.raises(Care360Unreachable) as info:
         client.cancel(str(uuid.uuid4()), str(uuid.uuid4()))
     assert info.value.__context__ is None and info.value.__cause__ is None
+
+
+def _all_httpx_exceptions() -> list[type[Exception]]:
+    """Every exception class httpx defines (its public names), found, not listed by hand."""
+    found = []
+    for name in dir(httpx):
+        value = getattr(httpx, name)
+        if isinstance(value, type) and issubclass(value, Exception):
+            found.append(value)
+    return sorted(found, key=lambda cls: cls.__name__)
+
+
+def _raise(cls: type[Exception], request: httpx.Request) -> None:
+    if issubclass(cls, httpx.HTTPStatusError):
+        raise cls("bad", request=request, response=httpx.Response(500, request=request))
+    if issubclass(cls, httpx.RequestError):
+        raise cls(f"failed for {request.url}", request=request)
+    try:
+        raise cls(f"failed {request.headers.get('cv-api-key')}")  # worst case: key in text
+    except TypeError:  # the StreamError family takes no message
+        raise cls() from None
+
+
+def _frame_locals(exc: BaseException) -> list[object]:
+    values: list[object] = []
+    tb = exc.__traceback__
+    while tb is not None:
+        values.extend(tb.tb_frame.f_locals.values())
+        tb = tb.tb_next
+    return values
+
+
+def _holds_key(value: object, depth: int = 0) -> bool:
+    """The key in `value`, its repr, its headers, or (shallowly) its attributes."""
+    if depth > 3:
+        return False
+    if isinstance(value, httpx.Request):
+        return API_KEY in value.headers.get("cv-api-key", "")
+    if isinstance(value, httpx.Response):
+        return _holds_key(value._request, depth + 1)
+    if isinstance(value, SecretStr):
+        return False  # masked in every repr; reading it takes an explicit call
+    if isinstance(value, dict):
+        return any(_holds_key(v, depth + 1) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_key(v, depth + 1) for v in value)
+    try:
+        if API_KEY in repr(value):
+            return True
+    except Exception:
+        return False
+    closure = getattr(value, "__closure__", None) if callable(value) else None
+    return any(_holds_key(cell.cell_contents, depth + 1) for cell in closure or ())
+
+
+@pytest.mark.parametrize("cls", _all_httpx_exceptions(), ids=lambda c: c.__name__)
+def test_every_httpx_exception_is_mapped_with_no_key_anywhere(cls: type[Exception]) -> None:
+    """DecodingError, TooManyRedirects, StreamError, InvalidURL...: each becomes one of ours
+    (retryable), with no httpx exception as cause or context, and no frame of the traceback
+    holding the key (error reporters capture frame locals)."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        _raise(cls, request)
+        raise AssertionError("unreachable")
+
+    with pytest.raises(TransportError) as info:
+        make_client(handler).cancel(CASE, EVENT)
+    assert info.value.__context__ is None and info.value.__cause__ is None
+    assert API_KEY not in str(info.value) and API_KEY not in repr(info.value)
+    assert not any(_holds_key(value) for value in _frame_locals(info.value))
+
+
+def test_decoding_error_of_a_real_body_is_mapped() -> None:
+    """A body that does not decode as its Content-Encoding says raises httpx.DecodingError
+    while reading: mapped like any failed exchange."""
+    handler = lambda r: httpx.Response(  # noqa: E731
+        200, content=b"not gzip at all", headers={"Content-Encoding": "gzip"}
+    )
+    with pytest.raises(TransportError) as info:
+        make_client(handler).cancel(CASE, EVENT)
+    assert "DecodingError" in str(info.value)
+    assert info.value.__context__ is None
+
+
+def test_body_is_read_only_up_to_the_cap() -> None:
+    """A huge answer is streamed and read up to BODY_LIMIT bytes, never whole."""
+    pulled: list[int] = []
+
+    def endless() -> Iterator[bytes]:
+        for _ in range(10_000):  # 640 MB if read whole
+            pulled.append(1)
+            yield b"x" * 65_536
+
+    handler = lambda r: httpx.Response(400, content=endless())  # noqa: E731
+    got = make_client(handler).cancel(CASE, EVENT)
+    assert got.status == 400 and got.error is None
+    assert len(pulled) <= 2
+    assert len(got.raw_body) == RAW_BODY_LIMIT
+
+
+def test_error_and_message_are_stored_capped() -> None:
+    body = json.dumps({"status": 400, "success": False,
+                       "message": "m" * 5_000_000, "error": "e" * 100_000}).encode()
+    got = make_client(lambda r: httpx.Response(400, content=body)).cancel(CASE, EVENT)
+    # 5 MB of message is over the body cap: not JSON once cut, so nothing is parsed at all
+    assert got.message is None and got.error is None
+    small = json.dumps({"message": "m" * 20_000, "error": "e" * 20_000}).encode()
+    got = make_client(lambda r: httpx.Response(400, content=small)).cancel(CASE, EVENT)
+    assert got.message == "m" * TEXT_LIMIT and got.error == "e" * TEXT_LIMIT

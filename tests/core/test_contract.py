@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cancelq.core.contract import CancelRequest, canonical_uuid
 from cancelq.core.errors import InvalidInput
@@ -15,18 +17,53 @@ EVENT = "987fcdeb-51a2-43d7-9876-543210fedcba"
 
 @pytest.mark.parametrize(
     "text",
-    [
-        CASE,
-        CASE.upper(),
-        f"  {CASE}  ",
-        CASE.replace("-", ""),
-        "{" + CASE + "}",
-        "urn:uuid:" + CASE,
-    ],
-    ids=["lower", "upper", "padded", "no-hyphens", "braces", "urn"],
+    [CASE, CASE.upper(), f"  {CASE}  "],
+    ids=["lower", "upper", "padded"],
 )
 def test_canonical_uuid(text: str) -> None:
     assert canonical_uuid(text, "case_id") == CASE
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        CASE.replace("-", ""),
+        "{" + CASE + "}",
+        "urn:uuid:" + CASE,
+        CASE[:9] + CASE[9:].replace("-", "", 1) + "",  # a hyphen missing
+        CASE[:4] + "-" + CASE[4:8] + CASE[9:],  # a hyphen moved
+        "{" + CASE.replace("-", "") + "}",
+    ],
+    ids=["no-hyphens", "braces", "urn", "hyphen-missing", "hyphen-moved", "braced-bare"],
+)
+def test_only_the_canonical_spelling_is_accepted(text: str) -> None:
+    """Python's uuid.UUID takes all of these; the spec's ids are 8-4-4-4-12 only."""
+    with pytest.raises(InvalidInput) as info:
+        CancelRequest.parse(case_id=text, event_id=EVENT)
+    assert info.value.field == "case_id"
+    assert str(info.value).startswith("case_id: not a canonical UUID")
+    assert "\n" not in str(info.value)
+
+
+@given(st.uuids())
+@settings(max_examples=200, deadline=None)
+def test_property_a_uuid_is_accepted_in_exactly_its_canonical_spellings(value: uuid.UUID) -> None:
+    text = str(value)
+    assert canonical_uuid(text.upper(), "event_id") == text
+    for other in (value.hex, "{" + text + "}", value.urn):
+        with pytest.raises(InvalidInput):
+            canonical_uuid(other, "event_id")
+
+
+@given(st.text(max_size=80))
+@settings(max_examples=300, deadline=None)
+def test_property_any_text_is_a_canonical_uuid_or_one_line_naming_the_field(text: str) -> None:
+    try:
+        result = canonical_uuid(text, "case_id")
+    except InvalidInput as exc:
+        assert exc.field == "case_id" and "\n" not in str(exc)
+        return
+    assert str(uuid.UUID(result)) == result
 
 
 def test_canonical_uuid_accepts_uuid_objects() -> None:

@@ -199,3 +199,85 @@ def test_key_never_in_config_error(monkeypatch: pytest.MonkeyPatch, env: dict[st
         load_settings().require_api_key()
     assert API_KEY not in str(info.value)
     assert API_KEY not in repr(info.value)
+
+
+# -- issue 11: URLs are checked, and never shown with their password ------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["foo", "http://127.0.0.1:8080/", "redis://127.0.0.1:abc/0", "redis://h:6379/zero",
+     "redis://:pw@[::1", "sentinel://h:26379;redis://h2:6379"],
+)
+def test_bad_redis_url_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    message = _config_error(monkeypatch, REDIS_URL=value)
+    assert message.startswith("REDIS_URL: "), message
+    assert "pw@" not in message
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"CARE360_BASE_URL": "foo"}, "http(s)://"),
+        ({"CARE360_BASE_URL": "ftp://care360.example"}, "http(s)://"),
+        ({"CARE360_BASE_URL": "https://"}, "no host"),
+        ({"CARE360_BASE_URL": "http://care360.example"}, "CARE360_ALLOW_INSECURE"),
+        ({"CARE360_BASE_URL": "http://10.1.2.3:8360"}, "unencrypted"),
+    ],
+)
+def test_bad_care360_base_url_is_refused(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], says: str
+) -> None:
+    message = _config_error(monkeypatch, **env)
+    assert message.startswith("CARE360_BASE_URL: ") and says in message, message
+
+
+def test_plain_http_is_allowed_to_loopback_or_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARE360_BASE_URL", "http://localhost:8360")
+    assert load_settings().care360_base_url == "http://localhost:8360"
+    monkeypatch.setenv("CARE360_BASE_URL", "http://simulator:8360")
+    monkeypatch.setenv("CARE360_ALLOW_INSECURE", "1")
+    assert load_settings().care360_base_url == "http://simulator:8360"
+
+
+def test_an_empty_base_url_means_the_environment_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARE360_BASE_URL", "")
+    monkeypatch.setenv("CARE360_ENV", "production")
+    assert load_settings().care360_base_url == PRODUCTION
+
+
+def test_redis_password_never_in_repr_str_or_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://:hunter2-redis@cache:6379/0")
+    s = load_settings()
+    assert s.redis_url == "redis://:hunter2-redis@cache:6379/0"  # the value itself is intact
+    for text in (repr(s), str(s)):
+        assert "hunter2-redis" not in text and "redis://:***@cache:6379/0" in text
+    message = _config_error(monkeypatch, REDIS_URL="redis://:hunter2-redis@cache:port/0")
+    assert "hunter2-redis" not in message
+
+
+@pytest.mark.parametrize(
+    ("env", "prefix"),
+    [
+        ({}, ""),
+        ({"KEY_PREFIX": "acme"}, "acme"),
+        ({"KEY_PREFIX": "acme", "QUEUE_PREFIX": "q1"}, "q1"),
+        ({"QUEUE_PREFIX": ""}, ""),
+    ],
+)
+def test_queue_prefix(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], prefix: str) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().queue_prefix == prefix
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("BULK_MAX_FIELD_CHARS", "10"), ("BULK_MAX_LINE_BYTES", "lots"), ("QUEUE_PREFIX", "a b")],
+)
+def test_bulk_limits_and_queue_prefix_are_checked(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    assert _config_error(monkeypatch, **{name: value}).startswith(f"{name}: ")

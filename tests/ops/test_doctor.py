@@ -126,5 +126,6 @@ def test_an_unreadable_key_file_is_a_configuration_error(tmp_path: object) -> No
 def test_a_malformed_redis_url_is_a_configuration_error_that_hides_the_password() -> None:
     result = CliRunner().invoke(main, ["doctor"], env={"REDIS_URL": "redis://:pw@host:port:1/0"})
     assert result.exit_code == 2
-    assert result.output.startswith("cancelq: configuration error: REDIS_URL: not a valid")
+    assert result.output.startswith("cancelq: configuration error: REDIS_URL: ")
+    assert result.output.count("\n") == 1
     assert "pw" not in result.output

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from cancelq.core.contract import CancelRequest
 from cancelq.store.audit import AuditStore
 from cancelq.store.messages import build_task_message
-from cancelq.store.queues import REALTIME_QUEUE
 from cancelq.store.records import Attempt
 
 MARKUP_REASON = "moved [/x] to [bold]next week[/bold]"
@@ -31,8 +30,8 @@ def add_job(store: AuditStore, *, run_id: str | None = None, reason: str | None 
     request = CancelRequest.parse(case_id=str(uuid.uuid4()), event_id=str(uuid.uuid4()),
                                   run_id=run_id, reason=reason)
     message = build_task_message({"job_id": job_id, **request.model_dump(exclude_none=True)},
-                                 queue=REALTIME_QUEUE, task_id=job_id)
-    assert store.enqueue(job_id, request, message, queue=REALTIME_QUEUE, now=now) is not None
+                                 queue=store.queues.realtime, task_id=job_id)
+    assert store.enqueue(job_id, request, message, queue=store.queues.realtime, now=now) is not None
     return job_id
 
 
@@ -42,8 +41,8 @@ def finish(store: AuditStore, job_id: str, *, status: int, error: str | None, ou
     assert record is not None
     request = CancelRequest.parse(case_id=record.case_id, event_id=record.event_id,
                                   run_id=record.run_id)
-    begun = store.begin(job_id, request, max_attempts=8, queue=REALTIME_QUEUE,
-                        queue_key=REALTIME_QUEUE, owner="seed", lease_seconds=30)
+    begun = store.begin(job_id, request, max_attempts=8, queue=store.queues.realtime,
+                        queue_key=store.queues.realtime, owner="seed", lease_seconds=30)
     attempt = Attempt(number=begun.attempt, started_at=time.time(), duration_ms=12.0,
                       http_status=status, error_class="TransientResponse" if dead else None,
                       error=error, verdict=outcome)

@@ -7,6 +7,7 @@ from rich.console import Console
 
 from cancelq.store.audit import AuditStore
 from cancelq.store.keys import Keys
+from cancelq.store.queues import Queues
 from producers.dev.demo import DEMO_KEYS_TTL, expire_demo_keys, summary_table
 from tests.producers.seed import seed
 
@@ -14,8 +15,9 @@ from tests.producers.seed import seed
 def test_the_keys_a_demo_leaves_expire_and_nothing_else_is_touched(
     fake_redis: fakeredis.FakeRedis,
 ) -> None:
-    seed(AuditStore(fake_redis, Keys("demo-1")))  # records, indexes, counters, queue lists
-    fake_redis.hset("_kombu.binding.cancellations", "x", "y")
+    # records, indexes, counters and queue lists of a demo deployment
+    seed(AuditStore(fake_redis, Keys("demo-1"), Queues.for_prefix("demo-1")))
+    fake_redis.hset("_kombu.binding.demo-1.cancellations", "x", "y")
     fake_redis.hset("unacked", "tag", "message")
     fake_redis.set("demo-1:calls:123", "1", ex=60)  # already expires: keeps its TTL
     fake_redis.set("demo-2:job:other", "another demo's key")
@@ -27,7 +29,7 @@ def test_the_keys_a_demo_leaves_expire_and_nothing_else_is_touched(
     left = {key for key in fake_redis.scan_iter() if fake_redis.ttl(key) == -1}
     assert left == {"demo-2:job:other", "c360:job:real"}
     assert applied == len(before) - 2 and applied > 10
-    assert "cancellations" in before and fake_redis.ttl("cancellations") > 0
+    assert "demo-1.cancellations" in before and fake_redis.ttl("demo-1.cancellations") > 0
     day = int(DEMO_KEYS_TTL.total_seconds())
     assert day - 5 <= fake_redis.ttl("demo-1:stats") <= day
     assert fake_redis.ttl("demo-1:calls:123") <= 60

@@ -258,7 +258,8 @@ def render(b: Bench, load_before: tuple[float, ...], sizes: str) -> str:
     lines += simple_section(r, FAKE, "The fake Care360 API alone",
                             ["req/s", "fake cpu ms/req", "client cpu ms/req"],
                             intro="So that it is not the bottleneck: one aiohttp client "
-                                  "process against the fake, nothing else running.")
+                                  "process against the fake, before the other scenarios "
+                                  "start (no other bench process running).")
     lines += throughput_section(r)
     lines += cpu_section(r)
     lines += latency_section(r, b.sizes.latency_rows) if r.rows(LATENCY_TABLE) else []

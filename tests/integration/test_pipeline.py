@@ -336,8 +336,11 @@ def test_sigkill_mid_batch_loses_no_job(
 
     broker = redis.Redis.from_url(redis_url)
     try:
-        wait_for(lambda: broker.hlen("unacked") == 0, timeout=10)
-        assert broker.llen(REALTIME_QUEUE) == 0
+        # A killed attempt can come back twice: kombu redelivers its message after the
+        # visibility timeout and the reaper requeues its expired lease. The second copy finds
+        # the job settled and is acked without a call; poll until the queue has drained.
+        wait_for(lambda: broker.hlen("unacked") == 0 and broker.llen(REALTIME_QUEUE) == 0,
+                 timeout=30)
     finally:
         broker.close()
 

@@ -27,7 +27,6 @@ import os
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -35,6 +34,7 @@ from redis.retry import Retry
 
 from cancelq.core.lifecycle import State
 from cancelq.store.audit import AuditStore
+from cancelq.store.codec import decode_text
 from cancelq.store.queues import BULK_QUEUE, PRIORITY_STEPS, REALTIME_QUEUE, queue_key
 
 QUEUES: tuple[str, ...] = (REALTIME_QUEUE, BULK_QUEUE)
@@ -191,7 +191,7 @@ def queue_heads(
     fields = ("state", "created_at", "updated_at", "next_attempt_at")
     result = {name: QueueHead(name, None, None) for name in queues}
     for (name, job), values in zip(known, pipe.execute() if known else [], strict=True):
-        record = {k: _s(v) for k, v in zip(fields, values, strict=True) if v is not None}
+        record = {k: decode_text(v) for k, v in zip(fields, values, strict=True) if v is not None}
         since = waiting_since(record)
         if since is None:
             continue
@@ -290,6 +290,3 @@ def check(store: AuditStore, *, max_age: float, selector: Selector = Selector())
     return judge(read_heartbeats(store), queue_heads(store, now), now=now, max_age=max_age,
                  selector=selector)
 
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -17,10 +17,10 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from cancelq.core.errors import CancelqError, InvalidInput
 from cancelq.store.audit import AuditStore
+from cancelq.store.codec import decode_text
 
 MIN_INPUT_DIGITS = 4
 SHORT_MIN_CHARS = 8
@@ -118,7 +118,7 @@ def _matching(store: AuditStore, prefix: str) -> list[str]:
         cursor, page = store.redis.zscan(
             store.keys.index_all, cursor, match=f"{prefix}*", count=SCAN_COUNT
         )
-        found.extend(_s(member) for member, _score in page)
+        found.extend(decode_text(member) for member, _score in page)
         if cursor == 0 or len(found) > MAX_CANDIDATES:
             return list(dict.fromkeys(found))
 
@@ -156,6 +156,3 @@ def _common(a: str, b: str) -> int:
         n += 1
     return n
 
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -47,6 +47,7 @@ from cancelq.ops.health import QUEUES, queue_heads, read_heartbeats
 from cancelq.ops.stats import snapshot
 from cancelq.pipeline.gates import Defer, EndWithoutCall, Gate, GateVerdict, Proceed
 from cancelq.store.audit import AuditStore
+from cancelq.store.codec import decode_text
 
 #: Seconds; Care360 answers in tens of ms, a timeout is CARE360_TIMEOUT_SECONDS (10 s).
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -336,8 +337,5 @@ def serve(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> WSGI
 
 
 def _decode(raw: dict[Any, Any]) -> dict[str, str]:
-    return {_s(k): _s(v) for k, v in raw.items()}
+    return {decode_text(k): decode_text(v) for k, v in raw.items()}
 
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -211,6 +211,8 @@ def process_file(
     if not lock.acquire():
         return FileResult(name, "skipped", detail="another worker holds it")
     try:
+        if not os.path.lexists(path):  # listed, then finished by another worker before we locked
+            return FileResult(name, "skipped", detail="already taken")
         claimed = inbox.processing / name
         if path.parent != inbox.processing:
             if os.path.lexists(claimed):  # an earlier file of that name is still to be finished

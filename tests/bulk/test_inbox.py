@@ -205,3 +205,16 @@ def test_a_lock_lost_to_another_worker_is_reported_not_hidden(
     result = process_file(fake_store, inbox, path, requested_by="t", lock_seconds=30)
     assert result.status == "processed"
     assert fake_store.redis.get(fake_store.keys.cleanup_lock("y.csv")) is None  # released
+
+
+def test_a_leftover_finished_by_another_worker_after_listing_is_skipped(
+    fake_store: AuditStore, tmp_path: Path
+) -> None:
+    """Listed in processing/ by one worker, finished and moved away by another before the
+    first takes its lock: the first skips it (it used to record it `failed` a second time)."""
+    inbox = Inbox(tmp_path)
+    inbox.prepare()
+    gone = inbox.processing / "done-elsewhere.csv"  # listed a moment ago, no longer there
+    result = process_file(fake_store, inbox, gone, requested_by="t", lock_seconds=30)
+    assert (result.status, result.detail) == ("skipped", "already taken")
+    assert list(inbox.failed.iterdir()) == []

@@ -1,0 +1,21 @@
+"""The README's layout table names every module, so the folder list and the table agree."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_module_of_the_layers_is_in_the_readme_layout_table() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## Layout"):readme.index("## Configuration")]
+    named = set(re.findall(r"`([\w/]+\.py)`", table))
+    modules = {
+        str(path.relative_to(ROOT))
+        for package in ("cancelq", "worker", "producers")
+        for path in (ROOT / package).rglob("*.py")
+        if path.name != "__init__.py" and "cli" not in path.parts
+    }
+    assert sorted(modules - named) == []

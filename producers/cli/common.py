@@ -117,9 +117,12 @@ class CancelqGroup(click.Group):
 
 
 @contextmanager
-def store_from_env() -> Iterator[tuple[Settings, AuditStore]]:
+def store_from_env(*, probe_first: bool = True) -> Iterator[tuple[Settings, AuditStore]]:
+    """The settings and the audit store; `probe_first=False` for `doctor`, whose own Redis
+    check reports an unreachable Redis as a failed check instead of one error line."""
     settings = load_settings()
-    probe(settings)  # one quick PING: a wrong REDIS_URL fails here, in seconds, in one line
+    if probe_first:
+        probe(settings)  # one quick PING: a wrong REDIS_URL fails here, in seconds, in one line
     store = audit_store(settings)
     try:
         yield settings, store

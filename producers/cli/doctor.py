@@ -34,7 +34,7 @@ def doctor(as_json: bool) -> None:
     whether the API answers and whether it accepts the key. Secrets are never
     printed. A warning does not fail the check; exit 1 means one check failed.
     """
-    with store_from_env() as (settings, store):
+    with store_from_env(probe_first=False) as (settings, store):
         shown = effective_settings(settings)
         checks = run_checks(settings, store)
     if as_json:

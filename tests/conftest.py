@@ -160,6 +160,8 @@ def worker_env(redis_url: str, simulator_url: str, **overrides: Any) -> dict[str
         CANCEL_LEASE_SECONDS="3",
         RETRY_SCHEDULER_INTERVAL_SECONDS="0.1",
         PYTHONUNBUFFERED="1",
+        # one process per worker: tests count, kill and read the logs of the process they start
+        WORKER_PROCESSES="1",
     )
     env.update({k: str(v) for k, v in overrides.items()})
     return env

@@ -30,6 +30,7 @@ from cancelq.store.connections import probe
 from worker.flower_auth import install_flower_guard
 from worker.safe_conf import install_masked_conf
 from worker.scheduler import RetrySchedulerStep
+from worker.siblings import SiblingsStep
 from worker.telemetry import TelemetryStep
 
 log = logging.getLogger("cancelq.worker")
@@ -38,6 +39,7 @@ app = Celery("cancelq", include=["worker.tasks"])
 app.config_from_object("celeryconfig")
 app.steps["worker"].add(RetrySchedulerStep)
 app.steps["worker"].add(TelemetryStep)  # heartbeat for `cancelq health`, metrics
+app.steps["worker"].add(SiblingsStep)  # WORKER_PROCESSES consumers from one command
 install_flower_guard(app)
 install_masked_conf(app)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per outcome is ours to log

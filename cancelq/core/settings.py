@@ -7,6 +7,7 @@ is a `SecretStr`: its repr is masked, so it cannot leak through a log line or a 
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -80,6 +81,8 @@ class Settings(BaseSettings):
         DEFAULT_BREAKER_PROBE_SECONDS, gt=0, alias="CARE360_BREAKER_PROBE_SECONDS"
     )
     worker_concurrency: int = Field(32, ge=1, le=512, alias="WORKER_CONCURRENCY")
+    #: consumer processes per `celery -A worker worker` (worker/siblings.py); None: the CPU count
+    worker_processes: int | None = Field(None, ge=1, le=64, alias="WORKER_PROCESSES")
     scheduler_interval_seconds: float = Field(0.5, gt=0, alias="RETRY_SCHEDULER_INTERVAL_SECONDS")
     key_prefix: str = Field(
         DEFAULT_KEY_PREFIX, min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", alias="KEY_PREFIX"
@@ -144,6 +147,11 @@ class Settings(BaseSettings):
                 "CANCEL_LEASE_SECONDS: must be longer than CARE360_TIMEOUT_SECONDS"
             )
         return self
+
+    @property
+    def processes(self) -> int:
+        """Consumer processes per worker command: WORKER_PROCESSES, else one per CPU."""
+        return self.worker_processes or os.cpu_count() or 1
 
     @property
     def retention_seconds(self) -> float:

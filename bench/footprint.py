@@ -85,8 +85,11 @@ def run_rss(b: Bench) -> None:
     row = "`celery -A worker worker`"
     try:
         with stack(b.checkout, fake.url, b.logs) as s:
+            # the breaker off: with it, the 500s open it and the jobs wait without using an
+            # attempt, so none would ever reach `retrying` (the state this scenario fills)
             worker = s.start_worker(CANCEL_RETRY_BASE_SECONDS="600",
-                                    CANCEL_RETRY_MAX_SECONDS="600")
+                                    CANCEL_RETRY_MAX_SECONDS="600",
+                                    CARE360_BREAKER_FAILURES="0")
             s.warm_up(worker, rows=retrying)
             b.results.add(TABLE_RSS, row, "warm MB", settled_rss(worker.pid))
             fake.configure(status=500)

@@ -1,12 +1,13 @@
-"""Both cores from the default worker command: `WORKER_PROCESSES - 1` sibling consumers.
+"""More cores from one worker command: `WORKER_PROCESSES - 1` sibling consumers.
 
 Why: one worker process is bound by the GIL (Celery's consumer loop, kombu, the Redis and HTTP
-clients all run Python), so on a machine with two cores `celery -A worker worker` used one.
-The threads pool has no child processes of its own; this bootstep starts the same command
-again, `WORKER_PROCESSES - 1` times (default: one process per CPU), each a full consumer with
-its own node name (`<name>-s<i>@<host>`), its own prefetch and acks. Every guarantee is per
-message and lives in Redis (acks, the unacked hash, the delayed set, leases, the shared rate
-limit and breaker), so N consumers keep them as N separately started workers do.
+clients all run Python), so one `celery -A worker worker` uses one core at most. The threads
+pool has no child processes of its own; this bootstep starts the same command again,
+`WORKER_PROCESSES - 1` times (default 1: no sibling; 0: one process per CPU), each a full
+consumer with its own node name (`<name>-s<i>@<host>`), its own prefetch and acks. Every
+guarantee is per message and lives in Redis (acks, the unacked hash, the delayed set, leases,
+the shared rate limit and breaker), so N consumers keep them as N separately started workers
+do.
 
 The siblings:
 - are started with `WORKER_PROCESSES=1`, so they start no siblings of their own;

@@ -81,8 +81,10 @@ class Settings(BaseSettings):
         DEFAULT_BREAKER_PROBE_SECONDS, gt=0, alias="CARE360_BREAKER_PROBE_SECONDS"
     )
     worker_concurrency: int = Field(32, ge=1, le=512, alias="WORKER_CONCURRENCY")
-    #: consumer processes per `celery -A worker worker` (worker/siblings.py); None: the CPU count
-    worker_processes: int | None = Field(None, ge=1, le=64, alias="WORKER_PROCESSES")
+    #: consumer processes per `celery -A worker worker` (worker/siblings.py); 0: the CPU count.
+    #: 1 by default: on the 2-core bench machine, shared with Redis and the API, a second
+    #: process measured no faster and cost ~115 MB (docs/benchmarks.md)
+    worker_processes: int = Field(1, ge=0, le=64, alias="WORKER_PROCESSES")
     scheduler_interval_seconds: float = Field(0.5, gt=0, alias="RETRY_SCHEDULER_INTERVAL_SECONDS")
     key_prefix: str = Field(
         DEFAULT_KEY_PREFIX, min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", alias="KEY_PREFIX"
@@ -150,7 +152,7 @@ class Settings(BaseSettings):
 
     @property
     def processes(self) -> int:
-        """Consumer processes per worker command: WORKER_PROCESSES, else one per CPU."""
+        """Consumer processes per worker command: WORKER_PROCESSES, or one per CPU for 0."""
         return self.worker_processes or os.cpu_count() or 1
 
     @property

@@ -327,12 +327,12 @@ def test_sigkill_mid_batch_loses_no_job(
         records = real_store.get_many(list(jobs.values()), with_attempts=False)
         return len(records) == len(jobs) and all(r.state in FINAL_STATES for r in records)
 
-    wait_for(all_final, timeout=45)
-    recovery = time.monotonic() - killed_at
-    # redelivery waits for the visibility timeout (4 s) plus one sweep interval derived from
-    # it (1 s), plus worker start-up; kombu's stock sweep (every 10th call of a 10 s timer)
-    # would take ~100 s. The bound is loose so a loaded machine does not fail it.
-    assert recovery < 35, f"recovered in {recovery:.1f}s"
+    # Recovery comes from the reaper (the lease, 3 s in tests) or kombu's redelivery (the
+    # visibility timeout, 4 s, plus one sweep derived from it), plus worker start-up. kombu's
+    # stock sweep (every 10th call of a 10 s timer) would take ~100 s or more: the deadline
+    # sits well below that, and well above what a loaded 2-core machine needs.
+    wait_for(all_final, timeout=75)
+    recovery = time.monotonic() - killed_at  # reported in a failure message below
 
     broker = redis.Redis.from_url(redis_url)
     try:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import fakeredis
+import httpx
 import pytest
 import redis
 
@@ -215,3 +216,16 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
         time.sleep(interval)
         value = predicate()
     return value
+
+
+def wait_for_http(process: subprocess.Popen[Any], url: str, log: Path, timeout: float = 30) -> None:
+    """Poll `url` until it answers 200, failing with the process's log if it exits first."""
+    def up() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"{process.args!r} exited:\n{log.read_text(errors='replace')}")
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(up, timeout=timeout, interval=0.2)

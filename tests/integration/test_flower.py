@@ -23,7 +23,15 @@ from cancelq.core.contract import TASK_NAME, CancelRequest
 from cancelq.store.audit import AuditStore
 from producers.dev.local_redis import free_port
 from producers.enqueue import submit
-from tests.conftest import API_KEY, ROOT, Simulator, WorkerFactory, wait_for, worker_env
+from tests.conftest import (
+    API_KEY,
+    ROOT,
+    Simulator,
+    WorkerFactory,
+    wait_for,
+    wait_for_http,
+    worker_env,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -55,16 +63,8 @@ def flower(redis_url: str, simulator: Simulator, tmp_path: Path) -> Iterator[str
         )
     url = f"http://127.0.0.1:{port}"
 
-    def up() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"flower exited:\n{log.read_text()}")
-        try:
-            return httpx.get(f"{url}/healthcheck", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        wait_for(up, timeout=30, interval=0.2)
+        wait_for_http(process, f"{url}/healthcheck", log)
         yield url
     finally:
         process.terminate()

@@ -12,7 +12,14 @@ import httpx
 import pytest
 
 from producers.dev.local_redis import free_port
-from tests.conftest import API_KEY, ROOT, Simulator, WorkerFactory, wait_for, worker_env
+from tests.conftest import (
+    API_KEY,
+    ROOT,
+    Simulator,
+    WorkerFactory,
+    wait_for_http,
+    worker_env,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -45,15 +52,8 @@ def test_flower_started_elsewhere_still_requires_its_login(
         )
     url = f"http://127.0.0.1:{port}"
 
-    def up() -> bool:
-        assert process.poll() is None, log.read_text()
-        try:
-            return httpx.get(f"{url}/healthcheck", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        wait_for(up, timeout=30, interval=0.2)
+        wait_for_http(process, f"{url}/healthcheck", log)
         for path in ("/", "/tasks", "/tasks/datatable", "/api/workers"):
             assert httpx.get(url + path, timeout=5).status_code == 401, path
         assert httpx.get(url + "/tasks", auth=("ops", "pw-elsewhere"), timeout=5).status_code \

@@ -323,15 +323,22 @@ def test_sigkill_mid_batch_loses_no_job(
     control.set_faults(latency_ms=0)
     start_worker(**env)
 
+    still_open: list[str] = []
+
     def all_final() -> bool:
-        records = real_store.get_many(list(jobs.values()), with_attempts=False)
-        return len(records) == len(jobs) and all(r.state in FINAL_STATES for r in records)
+        records = real_store.get_many(list(jobs.values()))
+        still_open[:] = [f"{r.job_id[:8]} {r.state.value} {[a.error_class for a in r.attempts]}"
+                         for r in records if r.state not in FINAL_STATES]
+        return len(records) == len(jobs) and not still_open
 
     # Recovery comes from the reaper (the lease, 3 s in tests) or kombu's redelivery (the
     # visibility timeout, 4 s, plus one sweep derived from it), plus worker start-up. kombu's
     # stock sweep (every 10th call of a 10 s timer) would take ~100 s or more: the deadline
     # sits well below that, and well above what a loaded 2-core machine needs.
-    wait_for(all_final, timeout=75)
+    try:
+        wait_for(all_final, timeout=75)
+    except AssertionError:
+        raise AssertionError(f"still open after 75 s: {still_open}") from None
     recovery = time.monotonic() - killed_at  # reported in a failure message below
 
     broker = redis.Redis.from_url(redis_url)

@@ -1,7 +1,10 @@
 """The message contract: what a cancellation request is, for every producer in any language.
 
 Task `cancellations.cancel_calendar_event`, JSON only, keyword arguments `job_id`, `case_id`,
-`event_id` and optional `run_id`, `requested_by`, `reason`. Validation lives here so that the
+`event_id` and optional `run_id`, `requested_by`, `reason`. Bulk intake sends many jobs per
+message instead (`BATCH_TASK_NAME`: keyword arguments `jobs`, a list of objects with
+`job_id`, `case_id`, `event_id` and optional `reason`, and optional `run_id`, `requested_by`
+common to all of them); foreign producers keep the one-job task. Validation lives here so that the
 Python producer, the CLI, bulk intake and the task itself refuse the same inputs with the
 same one-line message naming the field.
 """
@@ -17,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from cancelq.core.errors import InvalidInput
 
 TASK_NAME = "cancellations.cancel_calendar_event"
+BATCH_TASK_NAME = "cancellations.cancel_calendar_events"
+#: jobs one batch message may carry; a longer `jobs` list is refused whole
+MAX_BATCH_JOBS = 1000
 MAX_TEXT = 200
 MAX_REASON = 1000
 

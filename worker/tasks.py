@@ -1,6 +1,7 @@
 """The Celery tasks, thin on purpose: each validates its arguments and calls plain functions.
 
     cancel_calendar_event   one attempt of one job (`cancelq.pipeline.attempt`)
+    cancel_calendar_events  one attempt of each job of a bulk batch (`cancelq.pipeline.batch`)
     process_inbox_task      beat's inbox files -> bulk runs (`cancelq.bulk.inbox`)
 """
 
@@ -8,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from celery import Task
 from celery.exceptions import Reject
@@ -17,9 +19,10 @@ from redis.exceptions import RedisError
 
 from cancelq.bulk.inbox import process_inbox
 from cancelq.bulk.intake import Limits
-from cancelq.core.contract import TASK_NAME, CancelRequest
+from cancelq.core.contract import BATCH_TASK_NAME, TASK_NAME, CancelRequest, read_batch, read_job
 from cancelq.core.errors import InvalidInput
-from cancelq.pipeline.attempt import reject_invalid, run_attempt
+from cancelq.pipeline.attempt import AttemptResult, reject_invalid, run_attempt
+from cancelq.pipeline.batch import run_batch
 from cancelq.pipeline.runtime import Runtime, get_runtime
 from cancelq.store.messages import build_task_message
 from worker.beat import CLEANUP_TASK
@@ -44,30 +47,77 @@ def cancel_calendar_event(
     reason: str | None = None,
     **unknown: Any,
 ) -> str:
+    """One job (real-time, retries, replays, foreign producers): one attempt."""
     rt = get_runtime()
-    delivery = self.request.delivery_info or {}
-    # never the message's word for where it goes back to: one of our queues
-    queue = rt.store.queues.known(delivery.get("routing_key"))
-    priority = _priority(delivery.get("priority"))
+    queue, priority = _origin(rt, self)
     job_id = job_id if isinstance(job_id, str) and job_id else str(self.request.id)
     fields = {"case_id": case_id, "event_id": event_id, "run_id": run_id,
               "requested_by": requested_by, "reason": reason}
-    try:
-        if unknown:
-            raise InvalidInput(sorted(unknown)[0], "unknown field")
-        request = CancelRequest.parse(**fields)
-    except InvalidInput as exc:
-        text = {k: str(v) for k, v in fields.items() if isinstance(v, str)}
-        return reject_invalid(rt, job_id, text, str(exc), queue=queue).summary()
+    job = read_job(job_id, fields, unknown)
+    if job.request is None:
+        return reject_invalid(rt, job_id, job.fields, job.problem or "", queue=queue).summary()
+    request = job.request
     try:
         return run_attempt(rt, job_id, request, queue=queue, priority=priority).summary()
     except RedisError as exc:
-        # The audit store is unreachable: hand the message back rather than ack it unrecorded.
-        log.warning("job %s: audit store unavailable (%s); requeued", job_id, type(exc).__name__)
-        time.sleep(REQUEUE_PAUSE_SECONDS)
-        raise Reject(str(exc), requeue=True) from None
+        _requeue(job_id, exc)
     except Exception as exc:  # anything else: the job must not stay stuck
-        return _after_error(rt, job_id, request, queue, priority, exc)
+        return _after_error(rt, [(job_id, request)], queue, priority, exc)
+
+
+@app.task(name=BATCH_TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
+def cancel_calendar_events(
+    self: Task[Any, Any],
+    /,
+    jobs: object = None,
+    run_id: str | None = None,
+    requested_by: str | None = None,
+    **unknown: Any,
+) -> str:
+    """Many bulk jobs in one message (`cancelq.pipeline.batch`): one attempt each, at once."""
+    rt = get_runtime()
+    queue, priority = _origin(rt, self)
+    batch_id = str(self.request.id)
+    try:
+        if unknown:
+            raise InvalidInput(sorted(unknown)[0], "unknown field")
+        submitted = read_batch(jobs, {"run_id": run_id, "requested_by": requested_by}, batch_id)
+    except InvalidInput as exc:  # nothing to run: the message itself is recorded, refused
+        return reject_invalid(rt, batch_id, {}, str(exc), queue=queue).summary()
+    valid = [(job.job_id, job.request) for job in submitted if job.request is not None]
+    for job in submitted:
+        if job.request is None:
+            reject_invalid(rt, job.job_id, job.fields, job.problem or "", queue=queue)
+    try:
+        results = run_batch(rt, valid, rt.batch_caller, queue=queue, priority=priority)
+    except RedisError as exc:
+        _requeue(f"batch {batch_id}", exc)
+    except Exception as exc:  # anything else: no job of the batch may stay stuck
+        return _after_error(rt, valid, queue, priority, exc)
+    return _tally(results, refused=len(submitted) - len(valid))
+
+
+def _origin(rt: Runtime, task: Task[Any, Any]) -> tuple[str, int]:
+    """The queue and priority the message came from: never the message's word for where it
+    goes back to, always one of our queues."""
+    delivery = task.request.delivery_info or {}
+    return rt.store.queues.known(delivery.get("routing_key")), _priority(delivery.get("priority"))
+
+
+def _requeue(what: str, exc: RedisError) -> NoReturn:
+    """The audit store is unreachable: hand the message back rather than ack it unrecorded."""
+    log.warning("%s: audit store unavailable (%s); requeued", what, type(exc).__name__)
+    time.sleep(REQUEUE_PAUSE_SECONDS)
+    raise Reject(str(exc), requeue=True) from None
+
+
+def _tally(results: list[AttemptResult], *, refused: int) -> str:
+    """What Flower shows for a batch: how many jobs ended how."""
+    counts = Counter(result.outcome or result.state for result in results)
+    if refused:
+        counts["refused"] += refused
+    parts = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+    return f"{len(results) + refused} jobs: {parts}"
 
 
 def _priority(value: object) -> int:
@@ -78,21 +128,24 @@ def _priority(value: object) -> int:
 
 
 def _after_error(
-    rt: Runtime, job_id: str, request: CancelRequest, queue: str, priority: int, exc: Exception
+    rt: Runtime, jobs: list[tuple[str, CancelRequest]], queue: str, priority: int,
+    exc: Exception,
 ) -> str:
-    """Something unforeseen escaped the attempt: bring the job back later, never lose it.
+    """Something unforeseen escaped the attempt: bring the jobs back later, never lose one.
 
     The class name only is logged (a foreign exception's text may carry the request). If
-    the attempt had begun, its lease runs out and the reaper makes it a retry; this
-    deferral covers a job that had not begun (it would otherwise wait for no message).
+    an attempt had begun, its lease runs out and the reaper makes it a retry; this deferral
+    covers a job that had not begun (it would otherwise wait for no message); a job already
+    settled is left as it is (`defer` does nothing to it).
     """
-    log.error("job %s: unexpected %s; tried again in %.0fs",
-              job_id, type(exc).__name__, ERROR_RETRY_SECONDS)
-    message = build_task_message(
-        {"job_id": job_id, **request.model_dump(exclude_none=True)},
-        queue=queue, priority=priority,
-    )
-    rt.store.defer(job_id, delay_seconds=ERROR_RETRY_SECONDS, message=message)
+    log.error("%d job(s) (first %s): unexpected %s; tried again in %.0fs",
+              len(jobs), jobs[0][0] if jobs else "-", type(exc).__name__, ERROR_RETRY_SECONDS)
+    for job_id, request in jobs:
+        message = build_task_message(
+            {"job_id": job_id, **request.model_dump(exclude_none=True)},
+            queue=queue, priority=priority,
+        )
+        rt.store.defer(job_id, delay_seconds=ERROR_RETRY_SECONDS, message=message)
     return f"error: {type(exc).__name__}"
 
 

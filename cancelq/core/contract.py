@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -125,3 +127,52 @@ def _as_invalid_input(exc: ValidationError) -> InvalidInput:
     elif error["type"] == "extra_forbidden":
         message = "unknown field"
     return InvalidInput(field, message)
+
+
+#: fields of one job in a batch message (`run_id` and `requested_by` are the batch's)
+BATCH_JOB_FIELDS = ("job_id", "case_id", "event_id", "reason")
+REQUEST_FIELDS = ("case_id", "event_id", "run_id", "requested_by", "reason")
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """One job as a message gave it: valid (`request`), or refused (`problem`) with its text
+    fields kept for the record of why (a refused job is recorded, never dropped)."""
+
+    job_id: str
+    request: CancelRequest | None
+    problem: str | None
+    fields: dict[str, str]
+
+
+def read_job(job_id: str, fields: Mapping[str, object], unknown: Mapping[str, object]
+             ) -> Submitted:
+    """Validate one job's fields; `unknown`: any other keyword the message had."""
+    text = {k: v for k, v in fields.items() if isinstance(v, str)}
+    try:
+        if unknown:
+            raise InvalidInput(sorted(unknown)[0], "unknown field")
+        return Submitted(job_id, CancelRequest.parse(**fields), None, text)
+    except InvalidInput as exc:
+        return Submitted(job_id, None, str(exc), text)
+
+
+def read_batch(jobs: object, common: Mapping[str, object], batch_id: str) -> list[Submitted]:
+    """The jobs of a batch message; raises `InvalidInput` when `jobs` is no list of objects.
+
+    A job without a usable `job_id` gets one derived from the message id and its place, so
+    a redelivered copy of the message names the same job.
+    """
+    if not isinstance(jobs, list) or not all(isinstance(job, dict) for job in jobs):
+        raise InvalidInput("jobs", "must be a list of objects")
+    if len(jobs) > MAX_BATCH_JOBS:
+        raise InvalidInput("jobs", f"more than {MAX_BATCH_JOBS} jobs in one message")
+    out: list[Submitted] = []
+    for index, job in enumerate(jobs):
+        job_id = job.get("job_id")
+        if not isinstance(job_id, str) or not job_id:
+            job_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"cancelq:{batch_id}:{index}"))
+        fields = {name: job.get(name) for name in BATCH_JOB_FIELDS[1:]}
+        unknown = {k: v for k, v in job.items() if k not in BATCH_JOB_FIELDS}
+        out.append(read_job(job_id, {**common, **fields}, unknown))
+    return out

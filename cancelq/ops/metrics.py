@@ -127,6 +127,10 @@ def gate_name(gate: object) -> str:
     return words.removesuffix("_gate") or words
 
 
+#: calls timed at once at most (a worker's in-flight calls; entries of calls never made)
+MAX_TIMED = 10_000
+
+
 class CountingGate:
     """A `Gate` around another: counts the jobs it defers or ends, changes nothing."""
 
@@ -134,6 +138,7 @@ class CountingGate:
         self.inner = inner
         self.name = gate_name(inner)
         self.metrics = metrics
+        self.per_batch = inner.per_batch
 
     def __repr__(self) -> str:
         return f"CountingGate({self.inner!r})"
@@ -153,27 +158,32 @@ class CountingGate:
 class CallTimer:
     """The last `Gate`: starts the clock on the go-ahead, stops it on the answer.
 
-    Per thread (a threads-pool worker runs one attempt per thread at a time). A go-ahead
-    that leads to no call (the job was already settled) is simply overwritten by the next.
+    Per job, not per thread: a batch has many calls in flight on one thread. A go-ahead that
+    leads to no call (the job was already settled) leaves an entry that the next go-ahead
+    for that job overwrites; the table is bounded by `MAX_TIMED` all the same.
     """
+
+    per_batch = False  # every call is timed
 
     def __init__(self, metrics: WorkerMetrics) -> None:
         self.metrics = metrics
-        self._local = threading.local()
+        self._started: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return "CallTimer()"
 
     def before_call(self, job_id: str, request: CancelRequest, queue: str) -> GateVerdict:
-        self._local.started = (job_id, time.perf_counter())
+        with self._lock:
+            if len(self._started) >= MAX_TIMED:
+                self._started.clear()
+            self._started[job_id] = time.perf_counter()
         return Proceed()
 
     def after_answer(self, job_id: str, status: int | None, outcome: str | None) -> None:
-        started = getattr(self._local, "started", None)
-        self._local.started = None
-        seconds = None
-        if started is not None and started[0] == job_id:
-            seconds = time.perf_counter() - started[1]
+        with self._lock:
+            started = self._started.pop(job_id, None)
+        seconds = None if started is None else time.perf_counter() - started
         self.metrics.observe_call(status, seconds)
 
 

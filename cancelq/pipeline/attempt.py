@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
@@ -26,9 +27,10 @@ from cancelq.core.backoff import next_delay
 from cancelq.core.contract import CancelRequest
 from cancelq.core.errors import RetryableError, TransientResponse
 from cancelq.core.lifecycle import Decision, Outcome
-from cancelq.pipeline.gates import Defer, EndWithoutCall
+from cancelq.pipeline.gates import Defer, EndWithoutCall, Gate
 from cancelq.pipeline.lease import new_owner
 from cancelq.pipeline.runtime import Runtime
+from cancelq.store.audit import FinishCall
 from cancelq.store.messages import TaskMessage, build_task_message
 from cancelq.store.queues import queue_key
 from cancelq.store.records import Attempt, Begun
@@ -149,23 +151,33 @@ def run_attempt(
     settled): only a Redis error leaves this function, for the task to requeue the message.
     """
     ctx = AttemptContext(rt, job_id, request, rt.store.queues.known(queue), priority)
-    try:
-        gated = _ask_gates(ctx)
-    except RedisError:
-        raise
-    except Exception as exc:  # a failing policy must not strand the job: try again later
-        log.warning("job %s: a gate raised %s; deferred", job_id, type(exc).__name__)
-        return ctx.defer(ERROR_DEFER_SECONDS, f"gate error {type(exc).__name__}")
+    gated = gate_verdict(ctx, rt.gates)
     if isinstance(gated, AttemptResult):
         return gated
     begun = ctx.begin(rt.settings.max_attempts)
     if begun.verdict == "run":
         with rt.lease_keeper.hold(job_id, ctx.owner):
             return _call(ctx, begun.attempt, used=begun.used, probe=gated)
-    return _not_begun(ctx, begun)
+    return not_begun(ctx, begun)
 
 
-def _not_begun(ctx: AttemptContext, begun: Begun) -> AttemptResult:
+def gate_verdict(ctx: AttemptContext, gates: Sequence[Gate]) -> AttemptResult | bool:
+    """Ask `gates` in order: the job's result if one of them ends or defers it (already
+    recorded), else whether the call probes the open breaker.
+
+    A gate that raises anything but a Redis error defers the job: a failing policy must not
+    strand it. A Redis error goes up, for the task to hand the message back.
+    """
+    try:
+        return _ask_gates(ctx, gates)
+    except RedisError:
+        raise
+    except Exception as exc:
+        log.warning("job %s: a gate raised %s; deferred", ctx.job_id, type(exc).__name__)
+        return ctx.defer(ERROR_DEFER_SECONDS, f"gate error {type(exc).__name__}")
+
+
+def not_begun(ctx: AttemptContext, begun: Begun) -> AttemptResult:
     """`begin` said no call: settled already, another copy running, a foreign id, or spent."""
     job_id = ctx.job_id
     if begun.verdict == "settled":
@@ -186,10 +198,10 @@ def _not_begun(ctx: AttemptContext, begun: Begun) -> AttemptResult:
     )
 
 
-def _ask_gates(ctx: AttemptContext) -> AttemptResult | bool:
+def _ask_gates(ctx: AttemptContext, gates: Sequence[Gate]) -> AttemptResult | bool:
     """The first gate that does not let the call go ahead decides; else whether it probes."""
     probe = False
-    for gate in ctx.rt.gates:
+    for gate in gates:
         verdict = gate.before_call(ctx.job_id, ctx.request, ctx.queue)
         if isinstance(verdict, Defer):
             return ctx.defer(verdict.seconds, verdict.why)
@@ -197,34 +209,84 @@ def _ask_gates(ctx: AttemptContext) -> AttemptResult | bool:
             begun = ctx.begin(max_attempts=0)
             if begun.verdict in ("exhausted", "run"):
                 return settle_without_call(ctx, verdict.outcome, verdict.why)
-            return _not_begun(ctx, begun)
+            return not_begun(ctx, begun)
         probe = probe or verdict.probe
     return probe
 
 
 def _call(ctx: AttemptContext, number: int, *, used: int, probe: bool) -> AttemptResult:
-    """Call Care360 once; any failure (raised or classified) goes to `_after_transient`."""
+    """Call Care360 once, then judge and record what came back."""
     started_at = time.time()
     t0 = time.perf_counter()
+    result: Answer | Exception
+    try:
+        result = ctx.rt.client.cancel(ctx.request.case_id, ctx.request.event_id)
+    except Exception as exc:  # judged below: recorded by class name, never leaves `running`
+        result = exc
+    call = Call(number, started_at, _ms_since(t0), used, probe)
+    return record(ctx.rt, judge(ctx, call, result))
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """What a call's result means for its job, decided before anything is recorded.
+
+    Deciding and recording are apart so that a batch records all its jobs in one round trip
+    (`AuditStore.finish_many`) and a single job at once (`record`), by the same rules.
+    `announce` logs the outcome once the store says whether it applied.
+    """
+
+    call: FinishCall
+    result: AttemptResult
+    announce: Callable[[bool], None]
+
+
+def record(rt: Runtime, finish: Finish) -> AttemptResult:
+    """Record one decided attempt now."""
+    finish.announce(rt.store.apply(finish.call))
+    return finish.result
+
+
+def record_all(rt: Runtime, finishes: Sequence[Finish]) -> list[AttemptResult]:
+    """Record a batch's decided attempts in one round trip, each still its own script."""
+    applied = rt.store.finish_many([finish.call for finish in finishes])
+    for finish, done in zip(finishes, applied, strict=True):
+        finish.announce(done)
+    return [finish.result for finish in finishes]
+
+
+def judge(ctx: AttemptContext, call: Call, result: Answer | Exception) -> Finish:
+    """What an answer (or the exception the call failed with) means for the job.
+
+    Tells the gates (the breaker, the 401 block) at once; writes nothing to the store. Any
+    failure, raised or classified, is a retry or the last try; anything unforeseen is
+    recorded by class name (`UnexpectedError`). A failed probe of the open breaker is always
+    retried: it does not use the budget.
+    """
     answer: Answer | None = None
     error: RetryableError
-    try:
-        answer = ctx.rt.client.cancel(ctx.request.case_id, ctx.request.event_id)
-        outcome = classify(answer)
-    except RetryableError as exc:
-        error = exc
-    except Exception as exc:  # recorded by class name; never leaves `running`
-        error = UnexpectedError(exc)
+    if isinstance(result, Answer):
+        answer = result
+        try:
+            outcome = classify(answer)
+        except RetryableError as exc:
+            error = exc
+        except Exception as exc:
+            error = UnexpectedError(exc)
+        else:
+            _notify(ctx.rt, ctx.job_id, answer.status, outcome.value)
+            return _after_final(ctx, call, answer, outcome)
     else:
-        call = Call(number, started_at, _ms_since(t0), used, probe)
-        return _after_final(ctx, call, answer, outcome)
-    return _after_transient(ctx, Call(number, started_at, _ms_since(t0), used, probe), error,
-                            answer)
+        error = result if isinstance(result, RetryableError) else UnexpectedError(result)
+    status = error.status if isinstance(error, TransientResponse) else None
+    if not isinstance(error, UnexpectedError):  # the breaker counts Care360's failures only
+        _notify(ctx.rt, ctx.job_id, status, None)
+    if not call.probe and call.used >= ctx.rt.settings.max_attempts:
+        return _dead_after_last_try(ctx, call, error, answer)
+    return _schedule_retry(ctx, call, error, answer)
 
 
-def _after_final(
-    ctx: AttemptContext, call: Call, answer: Answer, outcome: Outcome
-) -> AttemptResult:
+def _after_final(ctx: AttemptContext, call: Call, answer: Answer, outcome: Outcome) -> Finish:
     """A final answer: the job settles (or dies) with the attempt that got it."""
     decision: Decision = "dead" if outcome.is_dead else "settle"
     cancelled = outcome is Outcome.CANCELLED
@@ -238,55 +300,31 @@ def _after_final(
         verdict=outcome.value,
         raw_body=answer.raw_body if outcome in RAW_BODY_OUTCOMES else None,
     )
-    applied = ctx.rt.store.finish(
-        ctx.job_id,
-        attempt=attempt,
-        decision=decision,
-        outcome=outcome.value,
-        retention_seconds=ctx.rt.settings.retention_seconds,
-        owner=ctx.owner,
-    )
-    _notify(ctx.rt, ctx.job_id, answer.status, outcome.value)
-    _log_outcome(ctx, call, outcome.value, answer.status, applied)
     state = "dead" if decision == "dead" else "settled"
-    return AttemptResult(ctx.job_id, state, outcome.value, call.number, True)
-
-
-def _after_transient(
-    ctx: AttemptContext, call: Call, exc: RetryableError, answer: Answer | None
-) -> AttemptResult:
-    """A failure worth retrying: schedule the retry, or dead-letter if this was the last try.
-
-    A failed probe of the open breaker is always retried: it does not use the budget.
-    """
-    status = exc.status if isinstance(exc, TransientResponse) else None
-    if not isinstance(exc, UnexpectedError):  # the breaker counts Care360's failures only
-        _notify(ctx.rt, ctx.job_id, status, None)
-    if not call.probe and call.used >= ctx.rt.settings.max_attempts:
-        return _dead_after_last_try(ctx, call, exc, answer)
-    return _schedule_retry(ctx, call, exc, answer)
+    return Finish(
+        FinishCall(ctx.job_id, attempt, decision, ctx.owner, outcome.value,
+                   retention_seconds=ctx.rt.settings.retention_seconds),
+        AttemptResult(ctx.job_id, state, outcome.value, call.number, True),
+        lambda applied: _log_outcome(ctx, call, outcome.value, answer.status, applied),
+    )
 
 
 def _dead_after_last_try(
     ctx: AttemptContext, call: Call, exc: RetryableError, answer: Answer | None
-) -> AttemptResult:
+) -> Finish:
     exhausted = Outcome.RETRIES_EXHAUSTED.value
     attempt = _transient_attempt(call, exc, answer, verdict=exhausted, delay=None)
-    applied = ctx.rt.store.finish(
-        ctx.job_id,
-        attempt=attempt,
-        decision="dead",
-        outcome=exhausted,
-        retention_seconds=ctx.rt.settings.retention_seconds,
-        owner=ctx.owner,
+    return Finish(
+        FinishCall(ctx.job_id, attempt, "dead", ctx.owner, exhausted,
+                   retention_seconds=ctx.rt.settings.retention_seconds),
+        AttemptResult(ctx.job_id, "dead", exhausted, call.number, True),
+        lambda applied: _log_outcome(ctx, call, exhausted, attempt.http_status, applied),
     )
-    _log_outcome(ctx, call, exhausted, attempt.http_status, applied)
-    return AttemptResult(ctx.job_id, "dead", exhausted, call.number, True)
 
 
 def _schedule_retry(
     ctx: AttemptContext, call: Call, exc: RetryableError, answer: Answer | None
-) -> AttemptResult:
+) -> Finish:
     """Park the job in the delayed set with the message to push when due; hold nothing."""
     settings = ctx.rt.settings
     delay = round(
@@ -300,15 +338,17 @@ def _schedule_retry(
         3,
     )
     attempt = _transient_attempt(call, exc, answer, verdict="retry", delay=delay)
-    applied = ctx.rt.store.finish(
-        ctx.job_id, attempt=attempt, decision="retry", delay_seconds=delay,
-        retry_message=ctx.message(), owner=ctx.owner, spare=call.probe,
+
+    def announce(applied: bool) -> None:
+        log.info("job %s attempt %d: %s; retry in %.1fs%s", ctx.job_id, call.number, exc, delay,
+                 "" if applied else " (stale attempt, not recorded)")
+
+    return Finish(
+        FinishCall(ctx.job_id, attempt, "retry", ctx.owner, delay_seconds=delay,
+                   retry_message=ctx.message(), spare=call.probe),
+        AttemptResult(ctx.job_id, "retrying", None, call.number, True, retry_in_seconds=delay),
+        announce,
     )
-    log.info(
-        "job %s attempt %d: %s; retry in %.1fs%s",
-        ctx.job_id, call.number, exc, delay, "" if applied else " (stale attempt, not recorded)",
-    )
-    return AttemptResult(ctx.job_id, "retrying", None, call.number, True, retry_in_seconds=delay)
 
 
 def _transient_attempt(

@@ -36,6 +36,8 @@ UNAUTHORIZED_STATUS = 401
 class AuthGate:
     """A `Gate`: shares "the key is wrong" between every worker via Redis."""
 
+    per_batch = True  # one block for every job
+
     def __init__(self, client: redis.Redis, keys: Keys, *, backoff_seconds: float) -> None:
         self.redis = client
         self.keys = keys

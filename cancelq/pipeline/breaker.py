@@ -37,6 +37,8 @@ SERVER_ERROR = 500
 class BreakerGate:
     """A `Gate`: while Care360 keeps failing, nobody calls it but one probe at a time."""
 
+    per_batch = True  # one state for every job
+
     def __init__(
         self,
         scripts: Scripts,

@@ -41,7 +41,14 @@ GateVerdict = Proceed | Defer | EndWithoutCall
 
 
 class Gate(Protocol):
-    """Asked before every attempt; told every answer. Policies plug in here, not in the task."""
+    """Asked before every attempt; told every answer. Policies plug in here, not in the task.
+
+    `per_batch`: the verdict is the same for every job at one moment (the 401 block, the
+    breaker), so a batch whose first job it lets through plainly does not ask it again for
+    the others; a per-call gate (the rate limit: a slot per call) is asked for every job.
+    """
+
+    per_batch: bool
 
     def before_call(self, job_id: str, request: CancelRequest, queue: str) -> GateVerdict: ...
 

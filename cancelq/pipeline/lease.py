@@ -16,7 +16,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from cancelq.store.audit import AuditStore
@@ -47,14 +47,21 @@ class LeaseKeeper:
     @contextmanager
     def hold(self, job_id: str, owner: str) -> Iterator[None]:
         """Keep `owner`'s lease on `job_id` alive for the duration of the block."""
+        with self.hold_many([(job_id, owner)]):
+            yield
+
+    @contextmanager
+    def hold_many(self, leases: Sequence[tuple[str, str]]) -> Iterator[None]:
+        """Keep every (job id, owner) lease of a batch alive for the duration of the block."""
         with self._lock:
-            self._held[(job_id, owner)] = None
+            self._held.update(dict.fromkeys(leases))
             self._start()
         try:
             yield
         finally:
             with self._lock:
-                self._held.pop((job_id, owner), None)
+                for lease in leases:
+                    self._held.pop(lease, None)
 
     @property
     def held(self) -> list[tuple[str, str]]:

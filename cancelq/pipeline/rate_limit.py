@@ -104,6 +104,8 @@ class TurnBook:
 class RateLimitGate:
     """A `Gate`: a slot under the global limit, or `Defer` a short while."""
 
+    per_batch = False  # a slot per call
+
     def __init__(
         self,
         limiter: MovingWindowRateLimiter,

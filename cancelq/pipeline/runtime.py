@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from cancelq.care360.calls import BatchCaller, InThreadCaller
 from cancelq.care360.client import Care360Client
 from cancelq.core.settings import Settings, load_settings
 from cancelq.pipeline.auth_gate import AuthGate
@@ -34,10 +35,19 @@ class Runtime:
     rand: Callable[[], float] = field(default=random.random)
     gates: Sequence[Gate] = ()
     leases: LeaseKeeper | None = None
+    #: makes a batch's calls at once; the worker's is the fan-out, the default one by one
+    caller: BatchCaller | None = None
 
     def __post_init__(self) -> None:
         if self.leases is None:
             self.leases = LeaseKeeper(self.store, self.settings.lease_seconds)
+        if self.caller is None:
+            self.caller = InThreadCaller(self.client)
+
+    @property
+    def batch_caller(self) -> BatchCaller:
+        assert self.caller is not None  # set by __post_init__
+        return self.caller
 
     @property
     def lease_keeper(self) -> LeaseKeeper:

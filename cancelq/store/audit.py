@@ -56,6 +56,48 @@ class Promoted:
         return self.moved + len(self.bad)
 
 
+@dataclass(frozen=True, slots=True)
+class FinishCall:
+    """One `finish`: what an attempt's answer means for its job (see `AuditStore.finish`).
+
+    A value, so an attempt can decide first and record later: alone at once, or with the
+    rest of its batch in one round trip (`AuditStore.finish_many`).
+    """
+
+    job_id: str
+    attempt: Attempt | None
+    decision: Decision
+    owner: str
+    outcome: str = ""
+    delay_seconds: float = 0.0
+    retry_message: TaskMessage | None = None
+    retention_seconds: float | None = None
+    spare: bool = False
+
+    def __post_init__(self) -> None:
+        if self.decision == "retry" and self.retry_message is None:
+            raise ValueError("a retry needs the message to push when it is due")
+
+    def args(self, prefix: str, now: float | None) -> list[Any]:
+        """`lua/finish.lua`'s arguments."""
+        attempt = self.attempt
+        return [
+            prefix,
+            self.job_id,
+            attempt.number if attempt else 0,
+            attempt.encode() if attempt else "",
+            self.decision,
+            self.outcome,
+            repr(now if now is not None else time.time()),
+            repr(self.delay_seconds),
+            _delayed_entry(self.retry_message) if self.retry_message else "",
+            int(self.retention_seconds or 0),
+            "" if attempt is None or attempt.http_status is None else attempt.http_status,
+            self.owner,
+            "1" if self.spare else "0",
+        ]
+
+
 class AuditStore:
     """Typed access to the audit keys; safe to share between threads (redis-py pools)."""
 
@@ -176,17 +218,47 @@ class AuditStore:
         changed. `conflict`: the job id belongs to another (case, event); the message was
         recorded, rejected, on a job of its own (`rejected_job`) and must not run.
         """
+        args = self._begin_args(job_id, request, owner, max_attempts, queue, queue_key,
+                                lease_seconds, retention_seconds, now)
+        return _parse_begun(*self.scripts("begin", args))
+
+    def begin_many(
+        self,
+        jobs: Sequence[tuple[str, CancelRequest, str]],
+        *,
+        max_attempts: int,
+        queue: str,
+        queue_key: str,
+        lease_seconds: float,
+        retention_seconds: float | None = None,
+    ) -> list[Begun]:
+        """`begin` for every (job id, request, owner) of a batch, in one round trip.
+
+        Each job is still its own script call (its own atomic step, its own verdict): the
+        pipeline saves the round trips, not the guarantees.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id, request, owner in jobs:
+            self.scripts("begin", self._begin_args(
+                job_id, request, owner, max_attempts, queue, queue_key, lease_seconds,
+                retention_seconds, None), client=pipe)
+        return [_parse_begun(*reply) for reply in pipe.execute()]
+
+    def _begin_args(
+        self, job_id: str, request: CancelRequest, owner: str, max_attempts: int, queue: str,
+        queue_key: str, lease_seconds: float, retention_seconds: float | None,
+        now: float | None,
+    ) -> list[Any]:
         at = now if now is not None else time.time()
         note = _note(
             "JobIdConflict",
             f"job id {job_id} belongs to another (case, event): this message was not run",
             Outcome.INVALID_REQUEST.value, at,
         )
-        verdict, value, extra = self.scripts("begin", [
+        return [
             *self._job_args(job_id, request, at), max_attempts, queue, queue_key, owner,
             repr(lease_seconds), str(uuid.uuid4()), note.encode(), int(retention_seconds or 0),
-        ])
-        return _parse_begun(cast(BeginVerdict, decode_text(verdict)), value, extra)
+        ]
 
     def finish(
         self,
@@ -209,27 +281,23 @@ class AuditStore:
         not `owner`'s (its lease expired and another attempt began). True again when the
         same finish is repeated (a re-run after a socket timeout).
         """
-        if decision == "retry" and retry_message is None:
-            raise ValueError("a retry needs the message to push when it is due")
-        applied, _state = self.scripts(
-            "finish",
-            [
-                self.keys.prefix,
-                job_id,
-                attempt.number if attempt else 0,
-                attempt.encode() if attempt else "",
-                decision,
-                outcome,
-                repr(now if now is not None else time.time()),
-                repr(delay_seconds),
-                _delayed_entry(retry_message) if retry_message else "",
-                int(retention_seconds or 0),
-                "" if attempt is None or attempt.http_status is None else attempt.http_status,
-                owner,
-                "1" if spare else "0",
-            ],
-        )
+        call = FinishCall(job_id, attempt, decision, owner, outcome, delay_seconds,
+                          retry_message, retention_seconds, spare)
+        return self.apply(call, now=now)
+
+    def apply(self, call: FinishCall, *, now: float | None = None) -> bool:
+        """Run one decided `finish` now (see `finish`)."""
+        applied, _state = self.scripts("finish", call.args(self.keys.prefix, now))
         return bool(int(applied))
+
+    def finish_many(self, calls: Sequence[FinishCall]) -> list[bool]:
+        """`finish` for a batch's attempts in one round trip; each is still its own step."""
+        if not calls:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for call in calls:
+            self.scripts("finish", call.args(self.keys.prefix, None), client=pipe)
+        return [bool(int(applied)) for applied, _state in pipe.execute()]
 
     def defer(self, job_id: str, *, delay_seconds: float, message: TaskMessage) -> bool:
         """Put a job back in the delayed set without using an attempt (a gate said "not now").
@@ -428,7 +496,8 @@ class AuditStore:
         return self.keys.index_all
 
 
-def _parse_begun(verdict: BeginVerdict, value: Any, extra: Any) -> Begun:
+def _parse_begun(raw: Any, value: Any, extra: Any) -> Begun:
+    verdict = cast(BeginVerdict, decode_text(raw))
     if verdict == "settled":
         state, done = decode_text(value), decode_text(extra) or None
         return Begun("settled", 0, state=state, outcome=done)

@@ -54,6 +54,8 @@ class RateLimitGate:
         self.n = 0
         self.answers: list[int | None] = []
 
+    per_batch = False
+
     def before_call(self, job_id: str, request: CancelRequest, queue: str) -> GateVerdict:
         self.n += 1
         return Defer(0.1, "busy") if self.n % 2 == 0 else Proceed()
@@ -63,6 +65,8 @@ class RateLimitGate:
 
 
 class AuthGate:
+    per_batch = False
+
     def before_call(self, job_id: str, request: CancelRequest, queue: str) -> GateVerdict:
         return EndWithoutCall(Outcome.UNAUTHORIZED, "blocked")
 

@@ -295,6 +295,8 @@ class ScriptedGate:
     seen: list[tuple[str, int | None, str | None]] = field(default_factory=list)
     fail_after: bool = False
 
+    per_batch = False
+
     def before_call(self, job_id: str, request: CancelRequest, queue: str) -> GateVerdict:
         return self.verdict
 

@@ -144,6 +144,8 @@ def test_a_foreign_message_reusing_a_job_id_is_never_run(
 class ProbeGate:
     """Says every call is a probe of the open breaker."""
 
+    per_batch = False
+
     def before_call(self, job_id: str, request: CancelRequest, queue: str) -> GateVerdict:
         return Proceed(probe=True)
 
@@ -167,6 +169,8 @@ def test_a_failed_probe_does_not_use_the_budget(
 
 
 class RaisingGate:
+    per_batch = False
+
     def before_call(self, job_id: str, request: CancelRequest, queue: str) -> GateVerdict:
         raise KeyError("a bug in a policy")
 

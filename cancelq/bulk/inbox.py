@@ -276,6 +276,7 @@ def _run_file(
                 run_id=run_id,
                 store=store,
                 requested_by=requested_by,
+                batch_size=limits.batch_size,
                 on_chunk=lambda _summary: renew(),
             )
     except FileError as exc:

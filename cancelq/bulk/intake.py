@@ -1,7 +1,8 @@
 """Bulk intake: a CSV or JSON-lines file of cancellations into the bulk queue, streaming.
 
     read_rows(stream, fmt)      -> Row | BadRow, one per data row, with its line number
-    intake(rows, store=...)     -> BulkSummary  (chunks of CHUNK_ROWS, one Lua call each)
+    intake(rows, store=...)     -> BulkSummary  (chunks of CHUNK_ROWS, one Lua call each,
+                                                 jobs sent BULK_BATCH_SIZE to a message)
 
 Memory does not grow with the file: rows are read lazily and sent a chunk at a time, bad rows
 are counted (only the first MAX_REPORTED_BAD_ROWS are kept for the summary), and duplicates
@@ -37,6 +38,7 @@ from cancelq.bulk.writer import BulkRow, BulkWriter
 from cancelq.core.contract import CancelRequest
 from cancelq.core.errors import InvalidInput
 from cancelq.core.settings import (
+    DEFAULT_BULK_BATCH_SIZE,
     DEFAULT_BULK_MAX_FIELD_CHARS,
     DEFAULT_BULK_MAX_LINE_BYTES,
     Settings,
@@ -59,14 +61,18 @@ Row = BulkRow
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """How much of one row is ever read: `BULK_MAX_FIELD_CHARS`, `BULK_MAX_LINE_BYTES`."""
+    """How much of one row is ever read (`BULK_MAX_FIELD_CHARS`, `BULK_MAX_LINE_BYTES`), and
+    how many jobs go in one message (`BULK_BATCH_SIZE`): the bulk settings, in one place for
+    the CLI and the inbox alike."""
 
     max_field_chars: int = DEFAULT_BULK_MAX_FIELD_CHARS
     max_line_bytes: int = DEFAULT_BULK_MAX_LINE_BYTES
+    batch_size: int = DEFAULT_BULK_BATCH_SIZE
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(settings.bulk_max_field_chars, settings.bulk_max_line_bytes)
+        return cls(settings.bulk_max_field_chars, settings.bulk_max_line_bytes,
+                   settings.bulk_batch_size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +397,7 @@ def intake(
     requested_by: str | None = None,
     dry_run: bool = False,
     chunk_rows: int = CHUNK_ROWS,
+    batch_size: int = DEFAULT_BULK_BATCH_SIZE,
     on_bad_row: BadRowHook | None = None,
     on_chunk: ProgressHook | None = None,
     counter: ByteCount | None = None,
@@ -399,6 +406,8 @@ def intake(
     """Validate, de-duplicate and enqueue `rows` on the bulk queue as run `run_id`.
 
     With `dry_run` (or no store) nothing is written: rows are validated and counted.
+    Each chunk of `chunk_rows` rows is one script call, its new jobs sent in messages of
+    `batch_size` jobs at most (`Limits.batch_size`; a batch never spans two chunks).
     `on_chunk` is called after every chunk (progress bars, lock renewal). Pass `summary` to
     keep the counts so far if something (Redis) fails half-way.
     """
@@ -410,7 +419,7 @@ def intake(
     summary.run_id, summary.dry_run = run_id, dry_run
     summary.duplicates = None if dry_run else 0
     writer = None if dry_run or store is None else BulkWriter(
-        store, run_id=run_id, requested_by=requested_by
+        store, run_id=run_id, requested_by=requested_by, batch_size=batch_size
     )
     run = _Intake(summary, writer, on_chunk=on_chunk, counter=counter)
     try:

@@ -39,6 +39,8 @@ DEFAULT_KEY_PREFIX = "c360"
 #: A valid row is two UUIDs and a reason of at most 1,000 characters: 64 KiB is generous.
 DEFAULT_BULK_MAX_FIELD_CHARS = 4_096
 DEFAULT_BULK_MAX_LINE_BYTES = 65_536
+#: Jobs per bulk message: Celery's cost per message (~1.4 ms of CPU) is paid once a batch.
+DEFAULT_BULK_BATCH_SIZE = 100
 
 class Settings(BaseSettings):
     """The whole configuration; field aliases are the environment variable names."""
@@ -85,8 +87,9 @@ class Settings(BaseSettings):
     #: 1 by default: on the 2-core bench machine, shared with Redis and the API, a second
     #: process measured no faster and cost ~115 MB (docs/benchmarks.md)
     worker_processes: int = Field(1, ge=0, le=64, alias="WORKER_PROCESSES")
-    #: jobs per bulk message: Celery's cost per message (~1.4 ms of CPU) is paid once a batch
-    bulk_batch_size: int = Field(100, ge=1, le=1000, alias="BULK_BATCH_SIZE")
+    #: jobs per bulk message (at most contract.MAX_BATCH_JOBS): Celery's cost per message
+    #: (~1.4 ms of CPU) is paid once a batch
+    bulk_batch_size: int = Field(DEFAULT_BULK_BATCH_SIZE, ge=1, le=1000, alias="BULK_BATCH_SIZE")
     #: Care360 calls one worker process has in flight at most (batch and real-time together)
     max_in_flight: int = Field(256, ge=1, le=4096, alias="CARE360_MAX_IN_FLIGHT")
     scheduler_interval_seconds: float = Field(0.5, gt=0, alias="RETRY_SCHEDULER_INTERVAL_SECONDS")

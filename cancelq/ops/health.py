@@ -149,12 +149,22 @@ class QueueHead:
 
 
 def message_job_id(payload: str | bytes) -> str | None:
-    """The job id a kombu message carries: its `job_id` argument, else its task id."""
+    """The job id a kombu message carries: its `job_id` argument, else its task id.
+
+    A batch message (`build_batch_message`: body not base64, `jobs` list) gives its first
+    job: all its jobs were recorded in the same call, so the first one's wait is the batch's.
+    """
     try:
         message = json.loads(payload)
-        body = json.loads(base64.b64decode(message["body"]))
+        raw = message["body"]
+        if (message.get("properties") or {}).get("body_encoding", "base64") == "base64":
+            raw = base64.b64decode(raw)
+        body = json.loads(raw)
         kwargs = body[1] if isinstance(body, list) and len(body) > 1 else {}
         job_id = kwargs.get("job_id") if isinstance(kwargs, dict) else None
+        jobs = kwargs.get("jobs") if isinstance(kwargs, dict) else None
+        if not job_id and isinstance(jobs, list) and jobs and isinstance(jobs[0], dict):
+            job_id = jobs[0].get("job_id")
         return str(job_id or message["headers"]["id"])
     except (ValueError, KeyError, TypeError, IndexError, AttributeError):
         return None

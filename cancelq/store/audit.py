@@ -2,10 +2,10 @@
 
 Every change of a job is one Lua script (`cancelq/store/lua/*.lua`, loaded by
 `cancelq.store.scripts`), so counters, indexes, the record and the broker queue can never
-disagree: enqueue records the job and pushes its message in one step; finish appends the
-attempt and settles, dead-letters or schedules the retry in one step; a second finish for
-the same attempt changes nothing. The key layout is in `cancelq.store.keys`, the records
-read back in `cancelq.store.records`.
+disagree: enqueue records the job and pushes its message in one step (bulk intake: a chunk
+of jobs and their batch messages); finish appends the attempt and settles, dead-letters or
+schedules the retry in one step; a second finish for the same attempt changes nothing. The
+key layout is in `cancelq.store.keys`, the records read back in `cancelq.store.records`.
 """
 
 from __future__ import annotations
@@ -18,19 +18,20 @@ from typing import Any, cast
 
 import redis
 
-from cancelq.core.contract import CancelRequest
+from cancelq.core.contract import MAX_BATCH_JOBS, CancelRequest
 from cancelq.core.lifecycle import BeginVerdict, Decision, Outcome, State, Verdict
 from cancelq.core.settings import Settings
 from cancelq.store.codec import decode_counters, decode_hash, decode_text
 from cancelq.store.connections import redis_client
 from cancelq.store.keys import Keys
-from cancelq.store.messages import TaskMessage
+from cancelq.store.messages import BatchTemplate, TaskMessage
 from cancelq.store.queues import Queues
 from cancelq.store.records import Attempt, Begun, Enqueued, JobRecord, Query, Replayed
 from cancelq.store.scripts import Scripts
 
-#: One row of `start_enqueue_many`: job_id, case_id, event_id, reason ('' for none), and the
-#: message payload. No field may hold a newline (`lua/enqueue_many.lua` splits on it).
+#: One row of `start_enqueue_many`: job_id, case_id, event_id, reason ('' for none), and its
+#: entry of a batch message's `jobs` as `cancelq.store.messages.job_fragment` writes it.
+#: No field may hold a newline (`lua/enqueue_many.lua` splits on it).
 NewJob = tuple[str, str, str, str, str]
 
 
@@ -162,29 +163,38 @@ class AuditStore:
         self,
         rows: Sequence[NewJob],
         *,
-        run_id: str,
-        requested_by: str | None,
-        queue: str,
-        queue_key: str,
+        template: BatchTemplate,
+        batch_size: int,
         now: float | None = None,
     ) -> Callable[[], list[Enqueued]]:
         """`enqueue` for a chunk of rows of one run, in one call (`lua/enqueue_many.lua`).
 
-        Same records, same idempotency rule, never forced. The call is sent at once and not
-        waited for (`Scripts.start`): call the result to read one `Enqueued` per row, in
-        order, duplicates flagged. Running a chunk again after an error sends only what is
-        missing: the rest are duplicates of live jobs.
+        Same records, same idempotency rule, never forced; but the rows created go out as
+        batch messages of up to `batch_size` jobs (`template`: the run, its queue and the
+        message's frame), made by the script from the rows it accepted. The call is sent at
+        once and not waited for (`Scripts.start`): call the result to read one `Enqueued`
+        per row, in order, duplicates flagged. Running a chunk again after an error sends
+        only what is missing: the rest are duplicates of live jobs.
         """
+        if not 1 <= batch_size <= MAX_BATCH_JOBS:
+            raise ValueError(f"batch_size must be 1 to {MAX_BATCH_JOBS}, not {batch_size}")
         if not rows:
             return list
+        batches = -(-len(rows) // batch_size)
         args = [
             self.keys.prefix,
-            run_id,
-            requested_by or "",
+            template.run_id,
+            template.requested_by or "",
             repr(now if now is not None else time.time()),
-            queue,
-            queue_key,
+            template.queue,
+            template.queue_key,
+            str(batch_size),
+            str(len(template.parts)),
+            *template.parts,
+            str(batches),
         ]
+        for _ in range(batches):  # a task id and a delivery tag per batch, as kombu makes them
+            args += (str(uuid.uuid4()), str(uuid.uuid4()))
         args.extend("\n".join(row) for row in rows)
         reply = self.scripts.start("enqueue_many", args)
         job_ids = [row[0] for row in rows]

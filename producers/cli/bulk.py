@@ -101,12 +101,14 @@ def bulk(
     with _open(source) as (stream, size):
         chosen: Format = fmt or format_for(None if source == "-" else source, _peek(stream))
         counter = ByteCount()
-        rows = read_rows(stream, chosen, counter, Limits.from_settings(settings))
+        limits = Limits.from_settings(settings)
+        rows = read_rows(stream, chosen, counter, limits)
         with _progress(size, enabled=_err.is_terminal) as progress, \
                 _summary_on_failure(summary, as_json):
             with _store_unless(dry_run) as store:
                 intake(rows, run_id=run_id, store=store, requested_by=requested_by,
-                       dry_run=dry_run, on_bad_row=_report_bad_row(progress),
+                       dry_run=dry_run, batch_size=limits.batch_size,
+                       on_bad_row=_report_bad_row(progress),
                        on_chunk=progress.update, counter=counter, summary=summary)
     _print_bulk_summary(summary, as_json)
 

@@ -14,12 +14,14 @@ import pytest
 from celery.schedules import crontab, schedule
 
 from cancelq.bulk.inbox import Inbox, process_file, process_inbox, run_id_for
+from cancelq.bulk.intake import Limits
 from cancelq.bulk.runs import run_progress
 from cancelq.bulk.writer import BulkRow, BulkWriter
 from cancelq.core.errors import ConfigError
 from cancelq.core.settings import load_settings
 from cancelq.store.audit import AuditStore
 from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE
+from tests.bulk.test_intake import jobs_of, queued
 from worker.beat import CLEANUP_TASK, beat_schedule, parse_schedule
 
 
@@ -102,9 +104,23 @@ def test_a_file_becomes_one_run_and_moves_to_processed(
     assert report["status"] == "processed" and report["resumed"] is False
     assert report["run_id"] == results[0].run_id and report["run_jobs"] == 5
     assert report["invalid_rows"] == [{"line": 7, "error": "case_id: not a valid UUID: 'bad'"}]
-    assert fake_store.redis.llen(BULK_QUEUE) == 5
+    assert [len(jobs) for jobs in batches(fake_store)] == [5]  # one batch message
     # nothing left to do: the next run finds nothing
     assert process_inbox(fake_store, tmp_path) == []
+
+
+def batches(store: AuditStore) -> list[list[dict[str, str]]]:
+    """The `jobs` of each bulk message, in the order a worker takes them."""
+    return [jobs_of(message) for message in queued(store.redis)]
+
+
+def test_the_inbox_sends_batches_of_the_configured_size(
+    fake_store: AuditStore, tmp_path: Path
+) -> None:
+    drop(tmp_path, "five.csv", csv_text([(_id(), _id()) for _ in range(5)]))
+    [result] = process_inbox(fake_store, tmp_path, limits=Limits(batch_size=2))
+    assert result.status == "processed"
+    assert [len(jobs) for jobs in batches(fake_store)] == [2, 2, 1]
 
 
 @pytest.mark.parametrize(("name", "text", "reason"), [
@@ -155,7 +171,8 @@ def test_a_file_left_mid_way_by_a_dead_worker_resumes_without_duplicates(
     report = summary_of(inbox.processed, "big.csv")
     assert (report["accepted"], report["duplicates"], report["resumed"]) == (6, 4, True)
     assert run_progress(fake_store, run_id).jobs == 10
-    assert fake_store.redis.llen(BULK_QUEUE) == 10  # one message per pair, never two
+    sent = [(j["case_id"], j["event_id"]) for jobs in batches(fake_store) for j in jobs]
+    assert sorted(sent) == sorted(pairs)  # one job per pair in the messages, never two
 
 
 def test_the_same_name_dropped_again_keeps_both_summaries(
@@ -193,7 +210,7 @@ def test_two_workers_at_once_take_each_file_once(fake_store: AuditStore, tmp_pat
     processed = Inbox(tmp_path).processed
     assert sorted(p.name for p in processed.glob("*.summary.json")) == sorted(
         f"{n}.summary.json" for n in sizes)
-    assert fake_store.redis.llen(BULK_QUEUE) == sum(sizes.values())
+    assert sorted(len(jobs) for jobs in batches(fake_store)) == sorted(sizes.values())
 
 
 def test_a_lock_lost_to_another_worker_is_reported_not_hidden(

@@ -6,6 +6,7 @@ Unit tests run on fakeredis; the integration tests at the end use a real `redis-
 
 from __future__ import annotations
 
+import ast
 import base64
 import io
 import json
@@ -17,6 +18,7 @@ from typing import Any
 
 import fakeredis
 import pytest
+import redis
 from click.testing import CliRunner, Result
 
 from cancelq.bulk.intake import (
@@ -29,16 +31,18 @@ from cancelq.bulk.intake import (
     read_rows,
 )
 from cancelq.bulk.runs import export_csv, iter_run_jobs, list_runs, run_progress
-from cancelq.bulk.writer import BulkRow, BulkWriter, MessageTemplate, RunMessages, uuid4_str
+from cancelq.bulk.writer import BulkRow, BulkWriter, uuid4_str
 from cancelq.core.contract import CancelRequest
 from cancelq.core.lifecycle import State
 from cancelq.store.audit import AuditStore
+from cancelq.store.codec import decode_text
 from cancelq.store.keys import Keys
-from cancelq.store.messages import build_task_message
+from cancelq.store.messages import BatchTemplate, batch_job, build_batch_message, job_fragment
 from cancelq.store.queues import BULK_QUEUE
 from cancelq.store.records import Attempt
 from producers.cli import main
 from producers.enqueue import enqueue_cancellation, submit
+from tests.store.test_messages import kombu_decode
 
 
 def _id() -> str:
@@ -120,43 +124,99 @@ def test_fast_uuid4_is_a_real_version_4_uuid() -> None:
         assert parsed_uuid.variant == uuid.RFC_4122
 
 
-# -- the message template and the batch script -------------------------------------------
+# -- the batch script: records, and batch messages made in Lua ------------------------------
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"job_id": "j", "case_id": "c", "event_id": "e"},
-    {"job_id": "j", "case_id": "c", "event_id": "e", "run_id": "r'\"\\x",
-     "requested_by": "ops@host (cancelq)", "reason": "caf\u00e9 \u2603 \"quoted\""},
+def queued(client: redis.Redis, queue: str = BULK_QUEUE) -> list[str]:
+    """The messages of a queue in the order a worker takes them (kombu pops the right end)."""
+    return [decode_text(m) for m in reversed(client.lrange(queue, 0, -1))]
+
+
+def jobs_of(payload: str) -> list[dict[str, str]]:
+    """A batch message's `jobs`, decoded the way kombu's Redis transport decodes it."""
+    jobs: list[dict[str, str]] = kombu_decode(payload)[1]["jobs"]
+    return jobs
+
+
+REASONS = ["100% sure, %s %d %%", 'say "no" \\ back\\slash', "caf\u00e9 \u2603 \U0001f600 'x'",
+           None]
+
+
+@pytest.mark.parametrize(("run_id", "requested_by"), [
+    ("r1", "me@host (cancelq)"), ("run 'q' \"dq\" \\ %1 caf\u00e9", None),
 ])
-def test_the_template_writes_the_bytes_build_task_message_writes(kwargs: dict[str, Any]) -> None:
-    fast = MessageTemplate(BULK_QUEUE).build(kwargs, "j")
-    slow = build_task_message(kwargs, queue=BULK_QUEUE, task_id="j")
-    tag = json.loads(fast.payload)["properties"]["delivery_tag"]
-    slow_tag = json.loads(slow.payload)["properties"]["delivery_tag"]
-    assert fast.payload.replace(tag, "T") == slow.payload.replace(slow_tag, "T")
-    assert fast.queue_key == slow.queue_key == BULK_QUEUE
-    assert uuid.UUID(tag).version == 4
-
-
-@pytest.mark.parametrize(("run_id", "requested_by", "reason"), [
-    ("r1", "me@host (cancelq)", None),
-    ("run 'q' \"dq\" \\ caf\u00e9", None, "reason with \"quotes\", 'apostrophes' and \u2603"),
-    ("r2", "x", "plain"),
-])
-def test_run_messages_are_the_bytes_build_task_message_writes(
-    run_id: str, requested_by: str | None, reason: str | None
+def test_the_script_writes_what_build_batch_message_writes(
+    fake_store: AuditStore, run_id: str, requested_by: str | None
 ) -> None:
-    job_id, case_id, event_id = _id(), _id(), _id()
-    fast = RunMessages(MessageTemplate(BULK_QUEUE), run_id, requested_by).build(
-        job_id, case_id, event_id, reason)
-    request = CancelRequest.parse(case_id=case_id, event_id=event_id, run_id=run_id,
-                                  requested_by=requested_by, reason=reason)
-    slow = build_task_message({"job_id": job_id, **request.model_dump(exclude_none=True)},
-                              queue=BULK_QUEUE, task_id=job_id)
-    tag = json.loads(fast.payload)["properties"]["delivery_tag"]
-    slow_tag = json.loads(slow.payload)["properties"]["delivery_tag"]
-    assert fast.payload.replace(tag, "T") == slow.payload.replace(slow_tag, "T")
-    assert fast.task_id == job_id
+    rows = [BulkRow(i, _id(), _id(), reason) for i, reason in enumerate(REASONS)]
+    results = BulkWriter(fake_store, run_id=run_id, requested_by=requested_by).send(rows)
+    [payload] = queued(fake_store.redis)
+    message = json.loads(payload)
+    jobs = [batch_job(r.job_id, row.case_id, row.event_id, row.reason)
+            for r, row in zip(results, rows, strict=True)]
+    ref = build_batch_message(jobs, queue=BULK_QUEUE, run_id=run_id, requested_by=requested_by,
+                              task_id=message["headers"]["id"])
+    ref_message = json.loads(ref.payload)
+    assert kombu_decode(payload) == kombu_decode(ref.payload)
+    assert [j.get("reason") for j in jobs_of(payload)] == REASONS  # % " \\ unicode intact
+    assert message["headers"] == ref_message["headers"]
+    assert _strip(message["properties"], "delivery_tag") == _strip(
+        ref_message["properties"], "delivery_tag")
+    assert payload == ref.payload.replace(ref_message["properties"]["delivery_tag"],
+                                          message["properties"]["delivery_tag"])
+    assert ref.queue_key == BULK_QUEUE and fake_store.redis.keys(f"{BULK_QUEUE}*") == [BULK_QUEUE]
+    assert ast.literal_eval(message["headers"]["kwargsrepr"]) == {"run_id": run_id, "jobs": 4}
+
+
+def test_a_chunk_of_250_rows_is_three_batches_in_file_order(fake_store: AuditStore) -> None:
+    rows = [BulkRow(i, _id(), _id(), f"row {i}") for i in range(250)]
+    results = BulkWriter(fake_store, run_id="r", requested_by=None, batch_size=100).send(rows)
+    messages = queued(fake_store.redis)
+    batches = [jobs_of(m) for m in messages]
+    assert [len(b) for b in batches] == [100, 100, 50]
+    assert [j["job_id"] for b in batches for j in b] == [r.job_id for r in results]
+    assert [j["case_id"] for b in batches for j in b] == [row.case_id for row in rows]
+    headers = [json.loads(m)["headers"] for m in messages]
+    tags = [json.loads(m)["properties"]["delivery_tag"] for m in messages]
+    assert len({h["id"] for h in headers} | set(tags)) == 6  # task ids, delivery tags: unique
+    assert all(uuid.UUID(h["id"]).version == 4 for h in headers)
+    assert [ast.literal_eval(h["kwargsrepr"])["jobs"] for h in headers] == [100, 100, 50]
+
+
+def test_duplicates_are_in_no_batch_and_all_duplicates_send_nothing(
+    fake_store: AuditStore,
+) -> None:
+    rows = [BulkRow(i, _id(), _id()) for i in range(5)]
+    writer = BulkWriter(fake_store, run_id="r", requested_by=None, batch_size=2)
+    first = writer.send(rows[:2])
+    results = writer.send(rows)  # rows 0 and 1 are live jobs now
+    assert [r.duplicate for r in results] == [True, True, False, False, False]
+    batches = [jobs_of(m) for m in queued(fake_store.redis)]
+    assert [[j["job_id"] for j in b] for b in batches] == [
+        [first[0].job_id, first[1].job_id], [results[2].job_id, results[3].job_id],
+        [results[4].job_id]]
+    before = fake_store.redis.llen(BULK_QUEUE)
+    again = writer.send(rows)
+    assert all(r.duplicate for r in again)
+    assert fake_store.redis.llen(BULK_QUEUE) == before == 3
+
+
+@pytest.mark.parametrize("size", [0, 1001])
+def test_the_batch_size_is_one_to_max_batch_jobs(fake_store: AuditStore, size: int) -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        BulkWriter(fake_store, run_id="r", requested_by=None, batch_size=size)
+
+
+def test_the_script_refuses_a_call_short_of_batch_ids_before_writing(
+    fake_store: AuditStore,
+) -> None:
+    template = BatchTemplate(BULK_QUEUE, run_id="r", requested_by=None)
+    row = (_id(), _id(), _id(), "", job_fragment(_id(), _id(), _id(), None))
+    args = ["t", "r", "", "1.0", BULK_QUEUE, BULK_QUEUE, "1", str(len(template.parts)),
+            *template.parts, "1", _id(), _id(), "\n".join(row), "\n".join(row)]
+    with pytest.raises(redis.ResponseError, match="batch ids"):
+        fake_store.scripts("enqueue_many", args)
+    assert fake_store.redis.dbsize() == 0
 
 
 def _strip(value: dict[Any, Any], *names: str) -> dict[Any, Any]:
@@ -187,15 +247,16 @@ def test_enqueue_many_writes_what_enqueue_lua_writes(fake_redis: fakeredis.FakeR
     for index in ("idx:all", "idx:state:queued", "idx:run:run-1"):
         assert fake_redis.zcard(f"one:{index}") == fake_redis.zcard(f"many:{index}") == 5
     assert fake_redis.zrange("many:runs", 0, -1) == ["run-1"]
-    # the same messages, in the same order (first row popped first)
-    popped_one = [json.loads(m) for m in reversed(fake_redis.lrange("one-queue", 0, -1))]
-    popped_many = [json.loads(m) for m in reversed(fake_redis.lrange(BULK_QUEUE, 0, -1))]
-    for a, b in zip(popped_one, popped_many, strict=True):
+    # the same requests, in the same order (first row popped first), but in one batch message
+    popped_one = [json.loads(m) for m in queued(fake_redis, "one-queue")]
+    [batch] = queued(fake_redis)
+    _args, batch_kwargs, _embed = kombu_decode(batch)
+    assert _strip(batch_kwargs, "jobs") == {"run_id": "run-1", "requested_by": "me"}
+    assert len(batch_kwargs["jobs"]) == len(popped_one)
+    for a, job in zip(popped_one, batch_kwargs["jobs"], strict=True):
         body_a = json.loads(base64.b64decode(a["body"]))[1]
-        body_b = json.loads(base64.b64decode(b["body"]))[1]
-        assert _strip(body_a, "job_id") == _strip(body_b, "job_id")
-        assert a["headers"]["task"] == b["headers"]["task"]
-        assert a["properties"]["delivery_info"] == b["properties"]["delivery_info"]
+        assert _strip(body_a, "job_id") == {**_strip(job, "job_id"), **_strip(batch_kwargs, "jobs")}
+        assert a["properties"]["delivery_info"] == json.loads(batch)["properties"]["delivery_info"]
 
 
 def test_enqueue_many_keeps_file_order_in_the_run_index(fake_store: AuditStore) -> None:
@@ -219,7 +280,8 @@ def test_a_chunk_reports_its_duplicates_in_their_rows(fake_store: AuditStore) ->
     assert [r.duplicate for r in results] == [False, True, False, True]
     assert results[1].job_id == live.job_id and results[3].job_id == results[0].job_id
     assert fake_store.counters("r")["jobs"] == 2
-    assert fake_store.redis.llen(BULK_QUEUE) == 2
+    [message] = queued(fake_store.redis)  # one batch, of the two rows created
+    assert [j["job_id"] for j in jobs_of(message)] == [results[0].job_id, results[2].job_id]
 
 
 def test_an_empty_chunk_sends_nothing(fake_store: AuditStore) -> None:
@@ -252,12 +314,15 @@ def test_intake_counts_accepted_duplicates_and_invalid(fake_store: AuditStore) -
     assert summary.bad_rows == [BadRow(10, "case_id: not a valid UUID: 'bad'")]
     assert hooks == [3, 6, 9, 10]
     assert fake_store.counters("r1")["jobs"] == 6
-    assert fake_store.redis.llen(BULK_QUEUE) == 6  # nothing sent for a duplicate
+    # a batch per chunk that created a job (never one across chunks), no duplicate in any
+    batches = [jobs_of(m) for m in queued(fake_store.redis)]
+    assert [len(b) for b in batches] == [2, 3, 1]
+    assert [(j["case_id"], j["event_id"]) for b in batches for j in b] == pairs[1:]
     assert fake_store.job_for_pair(*pairs[0]) == already.job_id
     # the same file again: everything is a duplicate now, nothing new is sent
     again = intake(read_rows(csv_bytes(*lines), "csv"), run_id="r1", store=fake_store)
     assert (again.accepted, again.duplicates, again.invalid) == (0, 9, 1)
-    assert fake_store.redis.llen(BULK_QUEUE) == 6
+    assert fake_store.redis.llen(BULK_QUEUE) == 3
 
 
 def test_a_dry_run_validates_and_counts_and_touches_nothing(fake_store: AuditStore) -> None:
@@ -366,6 +431,16 @@ def test_cli_bulk_json_summary_and_bad_rows_on_stderr(
     assert run_cli("run", "nope").exit_code == 1
 
 
+def test_cli_bulk_sends_batches_of_bulk_batch_size(
+    cli_store: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BULK_BATCH_SIZE", "3")
+    rows = "".join(f"{_id()},{_id()}\n" for _ in range(7))
+    result = run_cli("bulk", "-", stdin="case_id,event_id\n" + rows)
+    assert result.exit_code == 0, result.output
+    assert [len(jobs_of(m)) for m in queued(cli_store.redis)] == [3, 3, 1]
+
+
 def test_cli_bulk_reads_stdin_and_a_human_summary(cli_store: AuditStore) -> None:
     result = run_cli("bulk", "-", stdin=f"case_id,event_id\n{_id()},{_id()}\n")
     assert result.exit_code == 0, result.output
@@ -403,6 +478,7 @@ MEMORY_SCRIPT = """
 import resource, sys, redis
 from cancelq.bulk.intake import intake, read_rows
 from cancelq.store.audit import AuditStore
+from cancelq.store.codec import decode_text
 store = AuditStore(redis.Redis.from_url(sys.argv[1], decode_responses=True))
 with open(sys.argv[2], "rb") as f:
     s = intake(read_rows(f, "csv"), run_id=sys.argv[3], store=store)

@@ -27,7 +27,7 @@ from cancelq.ops.health import (
     write_heartbeat,
 )
 from cancelq.store.audit import AuditStore
-from cancelq.store.messages import build_task_message
+from cancelq.store.messages import build_batch_message, build_task_message
 from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE
 from cancelq.store.records import Attempt
 
@@ -138,6 +138,10 @@ def test_message_job_id_reads_our_messages_and_refuses_junk() -> None:
     assert message_job_id(no_arg.payload) == "T2"  # a foreign producer's: the task id
     for junk in ("", "{}", '{"body": "!!"}', "[]"):
         assert message_job_id(junk) is None
+    batch = build_batch_message([{"job_id": "J3", "case_id": "c", "event_id": "e"},
+                                 {"job_id": "J4", "case_id": "c", "event_id": "f"}],
+                                queue=RT, run_id="r", requested_by=None, task_id="T3")
+    assert message_job_id(batch.payload) == "J3"  # a bulk batch: its first job
 
 
 def test_queue_heads_name_the_job_a_worker_takes_next(fake_store: AuditStore) -> None:

@@ -15,12 +15,20 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from kombu import Queue
+from kombu import Connection, Queue
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
-from cancelq.core.contract import TASK_NAME
-from cancelq.store.messages import build_task_message, kwargs_repr
+from cancelq.core.contract import BATCH_TASK_NAME, MAX_BATCH_JOBS, TASK_NAME
+from cancelq.store.messages import (
+    BatchTemplate,
+    batch_job,
+    build_batch_message,
+    build_task_message,
+    job_fragment,
+    job_fragment_of,
+    kwargs_repr,
+)
 from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE, queue_key
 
 KWARGS: dict[str, Any] = {
@@ -39,7 +47,7 @@ def decode(payload: str) -> dict[str, Any]:
 
 
 def celery_reference(kwargs: dict[str, Any], *, queue: str, task_id: str,
-                     priority: int = 0) -> dict[str, Any]:
+                     priority: int = 0, task: str = TASK_NAME) -> dict[str, Any]:
     """What Celery's own producer writes for the same task."""
     app = Celery("reference", broker="memory://", set_as_current=False)
     app.conf.update(
@@ -47,7 +55,7 @@ def celery_reference(kwargs: dict[str, Any], *, queue: str, task_id: str,
         task_queues=(Queue(REALTIME_QUEUE), Queue(BULK_QUEUE)),
     )
     with app.connection_for_write() as conn:
-        app.send_task(TASK_NAME, kwargs=kwargs, queue=queue, task_id=task_id,
+        app.send_task(task, kwargs=kwargs, queue=queue, task_id=task_id,
                       priority=priority, connection=conn)
         channel: Any = conn.default_channel
         message: dict[str, Any] = channel._get(queue)
@@ -160,3 +168,84 @@ def test_payload_is_plain_json_text() -> None:
     payload = build_task_message(KWARGS, queue=REALTIME_QUEUE).payload
     assert isinstance(payload, str)
     assert "\n" not in payload  # the delayed-set entry splits on the first newline
+
+
+# -- batch messages (bulk intake) -----------------------------------------------------------
+
+
+JOBS = [
+    batch_job(str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4()), reason)
+    for reason in ("patient asked; 100% sure", None, 'caf\u00e9 "q" \\ \u2603 %s %1')
+]
+
+
+def kombu_decode(payload: str) -> Any:
+    """What kombu's virtual transport (the Redis one's base) makes of a stored message."""
+    with Connection("memory://") as conn:
+        channel: Any = conn.default_channel  # a virtual.Channel, typed as kombu's abstract one
+        return virtual.Message(json.loads(payload), channel=channel).decode()
+
+
+def test_the_redis_transport_decodes_bodies_as_the_virtual_one_does() -> None:
+    """The proof below uses the virtual channel's `decode_body`: Redis's must be that one."""
+    assert kombu_redis.Channel.decode_body is virtual.Channel.decode_body
+    assert kombu_redis.Channel.Message is virtual.Message
+
+
+def test_batch_message_matches_what_celery_writes_but_for_its_plain_body() -> None:
+    task_id = str(uuid.uuid4())
+    ours = decode(build_batch_message(JOBS, queue=BULK_QUEUE, run_id="run-7",
+                                      requested_by="ops@example.com", task_id=task_id,
+                                      priority=3).payload)
+    kwargs = {"jobs": JOBS, "run_id": "run-7", "requested_by": "ops@example.com"}
+    ref = celery_reference(kwargs, queue=BULK_QUEUE, task_id=task_id, priority=3,
+                           task=BATCH_TASK_NAME)
+    assert set(ours) == set(ref)
+    assert set(ours["headers"]) == set(ref["headers"])
+    assert set(ours["properties"]) == set(ref["properties"])
+    for name in ("lang", "task", "id", "root_id", "parent_id", "argsrepr", "retries",
+                 "timelimit", "eta", "expires", "group", "group_index", "shadow",
+                 "replaced_task_nesting", "stamped_headers", "stamps"):
+        assert ours["headers"][name] == ref["headers"][name], name
+    for name in ("correlation_id", "delivery_mode", "delivery_info", "priority"):
+        assert ours["properties"][name] == ref["properties"][name], name
+    assert ours["headers"]["task"] == "cancellations.cancel_calendar_events"
+    assert ours["properties"]["body_encoding"] == "utf-8"  # Lua cannot base64
+    assert json.loads(ours["body"]) == json.loads(base64.b64decode(ref["body"]))
+    assert kombu_decode(json.dumps(ours)) == kombu_decode(json.dumps(ref))
+
+
+def test_batch_message_fields_and_kwargsrepr() -> None:
+    message = build_batch_message(JOBS, queue=BULK_QUEUE, run_id="run-7",
+                                  requested_by=None, task_id="tid-9")
+    assert (message.task_id, message.queue_key) == ("tid-9", BULK_QUEUE)
+    raw = decode(message.payload)
+    assert ast.literal_eval(raw["headers"]["kwargsrepr"]) == {"run_id": "run-7", "jobs": 3}
+    assert "patient" not in raw["headers"]["kwargsrepr"]
+    args, kwargs, embed = kombu_decode(message.payload)
+    assert args == [] and kwargs == {"jobs": JOBS, "run_id": "run-7"}
+    assert "reason" not in kwargs["jobs"][1]  # only when there is one
+    assert embed == {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+@pytest.mark.parametrize("count", [0, MAX_BATCH_JOBS + 1])
+def test_a_batch_holds_one_to_max_batch_jobs(count: int) -> None:
+    with pytest.raises(ValueError, match="batch"):
+        build_batch_message(JOBS[:1] * count, queue=BULK_QUEUE, run_id="r", requested_by=None)
+
+
+@pytest.mark.parametrize(("run_id", "requested_by"), [
+    ("r1", "me@host"), ("run 'q' \"dq\" \\ caf\u00e9 %d 1", None),
+])
+def test_the_template_filled_is_build_batch_message(run_id: str, requested_by: str | None
+                                                    ) -> None:
+    template = BatchTemplate(BULK_QUEUE, run_id=run_id, requested_by=requested_by)
+    fragments = [job_fragment(j["job_id"], j["case_id"], j["event_id"], j.get("reason"))
+                 for j in JOBS]
+    assert fragments == [job_fragment_of(job) for job in JOBS]
+    filled = template.fill(fragments, "tid", "tag")
+    ref = build_batch_message(JOBS, queue=BULK_QUEUE, run_id=run_id,
+                              requested_by=requested_by, task_id="tid")
+    ref_tag = decode(ref.payload)["properties"]["delivery_tag"]
+    assert filled.payload == ref.payload.replace(ref_tag, "tag")
+    assert template.parts[1::2].count("I") == 3

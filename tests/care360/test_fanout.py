@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import threading
@@ -174,7 +175,11 @@ def test_body_is_read_only_up_to_the_cap() -> None:
 
 
 @pytest.mark.parametrize("cls", _all_httpx_exceptions(), ids=lambda c: c.__name__)
-def test_every_httpx_exception_is_mapped_with_no_key_anywhere(cls: type[Exception]) -> None:
+def test_every_httpx_exception_is_mapped_with_no_key_anywhere(
+    cls: type[Exception], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
     async def handler(request: httpx.Request) -> httpx.Response:
         _raise(cls, request)
         raise AssertionError("unreachable")
@@ -186,6 +191,7 @@ def test_every_httpx_exception_is_mapped_with_no_key_anywhere(cls: type[Exceptio
     assert_clean(info.value)
     assert isinstance(returned, Exception)
     assert_clean(returned)
+    assert API_KEY not in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -516,7 +522,10 @@ def test_real_in_flight_cap_is_respected(server: Server) -> None:
     assert server.most == 5
 
 
-def test_real_failures_map_and_stay_in_their_place(server: Server) -> None:
+def test_real_failures_map_and_stay_in_their_place(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     fanout = real(server.url, timeout=0.5)
     try:
         got = fanout.cancel_many([("ok", "1"), ("sleep-3", "2"), ("drop", "3"), ("ok", "4")])
@@ -529,6 +538,7 @@ def test_real_failures_map_and_stay_in_their_place(server: Server) -> None:
     for error in (got[1], got[2], timeout.value):
         assert isinstance(error, Exception)
         assert_clean(error)
+    assert API_KEY not in caplog.text
 
 
 def test_real_refused_connection_is_unreachable_not_a_timeout() -> None:

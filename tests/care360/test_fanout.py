@@ -9,6 +9,7 @@ the same frame-local search.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 import os
@@ -447,6 +448,9 @@ def make_app(server: Server) -> web.Application:
             request.transport.close()
         if case == "endless":
             return await endless(request)
+        if case in ("gzip", "broken-gzip"):
+            body = gzip.compress(OK) if case == "gzip" else b"not gzip at all"
+            return web.Response(status=200, body=body, headers={"Content-Encoding": "gzip"})
         return web.Response(status=200, body=OK, content_type="application/json")
 
     async def endless(request: web.Request) -> web.StreamResponse:
@@ -578,6 +582,18 @@ def test_real_redirect_is_not_followed(server: Server) -> None:
         fanout.close()
     assert isinstance(got, Answer) and got.status == 302
     assert server.hits == {"redirect": 1}
+
+
+def test_real_gzip_body_is_decoded_and_a_broken_one_mapped(server: Server) -> None:
+    """aiohttp is told not to decompress; httpx does, as for the sync client."""
+    fanout = real(server.url)
+    try:
+        good, broken = fanout.cancel_many([("gzip", "1"), ("broken-gzip", "2")])
+    finally:
+        fanout.close()
+    assert isinstance(good, Answer) and good.success is True
+    assert isinstance(broken, TransportError) and "DecodingError" in str(broken)
+    assert_clean(broken)
 
 
 @pytest.mark.integration

@@ -9,19 +9,24 @@ and how much of it:
   or endless answer costs at most that much memory; `error` and `message` are kept up to
   `TEXT_LIMIT` characters, the raw body (for the audit) up to `RAW_BODY_LIMIT`;
 - redirects are never followed (a 3xx is a misconfigured base URL or proxy, not an answer);
-- every httpx exception, whatever its class, becomes one of ours in exactly one place,
-  `_exchange`, raised with no `__context__` (httpx's exceptions hold the request, and so the
-  `cv-api-key` header), and no frame of its traceback holds the key or the request.
+- every httpx exception, whatever its class, becomes one of ours through one table,
+  `FAILURES` (`mapped_error`), raised by `_exchange` (or its async twin `exchange_async`, for
+  `cancelq.care360.fanout`) with no `__context__` (httpx's exceptions hold the request, and so
+  the `cv-api-key` header), and no frame of its traceback holds the key or the request.
+
+The async twins here (`aread_capped`, `exchange_async`) exist for `FanOut`, so that both
+clients share one request, one parser, one body cap and one exception table.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import httpx
 from pydantic import SecretStr
 
@@ -77,41 +82,106 @@ class Answer:
         )
 
 
+@dataclass(slots=True)
+class _Capped:
+    """The body so far, up to `limit` bytes: the one cap, fed by the sync and async readers."""
+
+    limit: int
+    parts: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def add(self, chunk: bytes) -> bool:
+        """Keep `chunk`; True once `limit` bytes are in (stop reading)."""
+        self.parts.append(chunk)
+        self.size += len(chunk)
+        return self.size >= self.limit
+
+    def content(self) -> bytes:
+        return b"".join(self.parts)[: self.limit]
+
+
 def read_capped(chunks: Iterable[bytes], limit: int = BODY_LIMIT) -> bytes:
     """The first `limit` bytes of `chunks`; stops reading there."""
-    parts: list[bytes] = []
-    size = 0
+    capped = _Capped(limit)
     for chunk in chunks:
-        parts.append(chunk)
-        size += len(chunk)
-        if size >= limit:
+        if capped.add(chunk):
             break
-    return b"".join(parts)[:limit]
+    return capped.content()
+
+
+async def aread_capped(chunks: AsyncIterator[bytes], limit: int = BODY_LIMIT) -> bytes:
+    """`read_capped` for an async body; closes the iterator at once when it stops early,
+    rather than leaving it to the loop's async-generator finaliser."""
+    capped = _Capped(limit)
+    try:
+        async for chunk in chunks:
+            if capped.add(chunk):
+                break
+    finally:
+        aclose: Callable[[], Awaitable[None]] | None = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    return capped.content()
 
 
 def _text(value: object) -> str | None:
     return value[:TEXT_LIMIT] if isinstance(value, str) else None
 
 
-def _exchange(client: httpx.Client, build: Callable[[], httpx.Request]) -> Answer:
-    """Send the request `build` makes and read its answer: the one place httpx's
-    exceptions become ours.
+#: What a failed exchange becomes, first match wins: the one table. httpx's exceptions (both
+#: clients), and aiohttp's (FanOut's transport): httpx_aiohttp 0.2 re-raises some of them as
+#: the wrong httpx class (a refused connection as `ConnectTimeout`), and lets others through
+#: unchanged, so an aiohttp error found as the cause is what is mapped.
+FAILURES: tuple[tuple[tuple[type[Exception], ...], type[TransportError], str], ...] = (
+    ((httpx.TimeoutException, aiohttp.ServerTimeoutError), Care360Timeout, "timed out"),
+    # connect, read/write, protocol, proxy, scheme; aiohttp: refused, reset, disconnected,
+    # a malformed answer (ClientResponseError), a cut body (ClientPayloadError)
+    ((httpx.TransportError, aiohttp.ClientError), Care360Unreachable, "request failed"),
+    # DecodingError (a body that does not decode as its Content-Encoding says),
+    # TooManyRedirects and anything httpx adds later: the exchange gave no answer.
+    ((httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, httpx.CookieConflict),
+     TransportError, "no usable answer"),
+)
+#: Every exception class `FAILURES` maps: what the exchanges catch.
+MAPPED: tuple[type[Exception], ...] = tuple(cls for classes, _, _ in FAILURES for cls in classes)
 
-    The mapped error is raised after the `except` blocks on purpose, so that it has no
+
+def mapped_error(exc: Exception) -> TransportError:
+    """Ours for `exc` (one of `MAPPED`): a fresh exception, named after the foreign class,
+    holding nothing of it (its text may quote the request; the request holds the key)."""
+    cause = exc.__cause__
+    origin = cause if isinstance(cause, aiohttp.ClientError) else exc
+    for classes, ours, text in FAILURES:
+        if isinstance(origin, classes):
+            return ours(f"{text} ({type(origin).__name__})")
+    return TransportError(f"no usable answer ({type(origin).__name__})")
+
+
+def _exchange(client: httpx.Client, build: Callable[[], httpx.Request]) -> Answer:
+    """Send the request `build` makes and read its answer: where httpx's exceptions become
+    ours (`mapped_error`).
+
+    The mapped error is raised after the `except` block on purpose, so that it has no
     `__context__`; the request is built inside `build` and never bound to a name here, so
     no frame of the mapped error's traceback holds the key.
     """
     mapped: TransportError
     try:
         return _read(client.send(build(), stream=True, follow_redirects=False))
-    except httpx.TimeoutException as exc:
-        mapped = Care360Timeout(f"timed out ({type(exc).__name__})")
-    except httpx.TransportError as exc:  # connect, read/write, protocol, proxy, scheme
-        mapped = Care360Unreachable(f"request failed ({type(exc).__name__})")
-    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, httpx.CookieConflict) as exc:
-        # DecodingError (a body that does not decode as its Content-Encoding says),
-        # TooManyRedirects and anything httpx adds later: the exchange gave no answer.
-        mapped = TransportError(f"no usable answer ({type(exc).__name__})")
+    except MAPPED as exc:
+        mapped = mapped_error(exc)
+    raise mapped
+
+
+async def exchange_async(
+    client: httpx.AsyncClient, build: Callable[[], httpx.Request]
+) -> Answer:
+    """`_exchange` for an `httpx.AsyncClient`: the same promises, the same table."""
+    mapped: TransportError
+    try:
+        return await _read_async(await client.send(build(), stream=True, follow_redirects=False))
+    except MAPPED as exc:
+        mapped = mapped_error(exc)
     raise mapped
 
 
@@ -122,8 +192,16 @@ def _read(response: httpx.Response) -> Answer:
         response.close()
 
 
-def _cancel_request(
-    client: httpx.Client, api_key: SecretStr, case_id: str, event_id: str
+async def _read_async(response: httpx.Response) -> Answer:
+    try:
+        content = await aread_capped(response.aiter_bytes())
+        return Answer.from_parts(response.status_code, response.headers, content)
+    finally:
+        await response.aclose()
+
+
+def cancel_request(
+    client: httpx.Client | httpx.AsyncClient, api_key: SecretStr, case_id: str, event_id: str
 ) -> httpx.Request:
     """The cancel request; the key is read here only, in a frame that is gone once it returns."""
     return client.build_request(
@@ -163,7 +241,7 @@ class Care360Client:
         """POST the cancel; any HTTP answer is returned, a failed exchange raises."""
         client = self._client()
         key = self._api_key
-        return _exchange(client, lambda: _cancel_request(client, key, case_id, event_id))
+        return _exchange(client, lambda: cancel_request(client, key, case_id, event_id))
 
     def close(self) -> None:
         with self._lock:

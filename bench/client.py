@@ -93,7 +93,7 @@ def runner(mode: str, url: str) -> tuple[Callable[[int], int], Callable[[], None
         return (lambda n: in_threads(THREADS, pairs(n), call)), fanout.close
 
     def batch(chunk: list[Pair]) -> int:
-        return sum(not_ok(r) for r in fanout.cancel_many(chunk))
+        return sum(not_ok(t.result) for t in fanout.cancel_many(chunk))
 
     def run(n: int) -> int:
         work = pairs(n)

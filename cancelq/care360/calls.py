@@ -1,4 +1,5 @@
-"""What the pipeline asks of whatever makes many Care360 calls at once (`BatchCaller`).
+"""What the pipeline asks of whatever makes Care360 calls: one (`Caller`), or many at once
+(`BatchCaller`).
 
 The batch pipeline depends on this protocol, not on the event loop behind it: the unit
 tests run batches through a plain in-thread caller, the worker through the fan-out.
@@ -11,7 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from cancelq.care360.client import Answer, Care360Client
+from cancelq.care360.client import Answer
+
+
+class Caller(Protocol):
+    """Makes one call: any HTTP answer is returned, a failed exchange raises one of ours
+    (`Care360Client`, or the fan-out's `cancel`, which waits for the loop)."""
+
+    def cancel(self, case_id: str, event_id: str) -> Answer: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +50,7 @@ class InThreadCaller:
     without the fan-out; the worker uses the fan-out (`cancelq.care360.fanout`).
     """
 
-    def __init__(self, client: Care360Client) -> None:
+    def __init__(self, client: Caller) -> None:
         self.client = client
 
     def cancel_many(

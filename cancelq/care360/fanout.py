@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
+from cancelq.care360.calls import Timed
 from cancelq.care360.client import PATH, Answer, cancel_request, exchange_async
 
 #: Seconds `close` waits for the loop to close the client and stop.
@@ -138,9 +140,10 @@ class FanOut:
 
     def cancel_many(
         self, pairs: Sequence[tuple[str, str]], *, urgent: bool = False
-    ) -> list[Answer | Exception]:
+    ) -> list[Timed]:
         """Every (case_id, event_id) call at once (within `max_in_flight`); in input order,
-        each call's `Answer` or the exception it failed with, returned, never raised."""
+        each call's `Answer` or the exception it failed with (returned, never raised), and
+        when it started and how long it took once it had a slot (a `BatchCaller`)."""
         if not pairs:
             return []
         running = self._loop()
@@ -197,28 +200,33 @@ class FanOut:
 
     async def _many(
         self, running: _Loop, pairs: Sequence[tuple[str, str]], urgent: bool
-    ) -> list[Answer | Exception]:
-        calls = (self._call(running, case_id, event_id, urgent) for case_id, event_id in pairs)
-        outcomes = await asyncio.gather(*calls, return_exceptions=True)
-        return [_one_result(outcome) for outcome in outcomes]
+    ) -> list[Timed]:
+        calls = (self._timed(running, case_id, event_id, urgent) for case_id, event_id in pairs)
+        return list(await asyncio.gather(*calls))
 
     async def _call(self, running: _Loop, case_id: str, event_id: str, urgent: bool) -> Answer:
-        client, key = running.client, self._api_key
         await running.slots.acquire(urgent)
         try:
-            return await exchange_async(
-                client, lambda: cancel_request(client, key, case_id, event_id)
-            )
+            return await self._exchange(running, case_id, event_id)
         finally:
             running.slots.release()
 
+    async def _timed(self, running: _Loop, case_id: str, event_id: str, urgent: bool) -> Timed:
+        """One call of a batch: its failure is its result, never the batch's."""
+        await running.slots.acquire(urgent)
+        started_at, t0 = time.time(), time.perf_counter()
+        result: Answer | Exception
+        try:
+            result = await self._exchange(running, case_id, event_id)
+        except Exception as exc:  # the BatchCaller contract: returned in its place
+            result = exc
+        finally:
+            running.slots.release()
+        return Timed(result, started_at, round((time.perf_counter() - t0) * 1000, 1))
 
-def _one_result(outcome: Answer | BaseException) -> Answer | Exception:
-    """An Answer or an Exception is a call's result; anything else (KeyboardInterrupt,
-    a cancellation) is not a call failing and goes on up."""
-    if isinstance(outcome, Answer | Exception):
-        return outcome
-    raise outcome
+    async def _exchange(self, running: _Loop, case_id: str, event_id: str) -> Answer:
+        client, key = running.client, self._api_key
+        return await exchange_async(client, lambda: cancel_request(client, key, case_id, event_id))
 
 
 async def _shutdown(running: _Loop) -> None:

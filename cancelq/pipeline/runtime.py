@@ -11,8 +11,8 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from cancelq.care360.calls import BatchCaller, InThreadCaller
-from cancelq.care360.client import Care360Client
+from cancelq.care360.calls import BatchCaller, Caller, InThreadCaller
+from cancelq.care360.fanout import FanOut
 from cancelq.core.settings import Settings, load_settings
 from cancelq.pipeline.auth_gate import AuthGate
 from cancelq.pipeline.breaker import breaker_gate
@@ -31,7 +31,8 @@ class Runtime:
 
     settings: Settings
     store: AuditStore
-    client: Care360Client
+    #: makes the one call of a single job (real-time, retries)
+    client: Caller
     rand: Callable[[], float] = field(default=random.random)
     gates: Sequence[Gate] = ()
     leases: LeaseKeeper | None = None
@@ -56,15 +57,20 @@ class Runtime:
 
 
 def build_runtime(settings: Settings) -> Runtime:
+    """The worker's runtime: one fan-out (one event loop, `CARE360_MAX_IN_FLIGHT` calls at
+    most) makes every call of the process, single jobs' as urgent, batches' behind them."""
     store = audit_store(settings)
+    fanout = FanOut(
+        settings.care360_base_url,
+        settings.require_api_key(),
+        timeout_seconds=settings.timeout_seconds,
+        max_in_flight=settings.max_in_flight,
+    )
     return Runtime(
         settings=settings,
         store=store,
-        client=Care360Client(
-            settings.care360_base_url,
-            settings.require_api_key(),
-            timeout_seconds=settings.timeout_seconds,
-        ),
+        client=fanout,
+        caller=fanout,
         # Auth first: while the key is known to be wrong, no other policy needs to run.
         # The breaker before the rate limit: a job that may not call takes no slot.
         gates=(AuthGate(store.redis, store.keys, backoff_seconds=settings.auth_backoff_seconds),)

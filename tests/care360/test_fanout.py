@@ -29,6 +29,7 @@ from aiohttp import web
 from httpx_aiohttp.transport import map_aiohttp_exceptions
 from pydantic import SecretStr
 
+from cancelq.care360.calls import Timed
 from cancelq.care360.client import BODY_LIMIT, RAW_BODY_LIMIT, Answer
 from cancelq.care360.fanout import FanOut, _Slots
 from cancelq.core.errors import Care360Timeout, Care360Unreachable, TransportError
@@ -47,6 +48,11 @@ from tests.conftest import API_KEY, Simulator
 
 AsyncHandler = Callable[[httpx.Request], Coroutine[Any, Any, httpx.Response]]
 
+
+
+def results(timed: list[Timed]) -> list[Answer | Exception]:
+    """The results of a batch, without their timings (checked in test_timings_are_per_call)."""
+    return [t.result for t in timed]
 
 def ids(n: int) -> list[tuple[str, str]]:
     return [(f"case-{i}", f"event-{i}") for i in range(n)]
@@ -131,13 +137,13 @@ def test_results_come_back_in_input_order() -> None:
         return httpx.Response(400, json={"error": f"e{index}"})
 
     with fan_out(handler) as fanout:
-        got = fanout.cancel_many(ids(40))
+        got = results(fanout.cancel_many(ids(40)))
     assert [a.error for a in got if isinstance(a, Answer)] == [f"e{i}" for i in range(40)]
 
 
 def test_empty_batch_starts_nothing() -> None:
     with fan_out(ok) as fanout:
-        assert fanout.cancel_many([]) == []
+        assert results(fanout.cancel_many([])) == []
         assert fanout._running is None
 
 
@@ -149,7 +155,7 @@ def test_redirect_is_returned_not_followed() -> None:
         return httpx.Response(301, headers={"Location": "https://evil.example/steal"})
 
     with fan_out(handler) as fanout:
-        [got] = fanout.cancel_many([(CASE, EVENT)])
+        [got] = results(fanout.cancel_many([(CASE, EVENT)]))
     assert isinstance(got, Answer) and got.status == 301
     assert calls == [f"{BASE}/api/v1/cases/{CASE}"]
 
@@ -188,7 +194,7 @@ def test_every_httpx_exception_is_mapped_with_no_key_anywhere(
     with fan_out(handler) as fanout:
         with pytest.raises(TransportError) as info:
             fanout.cancel(CASE, EVENT)
-        [returned] = fanout.cancel_many([(CASE, EVENT)])
+        [returned] = results(fanout.cancel_many([(CASE, EVENT)]))
     assert_clean(info.value)
     assert isinstance(returned, Exception)
     assert_clean(returned)
@@ -248,7 +254,7 @@ def test_one_failure_leaves_the_others_alone() -> None:
         return answer
 
     with fan_out(handler) as fanout:
-        got = fanout.cancel_many(ids(9))
+        got = results(fanout.cancel_many(ids(9)))
     kinds = [type(x).__name__ if isinstance(x, Exception) else x.status for x in got]
     assert kinds == [200, "Care360Timeout", 200, "Care360Unreachable", 200, "TransportError",
                      200, "ValueError", 200]
@@ -495,12 +501,26 @@ def real(url: str, *, timeout: float = 10.0, max_in_flight: int = 256) -> FanOut
     return FanOut(url, SecretStr(API_KEY), timeout_seconds=timeout, max_in_flight=max_in_flight)
 
 
+def test_timings_are_per_call(server: Server) -> None:
+    """Each call's own start and duration, from the moment it had a slot, for its attempt."""
+    fanout = real(server.url, max_in_flight=1)
+    try:
+        before = time.time()
+        timed = fanout.cancel_many([("sleep-0.2", "1"), ("ok", "2")])
+    finally:
+        fanout.close()
+    slow, fast = timed
+    assert slow.duration_ms >= 190 and fast.duration_ms < slow.duration_ms
+    # one slot: the second call started only when the first had ended
+    assert before <= slow.started_at and fast.started_at >= slow.started_at + 0.19
+
+
 def test_real_calls_really_overlap(server: Server) -> None:
     fanout = real(server.url)
     try:
         fanout.cancel("warm-up", "e")
         started = time.perf_counter()
-        got = fanout.cancel_many([("sleep-0.2", str(i)) for i in range(50)])
+        got = results(fanout.cancel_many([("sleep-0.2", str(i)) for i in range(50)]))
         elapsed = time.perf_counter() - started
     finally:
         fanout.close()
@@ -532,7 +552,8 @@ def test_real_failures_map_and_stay_in_their_place(
     caplog.set_level(logging.DEBUG)
     fanout = real(server.url, timeout=0.5)
     try:
-        got = fanout.cancel_many([("ok", "1"), ("sleep-3", "2"), ("drop", "3"), ("ok", "4")])
+        got = results(fanout.cancel_many(
+            [("ok", "1"), ("sleep-3", "2"), ("drop", "3"), ("ok", "4")]))
         with pytest.raises(Care360Timeout) as timeout:
             fanout.cancel("sleep-3", "5")
     finally:
@@ -554,7 +575,7 @@ def test_real_refused_connection_is_unreachable_not_a_timeout() -> None:
     try:
         with pytest.raises(Care360Unreachable) as info:
             fanout.cancel(CASE, EVENT)
-        [returned] = fanout.cancel_many([(CASE, EVENT)])
+        [returned] = results(fanout.cancel_many([(CASE, EVENT)]))
     finally:
         fanout.close()
     assert "ClientConnectorError" in str(info.value)
@@ -577,7 +598,7 @@ def test_real_endless_body_is_cut_at_the_cap(server: Server) -> None:
 def test_real_redirect_is_not_followed(server: Server) -> None:
     fanout = real(server.url)
     try:
-        [got] = fanout.cancel_many([("redirect", "e")])
+        [got] = results(fanout.cancel_many([("redirect", "e")]))
     finally:
         fanout.close()
     assert isinstance(got, Answer) and got.status == 302
@@ -588,7 +609,7 @@ def test_real_gzip_body_is_decoded_and_a_broken_one_mapped(server: Server) -> No
     """aiohttp is told not to decompress; httpx does, as for the sync client."""
     fanout = real(server.url)
     try:
-        good, broken = fanout.cancel_many([("gzip", "1"), ("broken-gzip", "2")])
+        good, broken = results(fanout.cancel_many([("gzip", "1"), ("broken-gzip", "2")]))
     finally:
         fanout.close()
     assert isinstance(good, Answer) and good.success is True
@@ -605,7 +626,7 @@ def test_against_the_simulator(simulator: Simulator) -> None:
     simulator.control.script(flaky, [503])
     fanout = real(simulator.url)
     try:
-        got = fanout.cancel_many([(case, good), (case, flaky), (case, unknown)])
+        got = results(fanout.cancel_many([(case, good), (case, flaky), (case, unknown)]))
         again = fanout.cancel(case, good)
     finally:
         fanout.close()

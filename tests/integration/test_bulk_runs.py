@@ -42,14 +42,15 @@ def test_real_time_jobs_overtake_a_bulk_backlog(
     real_store: AuditStore, simulator: Simulator, start_worker: WorkerFactory
 ) -> None:
     simulator.control.set_faults(latency_ms=100)
-    bulk_pairs = [(_id(), _id()) for _ in range(300)]
+    bulk_pairs = [(_id(), _id()) for _ in range(1000)]
     live_pairs = [(_id(), _id()) for _ in range(5)]
     simulator.control.add_events(
         [{"case_id": c, "event_id": e} for c, e in bulk_pairs + live_pairs]
     )
     rows = [BulkRow(i, c, e) for i, (c, e) in enumerate(bulk_pairs)]
-    BulkWriter(real_store, run_id="backlog", requested_by="test").send(rows)
-    start_worker(WORKER_CONCURRENCY="4", CARE360_RATE_LIMIT="0")
+    BulkWriter(real_store, run_id="backlog", requested_by="test", batch_size=10).send(rows)
+    # 4 calls in flight x 100 ms: the backlog needs ~25 s
+    start_worker(WORKER_CONCURRENCY="4", CARE360_RATE_LIMIT="0", CARE360_MAX_IN_FLIGHT="4")
     wait_for(lambda: run_progress(real_store, "backlog").done >= 12, timeout=30)
 
     live = [enqueue_cancellation(c, e, store=real_store).job_id for c, e in live_pairs]
@@ -60,10 +61,11 @@ def test_real_time_jobs_overtake_a_bulk_backlog(
             for j in live
         )
 
-    wait_for(settled, timeout=10)
+    wait_for(settled, timeout=15)
     left = run_progress(real_store, "backlog").pending
-    # 4 threads x 100 ms: the backlog needs ~7 s; the real-time jobs waited for a free thread
-    assert left > 200, f"real-time jobs settled only when {left} bulk jobs were left"
+    # the real-time jobs waited for a batch to end (a free thread), then went first for a
+    # call slot: they did not wait behind the backlog
+    assert left > 500, f"real-time jobs settled only when {left} bulk jobs were left"
     for job_id in live:
         record = real_store.get(job_id, with_attempts=False)
         assert record is not None and record.outcome == "cancelled"

@@ -158,17 +158,18 @@ def test_an_exception_from_the_call_is_recorded_and_retried(fake_store: AuditSto
 
 def test_leases_are_held_during_the_calls_and_released_after(fake_store: AuditStore) -> None:
     seen: list[int] = []
-    rt = make_runtime(fake_store, Upstream((200, OK)))
+    held = make_runtime(fake_store, Upstream((200, OK))).lease_keeper
 
-    def upstream(request: httpx.Request) -> httpx.Response:
-        seen.append(len(rt.lease_keeper.held))
-        return httpx.Response(200, content=OK)
+    class Watching(Upstream):
+        def __call__(self, request: httpx.Request) -> httpx.Response:
+            seen.append(len(held.held))
+            return super().__call__(request)
 
-    rt = make_runtime(fake_store, Upstream((200, OK)))
-    rt.client._transport = httpx.MockTransport(upstream)  # noqa: SLF001 - the test's upstream
+    rt = make_runtime(fake_store, Watching((200, OK)))
+    rt.leases = held
     run_batch(rt, jobs(fake_store, 3), rt.batch_caller, queue=BULK_QUEUE)
     assert seen == [3, 3, 3]
-    assert rt.lease_keeper.held == []
+    assert held.held == []
 
 
 @pytest.mark.parametrize("n", [0, 1])

@@ -26,15 +26,16 @@ _PLUMBING = ("(threading.py)", "(click/", "(<frozen runpy>)", "(celery/bin/", "(
 
 
 @contextmanager
-def profiled(b: Bench, pid: int, enabled: bool) -> Iterator[None]:
-    """Record the worker while the body runs, if enabled and py-spy is installed."""
+def profiled(b: Bench, pid: int, enabled: bool, path: str = "real-time") -> Iterator[None]:
+    """Record the worker while the body runs, if enabled and py-spy is installed; the
+    result goes in the report under `path` (the real-time or the bulk path)."""
     spy = shutil.which("py-spy")
     if not enabled or spy is None:
         if enabled:
             print("bench: --profile needs py-spy (pip install py-spy); skipped", flush=True)
         yield
         return
-    out = b.logs / "profile-worker.txt"
+    out = b.logs / f"profile-worker-{path}.txt"
     process = subprocess.Popen(
         [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--gil",
          "--subprocesses", "--output", str(out)],
@@ -45,7 +46,7 @@ def profiled(b: Bench, pid: int, enabled: bool) -> Iterator[None]:
         process.send_signal(signal.SIGINT)
         process.wait(60)
     if out.exists():
-        b.results.details["profile"] = top_frames(out)
+        b.results.details.setdefault("profile", {})[path] = top_frames(out)
 
 
 def top_frames(path: Path, limit: int = 25) -> dict[str, list[tuple[str, float]]]:

@@ -221,15 +221,16 @@ def simple_section(results: Results, table: str, title: str, metrics: list[str],
 
 
 def profile_section(results: Results) -> list[str]:
-    profile: dict[str, Any] | None = results.details.get("profile")
-    if not profile:
-        return []
-    samples = profile["samples"][0][1]
-    lines = ["## Where the worker's CPU goes (py-spy, real-time path, 0 ms API)", "",
-             f"{samples:,} samples of the worker's busy threads; % of samples.", ""]
-    for kind in ("self", "total"):
-        lines += _table([f"function ({kind})", "%"],
-                        [[f"`{name}`", f"{pct:.1f}"] for name, pct in profile[kind][:25]])
+    profiles: dict[str, dict[str, Any]] = results.details.get("profile") or {}
+    lines: list[str] = []
+    for path, profile in profiles.items():
+        samples = profile["samples"][0][1]
+        api = "0 ms" if path == "real-time" else "50 ms"
+        lines += [f"## Where the worker's CPU goes (py-spy, {path} path, {api} API)", "",
+                  f"{samples:,} samples of the worker's busy threads; % of samples.", ""]
+        for kind in ("self", "total"):
+            lines += _table([f"function ({kind})", "%"],
+                            [[f"`{name}`", f"{pct:.1f}"] for name, pct in profile[kind][:25]])
     return lines
 
 

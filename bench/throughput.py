@@ -137,6 +137,13 @@ def run_bulk(b: Bench, table: str, footprint: bool = False) -> None:
             small = b.logs / "rows-500.csv"
             write_rows(small, 500)
             _round_trips(b, s, BULK_ROW, 500, lambda: s.bulk(small, "trips").wait(), s.done)
+            if b.profile:  # fresh pairs: a settled pair's row would be a duplicate
+                fresh = b.logs / "rows-profile.csv"
+                write_rows(fresh, rows)
+                with profiled(b, worker.pid, enabled=True, path="bulk"):
+                    s.bulk(fresh, "profiled")
+                    wait_until(lambda: s.done("profiled") >= rows, 120 + rows / 20,
+                               "the profiled bulk run")
 
 
 def start_driver(s: Stack, *args: str) -> subprocess.Popen[bytes]:

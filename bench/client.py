@@ -84,7 +84,7 @@ def runner(mode: str, url: str) -> tuple[Callable[[int], int], Callable[[], None
             return not_ok(client.cancel(*pair))
 
         return (lambda n: in_threads(THREADS, pairs(n), one)), client.close
-    fanout = FanOut(url, KEY, timeout_seconds=TIMEOUT)
+    fanout = FanOut(url, KEY, timeout_seconds=TIMEOUT, max_in_flight=256)
     if mode == "fanout":
 
         def call(pair: Pair) -> int:

@@ -47,6 +47,8 @@ def run_latency(b: Bench) -> None:
     b.results.add(TABLE, ROW, "p99 ms", percentile(latencies, 0.99))
     b.results.add(TABLE, ROW, "max ms", max(latencies))
     b.results.add(TABLE, ROW, "samples", len(latencies))
+    for part in ("to_call", "call"):
+        b.results.add(TABLE, ROW, f"{part} p50 ms", percentile([1000 * x for x in out[part]], 0.5))
     b.results.add(TABLE, ROW, "bulk drain s", drained)
     b.results.details.setdefault("latency:series", []).append({
         "sent": [t - started for t in out["sent_at"]], "latency_ms": latencies,

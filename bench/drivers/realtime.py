@@ -49,9 +49,15 @@ def trickle(interval: float, timeout: float) -> dict[str, list[float]]:
         if time.monotonic() > deadline:
             raise SystemExit("real-time jobs did not settle in time")
         time.sleep(0.2)
+    calls = [next(a for a in r.attempts if a.number > 0)
+             for r in store.get_many(ids, with_attempts=True)]
     return {
         "sent_at": [at for _, at in sent],
         "latency": [(r.settled_at or 0.0) - r.created_at for r in records],
+        # where it went: enqueue to the call's start (delivery, a free thread, the gates,
+        # begin), and the call itself (a free slot, the API's 50 ms)
+        "to_call": [a.started_at - r.created_at for r, a in zip(records, calls, strict=True)],
+        "call": [(a.duration_ms or 0.0) / 1000 for a in calls],
     }
 
 

@@ -111,7 +111,7 @@ class FanOut:
         api_key: SecretStr,
         *,
         timeout_seconds: float,
-        max_in_flight: int = 256,
+        max_in_flight: int,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if max_in_flight < 1:

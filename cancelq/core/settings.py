@@ -90,8 +90,12 @@ class Settings(BaseSettings):
     #: jobs per bulk message (at most contract.MAX_BATCH_JOBS): Celery's cost per message
     #: (~1.4 ms of CPU) is paid once a batch
     bulk_batch_size: int = Field(DEFAULT_BULK_BATCH_SIZE, ge=1, le=1000, alias="BULK_BATCH_SIZE")
-    #: Care360 calls one worker process has in flight at most (batch and real-time together)
-    max_in_flight: int = Field(256, ge=1, le=4096, alias="CARE360_MAX_IN_FLIGHT")
+    #: Care360 calls one worker process has in flight at most (batch and real-time together).
+    #: 64, the script's concurrency: more calls in flight queue at the API, and a real-time
+    #: call waits behind them there, where urgency cannot reach (measured at 50 ms: 64 ->
+    #: real-time p99 207 ms during a bulk drain; 128 -> 367 ms; 256 -> 548 ms but bulk
+    #: ~20% faster; docs/benchmarks.md). Raise it for a slower API with room to spare.
+    max_in_flight: int = Field(64, ge=1, le=4096, alias="CARE360_MAX_IN_FLIGHT")
     scheduler_interval_seconds: float = Field(0.5, gt=0, alias="RETRY_SCHEDULER_INTERVAL_SECONDS")
     key_prefix: str = Field(
         DEFAULT_KEY_PREFIX, min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", alias="KEY_PREFIX"

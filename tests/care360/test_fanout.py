@@ -380,7 +380,7 @@ def loop_threads() -> list[threading.Thread]:
 
 def test_building_starts_nothing_and_close_stops_the_loop() -> None:
     before = loop_threads()
-    fanout = FanOut(BASE, SecretStr(API_KEY), timeout_seconds=1,
+    fanout = FanOut(BASE, SecretStr(API_KEY), timeout_seconds=1, max_in_flight=8,
                     transport=httpx.MockTransport(ok))
     assert loop_threads() == before and fanout._running is None
     results: list[int] = []

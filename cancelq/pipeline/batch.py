@@ -6,7 +6,8 @@ many jobs in one message and this runs them together:
 
 1. the gates: every gate for the first job; when it goes ahead plainly, the gates whose
    verdict holds for every job at one moment (`Gate.per_batch`: the 401 block, the breaker)
-   are not asked again, the per-call ones (the rate limit) are asked for each job;
+   are not asked again, the per-call ones (the rate limit) are asked for each job, and the
+   jobs they let through are called in chunks, soon after their go-ahead (`_gated_chunks`);
 2. `begin` for every job that may call, pipelined: one round trip, each job its own script
    (its own lease, its own verdict: settled, leased elsewhere, conflict, spent);
 3. every call at once (`BatchCaller`: the process's event loop, bounded in flight), under
@@ -25,7 +26,8 @@ and the job called again).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from cancelq.care360.calls import BatchCaller
@@ -43,6 +45,9 @@ from cancelq.pipeline.runtime import Runtime
 from cancelq.store.records import Begun
 
 log = logging.getLogger("cancelq.batch")
+
+#: seconds a go-ahead may wait for the rest of its chunk to be asked before the chunk is called
+MAX_GO_AHEAD_AGE = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,29 +75,45 @@ def run_batch(
     queue = rt.store.queues.known(queue)
     ctxs = [AttemptContext(rt, job_id, request, queue, priority) for job_id, request in jobs]
     out: list[AttemptResult | None] = [None] * len(ctxs)
-    running = _begin_all(rt, ctxs, _gate_all(ctxs, out), out)
-    if running:
-        held = [(ctxs[job.index].job_id, ctxs[job.index].owner) for job in running]
-        with rt.lease_keeper.hold_many(held):
-            for job, result in zip(running, _call_all(ctxs, running, caller), strict=True):
-                out[job.index] = result
+    for ready in _gated_chunks(ctxs, out):
+        running = _begin_all(rt, ctxs, ready, out)
+        if running:
+            held = [(ctxs[job.index].job_id, ctxs[job.index].owner) for job in running]
+            with rt.lease_keeper.hold_many(held):
+                for job, result in zip(running, _call_all(ctxs, running, caller), strict=True):
+                    out[job.index] = result
     return [result for result in out if result is not None]
 
 
-def _gate_all(ctxs: Sequence[AttemptContext], out: list[AttemptResult | None]
-              ) -> list[tuple[int, bool]]:
-    """(index, probe) of the jobs the gates let call; the others' results go in `out`."""
+def _gated_chunks(ctxs: Sequence[AttemptContext], out: list[AttemptResult | None]
+                  ) -> Iterator[list[tuple[int, bool]]]:
+    """(index, probe) of the jobs the gates let call, in chunks to call at once; the others'
+    results go in `out`.
+
+    A chunk ends where a gate held a job back, or once its first go-ahead is
+    `MAX_GO_AHEAD_AGE` old: a go-ahead is a promise about *now* (the rate limit's slot is
+    counted when it is taken), so a job that got one is called soon after, not once the
+    whole batch has been asked. Without a limit the whole batch is one chunk.
+    """
     gates = list(ctxs[0].rt.gates) if ctxs else []
-    allowed: list[tuple[int, bool]] = []
+    ready: list[tuple[int, bool]] = []
+    first_at = 0.0
     for index, ctx in enumerate(ctxs):
         verdict = gate_verdict(ctx, gates)
+        held_back = isinstance(verdict, AttemptResult)
         if isinstance(verdict, AttemptResult):
             out[index] = verdict
         else:
-            allowed.append((index, verdict))
+            if not ready:
+                first_at = time.monotonic()
+            ready.append((index, verdict))
         if index == 0 and verdict is False:
             gates = [gate for gate in gates if not gate.per_batch]
-    return allowed
+        if ready and (held_back or time.monotonic() - first_at > MAX_GO_AHEAD_AGE):
+            yield ready
+            ready = []
+    if ready:
+        yield ready
 
 
 def _begin_all(rt: Runtime, ctxs: Sequence[AttemptContext], allowed: list[tuple[int, bool]],

@@ -33,9 +33,30 @@ def test_two_workers_share_one_limit(
         start_worker(CARE360_RATE_LIMIT=str(limit), WORKER_CONCURRENCY="8")
     wait_for(lambda: real_store.counters().get("state:settled", 0) == jobs, timeout=40)
 
+    _assert_paced(real_store, simulator, job_ids, limit)
+
+
+def test_a_bulk_run_in_batches_keeps_the_limit_at_the_api(
+    real_store: AuditStore, simulator: Simulator, start_worker: WorkerFactory
+) -> None:
+    """A batch asks the limit per job and calls each chunk right after its slots: the calls
+    of a 30-job batch are paced like single jobs', never fired together at the end."""
+    limit, jobs = 10, 60
+    pairs = [(str(uuid.uuid4()), str(uuid.uuid4())) for _ in range(jobs)]
+    simulator.control.add_events([{"case_id": c, "event_id": e} for c, e in pairs])
+    rows = [BulkRow(i, c, e) for i, (c, e) in enumerate(pairs)]
+    sent = BulkWriter(real_store, run_id="batched", requested_by="test", batch_size=30).send(rows)
+    for _ in range(2):
+        start_worker(CARE360_RATE_LIMIT=str(limit), WORKER_CONCURRENCY="8")
+    wait_for(lambda: run_progress(real_store, "batched").done == jobs, timeout=40)
+    _assert_paced(real_store, simulator, [job.job_id for job in sent], limit)
+
+
+def _assert_paced(store: AuditStore, simulator: Simulator, job_ids: list[str], limit: int) -> None:
+    jobs = len(job_ids)
     calls = simulator.control.calls()
     assert len(calls) == jobs  # every job called once: a deferral is not a call
-    made = [a.started_at for r in real_store.get_many(job_ids) for a in r.attempts if a.number]
+    made = [a.started_at for r in store.get_many(job_ids) for a in r.attempts if a.number]
     assert len(made) == jobs
     # When the calls were made (each worker's record of its call, taken just after its
     # slot): never more than the limit in any 1-second window, plus a small burst: on a busy
@@ -49,7 +70,6 @@ def test_two_workers_share_one_limit(
     assert _max_in_any_window(arrived) <= 2 * limit, sorted(arrived)
     span = max(arrived) - min(arrived)
     assert span >= (jobs - 2 * limit) / limit, span  # it really was paced: ~5 s, not ~0.1 s
-
 
 
 def test_under_the_limit_real_time_still_goes_first(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +22,7 @@ from cancelq.pipeline.gates import Defer, GateVerdict, Proceed
 from cancelq.store.audit import AuditStore
 from cancelq.store.messages import TaskMessage, build_task_message
 from cancelq.store.queues import BULK_QUEUE
-from cancelq.store.records import Attempt
+from cancelq.store.records import Attempt, Begun
 from tests.pipeline.test_attempt import INTERNAL, OK, Upstream, make_runtime
 
 CASE_NOT_FOUND = (b'{"status":404,"success":false,"message":"Invalid request",'
@@ -176,3 +178,40 @@ def test_leases_are_held_during_the_calls_and_released_after(fake_store: AuditSt
 def test_small_batches(fake_store: AuditStore, n: int) -> None:
     rt = make_runtime(fake_store, Upstream((200, OK)))
     assert len(run_batch(rt, jobs(fake_store, n), rt.batch_caller, queue=BULK_QUEUE)) == n
+
+
+def test_a_go_ahead_is_called_before_the_next_jobs_are_asked(fake_store: AuditStore) -> None:
+    """A per-call gate's go-ahead (a rate-limit slot) is a promise about now: the jobs it let
+    through are called where a job is held back, not after the whole batch was asked."""
+    events: list[str] = []
+
+    class Recording(DeferEveryOther):
+        def before_call(self, job_id: str, request: CancelRequest, queue: str) -> GateVerdict:
+            verdict = super().before_call(job_id, request, queue)
+            events.append(f"ask {request.event_id[-1]}")
+            return verdict
+
+    class Calls(Upstream):
+        def __call__(self, request: httpx.Request) -> httpx.Response:
+            events.append(f"call {json.loads(request.content)['calendar']['id'][-1]}")
+            return super().__call__(request)
+
+    rt = make_runtime(fake_store, Calls((200, OK)), gates=(Recording(),))
+    run_batch(rt, jobs(fake_store, 4), rt.batch_caller, queue=BULK_QUEUE)
+    assert events == ["ask 0", "ask 1", "call 0", "ask 2", "ask 3", "call 2"]
+
+
+def test_without_a_gate_holding_back_the_batch_is_one_chunk(
+    fake_store: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    begins: list[int] = []
+    rt = make_runtime(fake_store, Upstream((200, OK)))
+    begin_many = fake_store.begin_many
+
+    def counting(batch: Sequence[tuple[str, CancelRequest, str]], **kw: Any) -> list[Begun]:
+        begins.append(len(batch))
+        return begin_many(batch, **kw)
+
+    monkeypatch.setattr(fake_store, "begin_many", counting)
+    run_batch(rt, jobs(fake_store, 7), rt.batch_caller, queue=BULK_QUEUE)
+    assert begins == [7]

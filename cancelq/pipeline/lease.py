@@ -69,11 +69,18 @@ class LeaseKeeper:
             return list(self._held)
 
     def renew_once(self) -> list[str]:
-        """Renew every held lease now; returns the jobs whose lease was lost."""
+        """Renew every held lease now; returns the jobs whose lease was lost.
+
+        A job that finished after the list was taken is no longer its owner's either: it is
+        not lost, only done, and is told apart by no longer being held here (a batch
+        finishes 100 jobs at once, so that race was common and logged false alarms).
+        """
         held = self.held
         if not held:
             return []
-        lost = self.store.renew_leases(self.lease_seconds, held)
+        gone = self.store.renew_leases(self.lease_seconds, held)
+        still = self.held
+        lost = [job_id for job_id, owner in held if job_id in gone and (job_id, owner) in still]
         for job_id in lost:
             log.warning("job %s: lease lost while its attempt runs (expired and taken over)",
                         job_id)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import fakeredis
+import pytest
 
 from cancelq.core.contract import CancelRequest
 from cancelq.pipeline.lease import LeaseKeeper, new_owner
@@ -42,3 +44,37 @@ def test_owners_are_unique_and_name_the_node() -> None:
     owners = {new_owner() for _ in range(100)}
     assert len(owners) == 100
     assert all(o.count(":") == 2 for o in owners)
+
+
+def test_a_job_finished_during_a_renewal_is_not_reported_lost(
+    fake_store: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The keeper lists its leases, then renews them: a batch that finishes in between is
+    done, not lost; a lease another owner took while it is still held is lost."""
+    keeper = LeaseKeeper(fake_store, lease_seconds=30)
+    owner = new_owner()
+    for job_id in ("done", "taken", "kept"):
+        fake_store.begin(job_id, REQUEST.model_copy(update={"event_id": _event(job_id)}),
+                         max_attempts=3, queue=REALTIME_QUEUE, queue_key=REALTIME_QUEUE,
+                         owner=owner, lease_seconds=30)
+    renew = fake_store.renew_leases
+
+    def finish_first(lease_seconds: float, held: list[tuple[str, str]]) -> list[str]:
+        fake_store.finish("done", attempt=None, decision="settle", outcome="cancelled",
+                          owner=owner)
+        fake_store.redis.hset(fake_store.keys.job("taken"), "lease_owner", "someone-else")
+        release.__exit__(None, None, None)  # the batch of "done" ends its hold
+        return renew(lease_seconds, held)
+
+    monkeypatch.setattr(fake_store, "renew_leases", finish_first)
+    release = keeper.hold("done", owner)
+    release.__enter__()
+    try:
+        with keeper.hold_many([("taken", owner), ("kept", owner)]):
+            assert keeper.renew_once() == ["taken"]
+    finally:
+        keeper.stop()
+
+
+def _event(seed: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, seed))

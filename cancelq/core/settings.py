@@ -40,7 +40,11 @@ DEFAULT_KEY_PREFIX = "c360"
 DEFAULT_BULK_MAX_FIELD_CHARS = 4_096
 DEFAULT_BULK_MAX_LINE_BYTES = 65_536
 #: Jobs per bulk message: Celery's cost per message (~1.4 ms of CPU) is paid once a batch.
-DEFAULT_BULK_BATCH_SIZE = 100
+#: 20, not more: a batch holds its worker thread until its last job is recorded, and a
+#: real-time message waits for a free thread; at 20 a thread frees every ~25 ms during a
+#: drain (measured, 20,000 rows, 50 ms API: real-time p99 216 ms at 20, 267 ms at 50,
+#: 348 ms at 100, the same drain time; docs/benchmarks.md).
+DEFAULT_BULK_BATCH_SIZE = 20
 
 class Settings(BaseSettings):
     """The whole configuration; field aliases are the environment variable names."""

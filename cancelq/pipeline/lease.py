@@ -73,7 +73,7 @@ class LeaseKeeper:
 
         A job that finished after the list was taken is no longer its owner's either: it is
         not lost, only done, and is told apart by no longer being held here (a batch
-        finishes 100 jobs at once, so that race was common and logged false alarms).
+        finishes many jobs at once, so that race was common and logged false alarms).
         """
         held = self.held
         if not held:

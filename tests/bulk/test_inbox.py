@@ -199,7 +199,9 @@ def test_two_workers_at_once_take_each_file_once(fake_store: AuditStore, tmp_pat
 
     def work() -> None:
         barrier.wait()
-        outcomes.extend(r.name for r in process_inbox(fake_store, tmp_path))
+        # batches larger than any file: one message per file, its jobs counted below
+        outcomes.extend(r.name for r in process_inbox(fake_store, tmp_path,
+                                                      limits=Limits(batch_size=100)))
 
     threads = [threading.Thread(target=work) for _ in range(2)]
     for thread in threads:

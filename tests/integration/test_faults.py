@@ -389,8 +389,10 @@ def test_retention_bounds_redis_and_the_dead_letters_recover(
     pairs = seed(simulator, jobs)
     for _case, event in pairs[:dead]:
         simulator.control.script(event, [500])
+    # the breaker off: 20 failures in a row would open it, and how long the rest then wait
+    # for its probes (5 s each, a failing job may be the probe) is not what this test is about
     start_worker(AUDIT_RETENTION_DAYS=str(15 / 86400), CANCEL_MAX_ATTEMPTS="1",
-                 WORKER_CONCURRENCY="16", CARE360_RATE_LIMIT="0")
+                 WORKER_CONCURRENCY="16", CARE360_RATE_LIMIT="0", CARE360_BREAKER_FAILURES="0")
     job_ids = enqueue_all(real_store, pairs)
     wait_for(lambda: all_final(real_store, job_ids), timeout=60)
     records = assert_every_job_accounted_for(real_store, simulator, job_ids)

@@ -47,7 +47,7 @@ from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
 from cancelq.care360.calls import Timed
-from cancelq.care360.client import PATH, Answer, cancel_request, exchange_async
+from cancelq.care360.client import PATH, Answer, RequestFrame, cancel_request, exchange_async
 
 #: Seconds `close` waits for the loop to close the client and stop.
 CLOSE_TIMEOUT = 10.0
@@ -99,6 +99,7 @@ class _Loop:
     loop: asyncio.AbstractEventLoop
     thread: threading.Thread
     client: httpx.AsyncClient
+    frame: RequestFrame
     slots: _Slots
 
 
@@ -184,7 +185,8 @@ class FanOut:
         thread = threading.Thread(target=loop.run_forever, name="care360-fanout", daemon=True)
         thread.start()
         client = asyncio.run_coroutine_threadsafe(self._open(), loop).result()
-        return _Loop(os.getpid(), loop, thread, client, _Slots(self._max_in_flight))
+        return _Loop(os.getpid(), loop, thread, client, RequestFrame.of(client),
+                     _Slots(self._max_in_flight))
 
     async def _open(self) -> httpx.AsyncClient:
         """The client, made inside the loop that will use it (aiohttp binds its pool there)."""
@@ -226,7 +228,8 @@ class FanOut:
 
     async def _exchange(self, running: _Loop, case_id: str, event_id: str) -> Answer:
         client, key = running.client, self._api_key
-        return await exchange_async(client, lambda: cancel_request(client, key, case_id, event_id))
+        frame = running.frame
+        return await exchange_async(client, lambda: cancel_request(frame, key, case_id, event_id))
 
 
 async def _shutdown(running: _Loop) -> None:

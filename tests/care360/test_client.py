@@ -13,7 +13,16 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from cancelq.care360.client import RAW_BODY_LIMIT, TEXT_LIMIT, Answer, Care360Client
+from cancelq.care360.client import (
+    ACTION,
+    PATH,
+    RAW_BODY_LIMIT,
+    TEXT_LIMIT,
+    Answer,
+    Care360Client,
+    RequestFrame,
+    cancel_request,
+)
 from cancelq.core.errors import Care360Timeout, Care360Unreachable, TransportError
 from tests.conftest import API_KEY
 
@@ -319,3 +328,21 @@ def test_error_and_message_are_stored_capped() -> None:
     small = json.dumps({"message": "m" * 20_000, "error": "e" * 20_000}).encode()
     got = make_client(lambda r: httpx.Response(400, content=small)).cancel(CASE, EVENT)
     assert got.message == "m" * TEXT_LIMIT and got.error == "e" * TEXT_LIMIT
+
+
+@pytest.mark.parametrize("base", ["https://care360.example", "http://127.0.0.1:8360/prefix/"])
+def test_the_frame_builds_what_build_request_builds(base: str) -> None:
+    """The request from a `RequestFrame` is `build_request`'s, byte for byte: the URL under
+    a base path, every header (defaults, content-type, the key), the body, the timeout."""
+    for client in (httpx.Client(base_url=base, timeout=7.5),
+                   httpx.AsyncClient(base_url=base, timeout=7.5)):
+        ours = cancel_request(RequestFrame.of(client), SecretStr(API_KEY), CASE, EVENT)
+        ref = client.build_request(
+            "POST", PATH.format(case_id=CASE),
+            json={"action": ACTION, "calendar": {"id": EVENT}},
+            headers={"content-type": "application/json", "cv-api-key": API_KEY},
+        )
+        assert (ours.method, str(ours.url), ours.content) == (ref.method, str(ref.url),
+                                                             ref.content)
+        assert ours.headers.multi_items() == ref.headers.multi_items()
+        assert ours.extensions == ref.extensions

@@ -19,7 +19,14 @@ from redis.exceptions import RedisError
 
 from cancelq.bulk.inbox import process_inbox
 from cancelq.bulk.intake import Limits
-from cancelq.core.contract import BATCH_TASK_NAME, TASK_NAME, CancelRequest, read_batch, read_job
+from cancelq.core.contract import (
+    BATCH_TASK_NAME,
+    TASK_NAME,
+    CancelRequest,
+    Submitted,
+    read_batch,
+    read_job,
+)
 from cancelq.core.errors import InvalidInput
 from cancelq.pipeline.attempt import AttemptResult, reject_invalid, run_attempt
 from cancelq.pipeline.batch import run_batch
@@ -54,15 +61,17 @@ def cancel_calendar_event(
     fields = {"case_id": case_id, "event_id": event_id, "run_id": run_id,
               "requested_by": requested_by, "reason": reason}
     job = read_job(job_id, fields, unknown)
-    if job.request is None:
-        return reject_invalid(rt, job_id, job.fields, job.problem or "", queue=queue).summary()
     request = job.request
     try:
+        if request is None:  # recorded, refused: every accepted message ends recorded
+            return reject_invalid(rt, job_id, job.fields, job.problem or "",
+                                  queue=queue).summary()
         return run_attempt(rt, job_id, request, queue=queue, priority=priority).summary()
-    except RedisError as exc:
+    except RedisError as exc:  # not recorded yet: the message must not be acked
         _requeue(job_id, exc)
     except Exception as exc:  # anything else: the job must not stay stuck
-        return _after_error(rt, [(job_id, request)], queue, priority, exc)
+        return _after_error(rt, [] if request is None else [(job_id, request)], queue,
+                            priority, exc)
 
 
 @app.task(name=BATCH_TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
@@ -78,19 +87,23 @@ def cancel_calendar_events(
     rt = get_runtime()
     queue, priority = _origin(rt, self)
     batch_id = str(self.request.id)
+    submitted: list[Submitted] = []
+    problem = ""
     try:
         if unknown:
             raise InvalidInput(sorted(unknown)[0], "unknown field")
         submitted = read_batch(jobs, {"run_id": run_id, "requested_by": requested_by}, batch_id)
     except InvalidInput as exc:  # nothing to run: the message itself is recorded, refused
-        return reject_invalid(rt, batch_id, {}, str(exc), queue=queue).summary()
+        problem = str(exc)
     valid = [(job.job_id, job.request) for job in submitted if job.request is not None]
-    for job in submitted:
-        if job.request is None:
-            reject_invalid(rt, job.job_id, job.fields, job.problem or "", queue=queue)
     try:
+        if problem:
+            return reject_invalid(rt, batch_id, {}, problem, queue=queue).summary()
+        for job in submitted:
+            if job.request is None:
+                reject_invalid(rt, job.job_id, job.fields, job.problem or "", queue=queue)
         results = run_batch(rt, valid, rt.batch_caller, queue=queue, priority=priority)
-    except RedisError as exc:
+    except RedisError as exc:  # the batch is handed back whole; recorded jobs are not redone
         _requeue(f"batch {batch_id}", exc)
     except Exception as exc:  # anything else: no job of the batch may stay stuck
         return _after_error(rt, valid, queue, priority, exc)

@@ -25,7 +25,6 @@ and the job called again).
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -43,8 +42,6 @@ from cancelq.pipeline.attempt import (
 )
 from cancelq.pipeline.runtime import Runtime
 from cancelq.store.records import Begun
-
-log = logging.getLogger("cancelq.batch")
 
 #: seconds a go-ahead may wait for the rest of its chunk to be asked before the chunk is called
 MAX_GO_AHEAD_AGE = 0.1

@@ -1,0 +1,93 @@
+"""The Celery tasks, run eagerly over a fakeredis runtime: thin shells, but they decide what
+is recorded and when a message is handed back rather than acknowledged."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from celery.exceptions import Reject
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+import worker.tasks as tasks
+from cancelq.core.contract import CancelRequest
+from cancelq.pipeline.runtime import Runtime
+from cancelq.store.audit import AuditStore
+from cancelq.store.messages import build_task_message
+from cancelq.store.queues import BULK_QUEUE
+from tests.pipeline.test_attempt import OK, Upstream, make_runtime
+
+CASE = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"
+
+
+@pytest.fixture
+def rt(fake_store: AuditStore, monkeypatch: pytest.MonkeyPatch) -> Runtime:
+    runtime = make_runtime(fake_store, Upstream((200, OK)))
+    monkeypatch.setattr(tasks, "get_runtime", lambda: runtime)
+    monkeypatch.setattr(tasks, "REQUEUE_PAUSE_SECONDS", 0.0)
+    return runtime
+
+
+def queued_jobs(store: AuditStore, n: int) -> list[dict[str, str]]:
+    """`n` jobs recorded as bulk intake records them, as a batch message lists them."""
+    out = []
+    for _ in range(n):
+        job = {"job_id": str(uuid.uuid4()), "case_id": CASE, "event_id": str(uuid.uuid4())}
+        request = CancelRequest.parse(case_id=CASE, event_id=job["event_id"], run_id="r")
+        store.enqueue(job["job_id"], request,
+                      build_task_message({"job_id": job["job_id"]}, queue=BULK_QUEUE),
+                      queue=BULK_QUEUE)
+        out.append(job)
+    return out
+
+
+def test_a_batch_runs_its_good_jobs_and_records_its_bad_one(
+    rt: Runtime, fake_store: AuditStore
+) -> None:
+    jobs = queued_jobs(fake_store, 3)
+    bad = {"job_id": str(uuid.uuid4()), "case_id": CASE, "event_id": "not-a-uuid"}
+    result = tasks.cancel_calendar_events.apply(kwargs={"jobs": [*jobs, bad], "run_id": "r"},
+                                                throw=True)
+    assert result.get() == "4 jobs: cancelled 3, refused 1"
+    for job in jobs:
+        record = fake_store.get(job["job_id"])
+        assert record is not None and record.outcome == "cancelled"
+    refused = fake_store.get(bad["job_id"])
+    assert refused is not None and refused.outcome == "invalid_request"
+
+
+def test_a_batch_message_that_lists_no_jobs_is_recorded_refused(
+    rt: Runtime, fake_store: AuditStore
+) -> None:
+    result = tasks.cancel_calendar_events.apply(kwargs={"jobs": "nope"}, task_id="b-1",
+                                                throw=True)
+    assert result.get() == "settled: invalid_request"
+    record = fake_store.get("b-1")
+    assert record is not None and record.outcome == "invalid_request"
+
+
+def test_a_redis_error_while_recording_a_refused_job_hands_the_batch_back(
+    rt: Runtime, fake_store: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acknowledging then would lose the batch's good jobs with it."""
+    def down(*args: object, **kwargs: object) -> str:
+        raise RedisConnectionError("down")
+
+    monkeypatch.setattr(fake_store, "reject", down)
+    jobs = queued_jobs(fake_store, 2)
+    bad = {"job_id": str(uuid.uuid4()), "case_id": CASE, "event_id": "x"}
+    result = tasks.cancel_calendar_events.apply(kwargs={"jobs": [*jobs, bad]})
+    assert str(result.state) == "REJECTED" and isinstance(result.result, Reject)
+    records = fake_store.get_many([job["job_id"] for job in jobs])
+    assert [record.state for record in records] == ["queued", "queued"]  # none lost
+
+
+def test_a_redis_error_while_recording_a_refused_single_job_hands_it_back(
+    rt: Runtime, fake_store: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*args: object, **kwargs: object) -> str:
+        raise RedisConnectionError("down")
+
+    monkeypatch.setattr(fake_store, "reject", down)
+    result = tasks.cancel_calendar_event.apply(kwargs={"case_id": "x", "event_id": "y"})
+    assert str(result.state) == "REJECTED" and isinstance(result.result, Reject)

@@ -66,14 +66,20 @@ def test_a_batch_message_that_lists_no_jobs_is_recorded_refused(
     assert record is not None and record.outcome == "invalid_request"
 
 
-def test_a_redis_error_while_recording_a_refused_job_hands_the_batch_back(
-    rt: Runtime, fake_store: AuditStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Acknowledging then would lose the batch's good jobs with it."""
+@pytest.fixture
+def reject_down(fake_store: AuditStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis fails exactly when a refused job is recorded."""
     def down(*args: object, **kwargs: object) -> str:
         raise RedisConnectionError("down")
 
     monkeypatch.setattr(fake_store, "reject", down)
+
+
+@pytest.mark.usefixtures("reject_down")
+def test_a_redis_error_while_recording_a_refused_job_hands_the_batch_back(
+    rt: Runtime, fake_store: AuditStore
+) -> None:
+    """Acknowledging then would lose the batch's good jobs with it."""
     jobs = queued_jobs(fake_store, 2)
     bad = {"job_id": str(uuid.uuid4()), "case_id": CASE, "event_id": "x"}
     result = tasks.cancel_calendar_events.apply(kwargs={"jobs": [*jobs, bad]})
@@ -82,12 +88,7 @@ def test_a_redis_error_while_recording_a_refused_job_hands_the_batch_back(
     assert [record.state for record in records] == ["queued", "queued"]  # none lost
 
 
-def test_a_redis_error_while_recording_a_refused_single_job_hands_it_back(
-    rt: Runtime, fake_store: AuditStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def down(*args: object, **kwargs: object) -> str:
-        raise RedisConnectionError("down")
-
-    monkeypatch.setattr(fake_store, "reject", down)
+@pytest.mark.usefixtures("reject_down")
+def test_a_redis_error_while_recording_a_refused_single_job_hands_it_back(rt: Runtime) -> None:
     result = tasks.cancel_calendar_event.apply(kwargs={"case_id": "x", "event_id": "y"})
     assert str(result.state) == "REJECTED" and isinstance(result.result, Reject)

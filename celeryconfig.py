@@ -20,6 +20,7 @@ from kombu import Queue
 
 from cancelq.core.errors import ConfigError
 from cancelq.core.settings import load_settings
+from cancelq.store.connections import is_sentinel_url as _is_sentinel_url
 from cancelq.store.queues import Queues
 
 
@@ -38,6 +39,13 @@ _vt = _settings.visibility_timeout_seconds
 _restore_interval = max(1, min(10, int(_vt / 10)))
 
 broker_url = _settings.redis_url
+# kombu's Redis transport whose fetch records a message unacked in the same atomic step that
+# takes it off its list (worker/transport.py): a SIGKILLed worker can no longer lose one.
+broker_transport = (
+    "worker.transport:SentinelTransport"
+    if _is_sentinel_url(_settings.redis_url)
+    else "worker.transport:Transport"
+)
 result_backend = _settings.redis_url
 _transport_options: dict[str, Any] = {
     "visibility_timeout": _vt,

@@ -7,7 +7,10 @@
 - reap: an attempt whose lease expired (its worker died or hung) is closed `WorkerLost` and
   its job retried (or dead-lettered when its budget is spent): no job stays `running`;
 - trim: settled and dead jobs past `AUDIT_RETENTION_DAYS` are deleted with their index
-  entries, a small batch at a time.
+  entries, a small batch at a time;
+- lost messages: every half visibility timeout, a `queued` or `retrying` job whose broker
+  message is in no queue, unacked or delayed set is published again from its record
+  (`cancelq.store.lost`; one pass at a time across the deployment).
 
 A Redis outage only pauses it: everything is in Redis, and the loop picks up where it left
 off when Redis answers again.
@@ -16,6 +19,8 @@ off when Redis answers again.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from typing import Any
@@ -26,6 +31,7 @@ from cancelq.core.backoff import next_delay
 from cancelq.core.settings import Settings
 from cancelq.store.audit import AuditStore
 from cancelq.store.codec import decode_text
+from cancelq.store.lost import find_and_republish
 from cancelq.store.messages import job_message, priority_of
 
 log = logging.getLogger("cancelq.scheduler")
@@ -63,6 +69,9 @@ class RetryScheduler:
         self.reaped = 0
         self.trimmed = 0
         self._next_trim = 0.0
+        self._next_lost_pass = 0.0
+        self.republished = 0
+        self._owner = f"{socket.gethostname()}:{os.getpid()}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -131,6 +140,18 @@ class RetryScheduler:
             self._next_trim = time.monotonic() + self.trim_interval
             if self.trim_once():
                 log.info("retention: %d expired jobs trimmed so far", self.trimmed)
+        if self.settings is not None and time.monotonic() >= self._next_lost_pass:
+            self.lost_pass(self.settings)
+
+    def lost_pass(self, settings: Settings) -> int:
+        """Publish again the jobs whose broker message is lost; returns how many."""
+        vt = settings.visibility_timeout_seconds
+        self._next_lost_pass = time.monotonic() + vt / 2
+        done = find_and_republish(self.store, min_age=vt, owner=self._owner)
+        if done is None:
+            return 0
+        self.republished += len(done.republished)
+        return len(done.republished)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="retry-scheduler", daemon=True)

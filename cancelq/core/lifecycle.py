@@ -66,6 +66,9 @@ class Verdict(StrEnum):
     REPLAYED = "replayed"
     #: not an attempt: a message that reused another job's id (`lua/begin.lua`)
     REJECTED = "rejected"
+    #: not an attempt: the broker lost the job's message and it was published again
+    #: (`cancelq.store.lost`)
+    REPUBLISHED = "republished"
 
 
 class BreakerState(StrEnum):

@@ -49,6 +49,10 @@ LAYOUT: Final[Mapping[str, str]] = {
     "delayed_bad": "delayed:bad",
     # ZSET job ids of running attempts, by lease expiry (Redis time): the reaper's list
     "leases": "leases",
+    # HASH job id -> when its broker message was first seen nowhere (cancelq.store.lost)
+    "lost_suspects": "lost:suspects",
+    # STRING which worker runs the lost-message pass now (TTL): one pass at a time
+    "lost_lock": "lost:lock",
     # ZSET settled and dead job ids, by when retention ends: the trimmer's list
     "expiry": "expiry",
     # HASH the shared circuit breaker: state (BreakerState), opened_at, failures, ...
@@ -155,6 +159,14 @@ class Keys:
     @property
     def leases(self) -> str:
         return self.key("leases")
+
+    @property
+    def lost_suspects(self) -> str:
+        return self.key("lost_suspects")
+
+    @property
+    def lost_lock(self) -> str:
+        return self.key("lost_lock")
 
     @property
     def expiry(self) -> str:

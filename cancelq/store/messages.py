@@ -164,6 +164,31 @@ def _message(
     )
 
 
+def message_job_ids(payload: str | bytes | dict[str, Any]) -> list[str]:
+    """Every job a message stored by kombu carries (the parser of the builders above).
+
+    A one-job message names its `job_id` (a foreign producer's, only its task id); a batch
+    message lists its `jobs`. Anything unreadable carries none: a message we cannot read is
+    no proof that a job's message exists. `payload` may be already parsed (an entry of
+    kombu's `unacked` hash holds the message as a JSON value, not as text).
+    """
+    try:
+        message = payload if isinstance(payload, dict) else json.loads(payload)
+        raw = message["body"]
+        if (message.get("properties") or {}).get("body_encoding", "base64") == "base64":
+            raw = base64.b64decode(raw)
+        body = json.loads(raw)
+        kwargs = body[1] if isinstance(body, list) and len(body) > 1 else {}
+        if not isinstance(kwargs, dict):
+            return []
+        jobs = kwargs.get("jobs")
+        if isinstance(jobs, list):
+            return [str(j["job_id"]) for j in jobs if isinstance(j, dict) and j.get("job_id")]
+        return [str(kwargs.get("job_id") or message["headers"]["id"])]
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return []
+
+
 def priority_of(key: str | None) -> int:
     """The priority step of a queue list's name (0 for the plain queue or anything odd)."""
     if not key or PRIORITY_SEPARATOR not in key:

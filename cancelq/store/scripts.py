@@ -35,7 +35,7 @@ from cancelq.store.records import ATTEMPT_FIELDS, ATTEMPT_OPTIONAL
 
 ScriptName = Literal[
     "begin", "breaker", "defer", "enqueue", "enqueue_many", "finish", "promote", "reap",
-    "reject", "renew", "replay", "reserve_slot", "trim",
+    "reject", "republish", "renew", "replay", "reserve_slot", "trim",
 ]
 SCRIPT_NAMES: tuple[ScriptName, ...] = get_args(ScriptName)
 

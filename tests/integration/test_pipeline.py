@@ -395,6 +395,33 @@ def test_sigkill_mid_batch_loses_no_job(
     assert any(r.outcome == "already_cancelled" for r in lost)
 
 
+def test_a_message_the_broker_lost_is_published_again_and_its_job_settles(
+    start_worker: WorkerFactory,
+    simulator: Simulator,
+    real_store: AuditStore,
+    redis_url: str,
+) -> None:
+    """The safety net under every broker loss: the audit knows the job waits, the worker's
+    pass finds its message nowhere and publishes it again, once, with a note."""
+    case, event, other = _id(), _id(), _id()
+    simulator.control.add_events([{"case_id": case, "event_id": e} for e in (event, other)])
+    job = enqueue_cancellation(case, event, store=real_store).job_id
+    broker = redis.Redis.from_url(redis_url)
+    try:
+        assert broker.delete(REALTIME_QUEUE) == 1  # the broker lost its message
+    finally:
+        broker.close()
+    kept = enqueue_cancellation(case, other, store=real_store).job_id
+    start_worker(CELERY_VISIBILITY_TIMEOUT=4, CANCEL_RETRY_MAX_SECONDS=0.3)
+    record = _settled(real_store, job, timeout=60)
+    assert record.outcome == "cancelled"
+    assert [(a.number, a.error_class) for a in record.attempts] == [(0, "MessageLost"), (1, None)]
+    assert record.attempts[0].verdict == "republished"
+    assert _calls(simulator, event) == 1
+    untouched = _settled(real_store, kept)  # its message was never lost: no note
+    assert [a.number for a in untouched.attempts] == [1]
+
+
 # -- 10. the key appears nowhere ----------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ from cancelq.pipeline.lease import new_owner
 from cancelq.pipeline.runtime import Runtime
 from cancelq.store.audit import FinishCall
 from cancelq.store.messages import TaskMessage, build_task_message
+from cancelq.store.outage import until_recorded
 from cancelq.store.queues import queue_key
 from cancelq.store.records import Attempt, Begun
 
@@ -242,14 +243,21 @@ class Finish:
 
 
 def record(rt: Runtime, finish: Finish) -> AttemptResult:
-    """Record one decided attempt now."""
-    finish.announce(rt.store.apply(finish.call))
+    """Record one decided attempt now, through a short Redis outage (`store.outage`)."""
+    applied = until_recorded(lambda: rt.store.apply(finish.call),
+                             seconds=rt.settings.lease_seconds, what=f"job {finish.call.job_id}")
+    finish.announce(applied)
     return finish.result
 
 
 def record_all(rt: Runtime, finishes: Sequence[Finish]) -> list[AttemptResult]:
-    """Record a batch's decided attempts in one round trip, each still its own script."""
-    applied = rt.store.finish_many([finish.call for finish in finishes])
+    """Record a batch's decided attempts in one round trip, each still its own script, through
+    a short Redis outage (`store.outage`: every finish is safe to repeat)."""
+    calls = [finish.call for finish in finishes]
+    first = calls[0].job_id if calls else "-"
+    applied = until_recorded(lambda: rt.store.finish_many(calls),
+                             seconds=rt.settings.lease_seconds,
+                             what=f"batch of {len(calls)} (first {first})")
     for finish, done in zip(finishes, applied, strict=True):
         finish.announce(done)
     return [finish.result for finish in finishes]

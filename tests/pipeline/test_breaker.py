@@ -7,6 +7,7 @@ import time
 
 import fakeredis
 import pytest
+import redis
 
 from cancelq.core.contract import CancelRequest
 from cancelq.core.settings import load_settings
@@ -145,3 +146,23 @@ def test_an_owed_success_goes_before_this_process_s_next_failure(
     assert fake_redis.hget("t:breaker", "failures") == "0"  # the finish carried it
     fail(a, 2)
     assert state(fake_redis) == "closed"
+
+
+def test_an_owed_success_whose_finish_failed_is_still_owed(
+    fake_store: AuditStore, fake_redis: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = gate(fake_store), gate(fake_store).ride_on(fake_store)
+    fail(a, 2)
+    b.after_answer("j", 200, "cancelled")
+    finish = [FinishCall("nobody", None, "settle", "o", "cancelled")]
+    with monkeypatch.context() as patched:
+        patched.setattr(redis.client.Pipeline, "execute", _connection_lost)
+        with pytest.raises(redis.ConnectionError):
+            fake_store.finish_many(finish)  # Redis away: neither the finish nor the success
+    assert fake_redis.hget("t:breaker", "failures") == "2"
+    fake_store.finish_many(finish)  # the next finish carries it
+    assert fake_redis.hget("t:breaker", "failures") == "0"
+
+
+def _connection_lost(*_args: object, **_kwargs: object) -> None:
+    raise redis.ConnectionError("gone")

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import redis
 
 from cancelq.core.contract import CancelRequest
 from cancelq.core.settings import load_settings
@@ -88,7 +89,7 @@ def breaker(store: AuditStore) -> dict[str, str]:
 
 
 def test_a_success_elsewhere_ends_the_streak(real_store: AuditStore, redis_url: str) -> None:
-    store_b = AuditStore(type(real_store.redis).from_url(redis_url, decode_responses=True))
+    store_b = AuditStore(redis.Redis.from_url(redis_url, decode_responses=True))  # process B
     rt_a, _gate_a = process(real_store, Upstream((503, INTERNAL)))
     held = Held((200, OK))
     rt_b, gate_b = process(store_b, held)

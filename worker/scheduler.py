@@ -27,8 +27,8 @@ from typing import Any
 
 from celery import bootsteps
 
-from cancelq.core.backoff import next_delay
 from cancelq.core.settings import Settings
+from cancelq.pipeline.retry_policy import RetryPolicy
 from cancelq.store.audit import AuditStore
 from cancelq.store.codec import decode_text
 from cancelq.store.lost import find_and_republish
@@ -110,11 +110,9 @@ class RetryScheduler:
         key = self.store.redis.hget(self.store.keys.job(job_id), "queue_key")
         message = job_message(record, self.store.queues,
                               priority_of(decode_text(key) if key else None))
-        delay = next_delay(max(1, record.attempt_count), retry_after=None,
-                           base_seconds=settings.retry_base_seconds,
-                           max_seconds=settings.retry_max_seconds)
-        state = self.store.reap(job_id, message, max_attempts=settings.max_attempts,
-                                delay_seconds=round(delay, 3),
+        policy = RetryPolicy.from_settings(settings)
+        state = self.store.reap(job_id, message, max_attempts=policy.max_attempts,
+                                delay_seconds=policy.delay(record.attempt_count),
                                 retention_seconds=settings.retention_seconds)
         if state is not None:
             log.warning("job %s: attempt %d lost (its lease expired: worker stopped or hung); "

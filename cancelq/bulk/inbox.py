@@ -281,18 +281,20 @@ def _run_file(
             )
     except FileError as exc:
         return _fail(inbox, path, started, run_id, sha256, exc.problem)
-    if summary.rows == 0:
-        return _fail(inbox, path, started, run_id, sha256, "no rows", summary)
+    blank = f" ({summary.blank} blank)" if summary.blank else ""
+    if summary.rows == summary.blank:
+        return _fail(inbox, path, started, run_id, sha256, f"no rows{blank}", summary)
     if summary.accepted + (summary.duplicates or 0) == 0:
         return _fail(inbox, path, started, run_id, sha256,
-                     f"no valid row: all {summary.invalid} rows are invalid", summary)
+                     f"no valid row: all {summary.invalid} rows are invalid{blank}", summary)
     report = _report("processed", name, started, run_id, sha256, summary)
     report["resumed"] = resumed
     report["run_jobs"] = run_progress(store, run_id).jobs
     destination = _move_with_summary(path, inbox.processed, report)
     log.info(
-        "cleanup: %s -> run %s: %d rows, %d accepted, %s duplicates, %d invalid%s",
+        "cleanup: %s -> run %s: %d rows, %d accepted, %s duplicates, %d invalid, %d blank%s",
         name, run_id, summary.rows, summary.accepted, summary.duplicates, summary.invalid,
+        summary.blank,
         " (resumed)" if resumed else "",
     )
     return FileResult(name, "processed", run_id, str(destination))

@@ -1,6 +1,7 @@
 """Bulk intake: a CSV or JSON-lines file of cancellations into the bulk queue, streaming.
 
-    read_rows(stream, fmt)      -> Row | BadRow, one per data row, with its line number
+    read_rows(stream, fmt)      -> Row | BadRow | BlankRow, one per data row, with its line
+                                   number (a blank line or `,,` is a BlankRow: counted, not sent)
     intake(rows, store=...)     -> BulkSummary  (chunks of CHUNK_ROWS, one Lua call each,
                                                  jobs sent BULK_BATCH_SIZE to a message)
 
@@ -84,12 +85,24 @@ class BadRow:
         return {"line": self.line, "error": self.error}
 
 
-Parsed = Row | BadRow
+@dataclass(frozen=True, slots=True)
+class BlankRow:
+    """A data line with nothing in it (an empty line, or only empty fields such as `,,`):
+    not a request and not an error, but still a line of the file, so it is counted (`blank`)
+    and every data line shows in the summary."""
+
+    line: int
+
+
+Parsed = Row | BadRow | BlankRow
 
 
 @dataclass
 class BulkSummary:
-    """What a bulk run did. `duplicates` is None for a dry run (the store was not asked)."""
+    """What a bulk run did. `duplicates` is None for a dry run (the store was not asked).
+
+    Every data line is in exactly one count: rows = accepted + duplicates + invalid + blank
+    (a dry run's accepted rows include those the store would have called duplicates)."""
 
     run_id: str
     dry_run: bool = False
@@ -97,6 +110,7 @@ class BulkSummary:
     accepted: int = 0
     duplicates: int | None = 0
     invalid: int = 0
+    blank: int = 0
     bad_rows: list[BadRow] = field(default_factory=list)
     bytes_read: int = 0
     seconds: float = 0.0
@@ -119,6 +133,7 @@ class BulkSummary:
             "accepted": self.accepted,
             "duplicates": self.duplicates,
             "invalid": self.invalid,
+            "blank": self.blank,
             "invalid_rows": [bad.to_json() for bad in self.bad_rows],
             "invalid_rows_truncated": self.invalid > len(self.bad_rows),
             "seconds": round(self.seconds, 3),
@@ -336,10 +351,12 @@ def _blank(record: Record) -> bool:
 
 
 def _csv_rows(lines: Iterator[Line], limits: Limits) -> Iterator[Parsed]:
-    records = (r for r in csv_records(lines) if not _blank(r))
-    columns = Columns.from_header(next(records, None))
+    """Blank lines before the header are not data and are skipped; after it, a blank record
+    (an empty line, or `,,`) is a `BlankRow`, so the summary still counts it."""
+    records = csv_records(lines)
+    columns = Columns.from_header(next((r for r in records if not _blank(r)), None))
     for record in records:
-        yield columns.row(record, limits)
+        yield BlankRow(record.line) if _blank(record) else columns.row(record, limits)
 
 
 # -- JSON lines -----------------------------------------------------------------------------
@@ -351,6 +368,8 @@ def _jsonl_rows(lines: Iterator[Line], limits: Limits) -> Iterator[Parsed]:
             yield BadRow(line.number, line.problem)
         elif line.text.strip():
             yield _json_row(line, limits)
+        else:
+            yield BlankRow(line.number)
 
 
 def _json_row(line: Line, limits: Limits) -> Parsed:
@@ -460,7 +479,9 @@ class _Intake:
 
     def add(self, parsed: Parsed, on_bad_row: BadRowHook | None) -> None:
         self.summary.rows += 1
-        if isinstance(parsed, BadRow):
+        if isinstance(parsed, BlankRow):
+            self.summary.blank += 1
+        elif isinstance(parsed, BadRow):
             self.summary.add_bad(parsed)
             if on_bad_row is not None:
                 on_bad_row(parsed)

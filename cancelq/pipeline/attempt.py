@@ -23,12 +23,12 @@ from redis.exceptions import RedisError
 
 from cancelq.care360.classify import classify
 from cancelq.care360.client import Answer
-from cancelq.core.backoff import next_delay
 from cancelq.core.contract import CancelRequest
 from cancelq.core.errors import RetryableError, TransientResponse
 from cancelq.core.lifecycle import Decision, Outcome
 from cancelq.pipeline.gates import Defer, EndWithoutCall, Gate
 from cancelq.pipeline.lease import new_owner
+from cancelq.pipeline.retry_policy import ERROR_DEFER_SECONDS, Dead, RetryPolicy
 from cancelq.pipeline.runtime import Runtime
 from cancelq.store.audit import FinishCall
 from cancelq.store.messages import TaskMessage, build_task_message
@@ -41,8 +41,6 @@ log = logging.getLogger("cancelq.attempt")
 RAW_BODY_OUTCOMES = frozenset({Outcome.INVALID_REQUEST})
 #: a leased copy comes back this long after the other copy's lease would end, at most
 LEASE_JITTER_SECONDS = 1.0
-#: a job whose gates raised (a bug, not Redis) is tried again after this long
-ERROR_DEFER_SECONDS = 5.0
 
 
 class UnexpectedError(RetryableError):
@@ -155,7 +153,7 @@ def run_attempt(
     gated = gate_verdict(ctx, rt.gates)
     if isinstance(gated, AttemptResult):
         return gated
-    begun = ctx.begin(rt.settings.max_attempts)
+    begun = ctx.begin(RetryPolicy.from_settings(rt.settings).max_attempts)
     if begun.verdict == "run":
         with rt.lease_keeper.hold(job_id, ctx.owner):
             return _call(ctx, begun.attempt, used=begun.used, probe=gated)
@@ -192,7 +190,7 @@ def not_begun(ctx: AttemptContext, begun: Begun) -> AttemptResult:
         log.warning("job %s: message names another (case, event); rejected as job %s",
                     job_id, begun.rejected_job)
         return AttemptResult(job_id, "rejected", begun.rejected_job, 0, False)
-    max_attempts = ctx.rt.settings.max_attempts
+    max_attempts = RetryPolicy.from_settings(ctx.rt.settings).max_attempts
     return settle_without_call(
         ctx, Outcome.RETRIES_EXHAUSTED, f"all {max_attempts} attempts already used",
         attempts=begun.attempt,
@@ -267,9 +265,10 @@ def judge(ctx: AttemptContext, call: Call, result: Answer | Exception) -> Finish
     """What an answer (or the exception the call failed with) means for the job.
 
     Tells the gates (the breaker, the 401 block) at once; writes nothing to the store. Any
-    failure, raised or classified, is a retry or the last try; anything unforeseen is
-    recorded by class name (`UnexpectedError`). A failed probe of the open breaker is always
-    retried: it does not use the budget.
+    failure, raised or classified, is a retry or the last try, as the retry policy says
+    (`retry_policy.RetryPolicy.after_failure`); anything unforeseen is recorded by class name
+    (`UnexpectedError`). A failed probe of the open breaker is always retried: it does not
+    use the budget.
     """
     answer: Answer | None = None
     error: RetryableError
@@ -289,9 +288,12 @@ def judge(ctx: AttemptContext, call: Call, result: Answer | Exception) -> Finish
     status = error.status if isinstance(error, TransientResponse) else None
     if not isinstance(error, UnexpectedError):  # the breaker counts Care360's failures only
         _notify(ctx.rt, ctx.job_id, status, None)
-    if not call.probe and call.used >= ctx.rt.settings.max_attempts:
+    policy = RetryPolicy.from_settings(ctx.rt.settings)
+    next_step = policy.after_failure(call.number, call.used, retry_after=error.delay,
+                                     spared=call.probe, rand=ctx.rt.rand)
+    if isinstance(next_step, Dead):
         return _dead_after_last_try(ctx, call, error, answer)
-    return _schedule_retry(ctx, call, error, answer)
+    return _schedule_retry(ctx, call, error, answer, next_step.delay_seconds)
 
 
 def _after_final(ctx: AttemptContext, call: Call, answer: Answer, outcome: Outcome) -> Finish:
@@ -331,20 +333,10 @@ def _dead_after_last_try(
 
 
 def _schedule_retry(
-    ctx: AttemptContext, call: Call, exc: RetryableError, answer: Answer | None
+    ctx: AttemptContext, call: Call, exc: RetryableError, answer: Answer | None, delay: float
 ) -> Finish:
-    """Park the job in the delayed set with the message to push when due; hold nothing."""
-    settings = ctx.rt.settings
-    delay = round(
-        next_delay(
-            call.number,
-            retry_after=exc.delay,
-            base_seconds=settings.retry_base_seconds,
-            max_seconds=settings.retry_max_seconds,
-            rand=ctx.rt.rand,
-        ),
-        3,
-    )
+    """Park the job in the delayed set with the message to push when due (after `delay`,
+    the retry policy's); hold nothing."""
     attempt = _transient_attempt(call, exc, answer, verdict="retry", delay=delay)
 
     def announce(applied: bool) -> None:

@@ -40,6 +40,7 @@ from cancelq.pipeline.attempt import (
     not_begun,
     record_all,
 )
+from cancelq.pipeline.retry_policy import RetryPolicy
 from cancelq.pipeline.runtime import Runtime
 from cancelq.store.records import Begun
 
@@ -121,7 +122,7 @@ def _begin_all(rt: Runtime, ctxs: Sequence[AttemptContext], allowed: list[tuple[
     first = ctxs[allowed[0][0]]
     verdicts = rt.store.begin_many(
         [(ctxs[i].job_id, ctxs[i].request, ctxs[i].owner) for i, _probe in allowed],
-        max_attempts=rt.settings.max_attempts,
+        max_attempts=RetryPolicy.from_settings(rt.settings).max_attempts,
         queue=first.queue,
         queue_key=first.queue_key,
         lease_seconds=rt.settings.lease_seconds,

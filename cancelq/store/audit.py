@@ -10,6 +10,7 @@ key layout is in `cancelq.store.keys`, the records read back in `cancelq.store.r
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -33,6 +34,13 @@ from cancelq.store.scripts import Scripts
 #: entry of a batch message's `jobs` as `cancelq.store.messages.job_fragment` writes it.
 #: No field may hold a newline (`lua/enqueue_many.lua` splits on it).
 NewJob = tuple[str, str, str, str, str]
+
+#: A script call that rides on the next `finish` round trip instead of making one of its own
+#: (the breaker's owed success, `cancelq.pipeline.breaker`). Given the pipeline, it queues
+#: its script on it and returns what to do with the reply, or returns None (nothing owed).
+Rider = Callable[[redis.client.Pipeline], Callable[[Any], None] | None]
+
+log = logging.getLogger("cancelq.store")
 
 
 def _delayed_entry(message: TaskMessage) -> str:
@@ -109,6 +117,7 @@ class AuditStore:
         self.keys = keys or Keys()
         self.scripts = Scripts(client)
         self.queues = queues or Queues()  # this deployment's broker queue names
+        self._riders: list[Rider] = []
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -297,6 +306,8 @@ class AuditStore:
 
     def apply(self, call: FinishCall, *, now: float | None = None) -> bool:
         """Run one decided `finish` now (see `finish`)."""
+        if self._riders:
+            return self._finish_round_trip([call], now)[0]
         applied, _state = self.scripts("finish", call.args(self.keys.prefix, now))
         return bool(int(applied))
 
@@ -304,10 +315,38 @@ class AuditStore:
         """`finish` for a batch's attempts in one round trip; each is still its own step."""
         if not calls:
             return []
+        return self._finish_round_trip(calls, None)
+
+    def ride_along(self, rider: Rider) -> None:
+        """Let `rider` add a script of its own to every `finish` round trip.
+
+        An update that may wait for this process's next write (a success for the breaker:
+        every answer is followed by its finish) then costs no round trip of its own.
+        """
+        self._riders.append(rider)
+
+    def _finish_round_trip(self, calls: Sequence[FinishCall], now: float | None) -> list[bool]:
+        """The finishes, then whatever the riders owe, in one pipeline. A rider's failure is
+        logged, never in the way of the finishes' replies."""
         pipe = self.redis.pipeline(transaction=False)
         for call in calls:
-            self.scripts("finish", call.args(self.keys.prefix, None), client=pipe)
-        return [bool(int(applied)) for applied, _state in pipe.execute()]
+            self.scripts("finish", call.args(self.keys.prefix, now), client=pipe)
+        handlers = [handler for rider in self._riders if (handler := rider(pipe)) is not None]
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except redis.RedisError as exc:  # nothing came back: each rider is told so
+            replies = [exc] * (len(calls) + len(handlers))
+        for handler, reply in zip(handlers, replies[len(calls):], strict=True):
+            try:
+                handler(reply)
+            except Exception:
+                log.exception("a script riding on finish failed")
+        applied: list[bool] = []
+        for reply in replies[:len(calls)]:
+            if isinstance(reply, Exception):
+                raise reply
+            applied.append(bool(int(reply[0])))
+        return applied
 
     def defer(self, job_id: str, *, delay_seconds: float, message: TaskMessage) -> bool:
         """Put a job back in the delayed set without using an attempt (a gate said "not now").

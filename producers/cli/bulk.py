@@ -91,8 +91,8 @@ def bulk(
 
     Rows need case_id and event_id (reason is optional, other columns are ignored). Bad rows
     are reported on stderr with their line number, and the good rows still go. Duplicates
-    (a pair that already has a live job, from the store or earlier in the file) are counted,
-    not sent.
+    (a pair that already has a live job, from the store or earlier in the file) and blank
+    lines (empty, or only empty fields) are counted, not sent.
     """
     run_id = run_id or new_run_id()
     requested_by = requested_by or default_requester()
@@ -214,6 +214,7 @@ def _print_summary(summary: BulkSummary) -> None:
         "accepted": summary.accepted,
         "duplicates": summary.duplicates,
         "invalid": summary.invalid,
+        "blank": summary.blank,
     }
     out = make_console()
     table = Table(title=escape(title), header_style="bold")

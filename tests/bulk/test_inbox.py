@@ -237,3 +237,24 @@ def test_a_leftover_finished_by_another_worker_after_listing_is_skipped(
     result = process_file(fake_store, inbox, gone, requested_by="t", lock_seconds=30)
     assert (result.status, result.detail) == ("skipped", "already taken")
     assert list(inbox.failed.iterdir()) == []
+
+
+def test_the_inbox_summary_counts_blank_lines(fake_store: AuditStore, tmp_path: Path) -> None:
+    pairs = [(_id(), _id()) for _ in range(2)]
+    drop(tmp_path, "gaps.csv", csv_text(pairs, ",,", "", "bad,row"))
+    [result] = process_inbox(fake_store, tmp_path)
+    assert result.status == "processed"
+    report = summary_of(Inbox(tmp_path).processed, "gaps.csv")
+    assert (report["rows"], report["accepted"], report["duplicates"], report["invalid"],
+            report["blank"]) == (5, 2, 0, 1, 2)
+
+
+def test_a_file_of_blank_lines_only_fails_saying_so(
+    fake_store: AuditStore, tmp_path: Path
+) -> None:
+    drop(tmp_path, "empty.csv", "case_id,event_id\n,,\n\n")
+    [result] = process_inbox(fake_store, tmp_path)
+    assert result.status == "failed"
+    report = summary_of(Inbox(tmp_path).failed, "empty.csv")
+    assert report["blank"] == 2 and report["rows"] == 2
+    assert report["reason"] == "no rows (2 blank)"

@@ -24,6 +24,7 @@ from click.testing import CliRunner, Result
 from cancelq.bulk.intake import (
     MAX_REPORTED_BAD_ROWS,
     BadRow,
+    BlankRow,
     FileError,
     Row,
     format_for,
@@ -496,3 +497,53 @@ def _write_rows(path: Path, n: int) -> None:
             else:
                 out.write(f"{uuid.uuid4()},{uuid.uuid4()},bulk cleanup\n")
 
+
+
+# -- every data line in one count (issue 16, item 11) ---------------------------------------
+
+
+def _sums_up(summary: dict[str, Any]) -> bool:
+    counted = summary["accepted"] + (summary["duplicates"] or 0) + summary["invalid"]
+    return bool(summary["rows"] == counted + summary["blank"])
+
+
+@pytest.mark.parametrize(("fmt", "lines"), [
+    ("csv", ["case_id,event_id,reason", "{a}", ",,", "", "  ,  ", "{a}", "bad,{b}"]),
+    ("jsonl", ['{{"case_id": "{c}", "event_id": "{e}"}}', "", "   ",
+               '{{"case_id": "{c}", "event_id": "{e}"}}', "[1]"]),
+])
+def test_blank_data_lines_are_counted_not_dropped(
+    fake_store: AuditStore, fmt: str, lines: list[str]
+) -> None:
+    case, event = _id(), _id()
+    text = [line.format(a=f"{case},{event},why", b=_id(), c=case, e=event) for line in lines]
+    summary = intake(read_rows(csv_bytes(*text), fmt), run_id="r", store=fake_store)  # type: ignore[arg-type]
+    data = summary.to_json()
+    data_lines = len(text) - (fmt == "csv")  # the header is not a data line
+    assert (data["rows"], data["accepted"], data["duplicates"], data["invalid"],
+            data["blank"]) == (data_lines, 1, 1, 1, data_lines - 3)
+    assert _sums_up(data)
+    dry = intake(read_rows(csv_bytes(*text), fmt), run_id="r", store=None,  # type: ignore[arg-type]
+                 dry_run=True).to_json()
+    assert (dry["rows"], dry["accepted"], dry["invalid"], dry["blank"]) == (
+        data_lines, 2, 1, data_lines - 3)
+
+
+def test_blank_lines_before_the_csv_header_are_not_data() -> None:
+    case, event = _id(), _id()
+    rows = list(read_rows(csv_bytes("", ",", "case_id,event_id", f"{case},{event}", ",,"),
+                          "csv"))
+    assert rows == [Row(4, case, event, None), BlankRow(5)]
+
+
+def test_cli_bulk_summary_counts_blank_lines(cli_store: AuditStore) -> None:
+    case, event = _id(), _id()
+    stdin = f"case_id,event_id\n{case},{event}\n,,\n{_id()},{_id()}\n"
+    shown = run_cli("bulk", "-", "--json", stdin=stdin)
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.stdout)
+    assert (data["rows"], data["accepted"], data["blank"]) == (3, 2, 1) and _sums_up(data)
+    table = run_cli("bulk", "-", "--dry-run", stdin=stdin)
+    assert table.exit_code == 0, table.output
+    assert [line.split() for line in table.stdout.splitlines() if "blank" in line] == [
+        ["│", "blank", "│", "1", "│"]]

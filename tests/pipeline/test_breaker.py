@@ -7,12 +7,13 @@ import time
 
 import fakeredis
 import pytest
+import redis
 
 from cancelq.core.contract import CancelRequest
 from cancelq.core.settings import load_settings
 from cancelq.pipeline.breaker import BreakerGate, breaker_gate
 from cancelq.pipeline.gates import Defer, Proceed
-from cancelq.store.audit import AuditStore
+from cancelq.store.audit import AuditStore, FinishCall
 
 REQUEST = CancelRequest.parse(case_id="a1b2c3d4-e5f6-7890-abcd-ef1234567890",
                               event_id="987fcdeb-51a2-43d7-9876-543210fedcba")
@@ -127,3 +128,41 @@ def test_off_when_failures_is_zero(fake_store: AuditStore) -> None:
     settings = load_settings(CARE360_BREAKER_FAILURES=0)
     assert breaker_gate(fake_store, settings) is None
     assert breaker_gate(fake_store, load_settings()) is not None
+
+
+def test_an_owed_success_goes_before_this_process_s_next_failure(
+    fake_store: AuditStore, fake_redis: fakeredis.FakeRedis
+) -> None:
+    """A success rides on the next finish; a failure of the same process that comes first
+    carries it, so Redis sees success then failure, not the other way round."""
+    a, b = gate(fake_store), gate(fake_store).ride_on(fake_store)
+    fail(a, 2)
+    b.after_answer("j", 200, "cancelled")  # owed: no finish yet
+    assert fake_redis.hget("t:breaker", "failures") == "2"
+    fail(b, 1)
+    assert (state(fake_redis), fake_redis.hget("t:breaker", "failures")) == ("closed", "1")
+    b.after_answer("j", 200, "cancelled")
+    fake_store.finish_many([FinishCall("nobody", None, "settle", "o", "cancelled")])
+    assert fake_redis.hget("t:breaker", "failures") == "0"  # the finish carried it
+    fail(a, 2)
+    assert state(fake_redis) == "closed"
+
+
+def test_an_owed_success_whose_finish_failed_is_still_owed(
+    fake_store: AuditStore, fake_redis: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = gate(fake_store), gate(fake_store).ride_on(fake_store)
+    fail(a, 2)
+    b.after_answer("j", 200, "cancelled")
+    finish = [FinishCall("nobody", None, "settle", "o", "cancelled")]
+    with monkeypatch.context() as patched:
+        patched.setattr(redis.client.Pipeline, "execute", _connection_lost)
+        with pytest.raises(redis.ConnectionError):
+            fake_store.finish_many(finish)  # Redis away: neither the finish nor the success
+    assert fake_redis.hget("t:breaker", "failures") == "2"
+    fake_store.finish_many(finish)  # the next finish carries it
+    assert fake_redis.hget("t:breaker", "failures") == "0"
+
+
+def _connection_lost(*_args: object, **_kwargs: object) -> None:
+    raise redis.ConnectionError("gone")

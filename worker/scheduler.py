@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any
 
-from celery import bootsteps
+from celery import bootsteps, signals
 
 from cancelq.core.settings import Settings
 from cancelq.pipeline.retry_policy import RetryPolicy
@@ -193,6 +193,19 @@ class RetrySchedulerStep(bootsteps.StartStopStep):
     def stop(self, worker: Any) -> None:
         if self.scheduler is not None:
             self.scheduler.stop()
-        from cancelq.pipeline.runtime import get_runtime
 
-        get_runtime().lease_keeper.stop()
+
+@signals.worker_shutdown.connect
+def _stop_lease_keeper(**_: Any) -> None:
+    """Leases are renewed until the last call of the process has ended.
+
+    Steps stop in the reverse order they started, so this step stops *before* the pool waits
+    for its running tasks: stopping the lease keeper here let a call in flight during a warm
+    shutdown lose its lease, another worker reap and call the job again, and the first
+    outcome be thrown away. `worker_shutdown` is sent after the pool has drained.
+    """
+    from cancelq.pipeline.runtime import built_runtime
+
+    rt = built_runtime()
+    if rt is not None:
+        rt.lease_keeper.stop()

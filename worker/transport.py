@@ -24,7 +24,8 @@ broker connection drops, Celery closes the channel while task threads still run;
 `ack` then reaches kombu's `conn_or_acquire` on a closed channel and fails with an
 `AttributeError` that Celery treats as unrecoverable. The message is already back in the
 queue (or in `unacked`, restored after the visibility timeout); its job's outcome is
-recorded, so the second copy is acked without a call. Here that ack is logged and dropped.
+recorded, so the second copy is acked without a call. Here that ack is logged and dropped,
+and so is the hand-back of unacked messages that kombu tries when it closes such a channel.
 
 celeryconfig sets `broker_transport` to `Transport` (or `SentinelTransport` with
 REDIS_SENTINEL_MASTER); URLs, options and every other behaviour are kombu's.
@@ -96,7 +97,7 @@ class AtomicQoS(kombu_redis.QoS):
         try:
             super().ack(delivery_tag)
         except AttributeError:
-            if not _closed(self.channel):
+            if not _transport_gone(self.channel):
                 raise
             _dropped("ack", delivery_tag)
 
@@ -104,15 +105,28 @@ class AtomicQoS(kombu_redis.QoS):
         try:
             super().reject(delivery_tag, requeue=requeue)
         except AttributeError:
-            if not _closed(self.channel):
+            if not _transport_gone(self.channel):
                 raise
             _dropped("reject", delivery_tag)
 
+    def restore_unacked(self, client: Any = None) -> None:
+        """At channel close kombu pushes this worker's unacked messages back; on a channel
+        whose connection is already gone that fails the same way (and ended the worker).
+        They stay in `unacked`, and the sweep restores them after the visibility timeout."""
+        try:
+            super().restore_unacked(client)
+        except AttributeError:
+            if not _transport_gone(self.channel):
+                raise
+            log.warning("broker connection was replaced before this worker's %d unacked "
+                        "message(s) could be handed back; they come back after the visibility "
+                        "timeout", len(self._delivered or ()))
 
-def _closed(channel: Any) -> bool:
+
+def _transport_gone(channel: Any) -> bool:
     """True once kombu has let go of the channel's connection (a reconnect is under way)."""
     transport = getattr(channel, "connection", None)
-    return bool(channel.closed) or transport is None or getattr(transport, "client", None) is None
+    return transport is None or getattr(transport, "client", None) is None
 
 
 def _dropped(what: str, delivery_tag: Any) -> None:

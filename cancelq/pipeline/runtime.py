@@ -90,6 +90,11 @@ def _rate_limit_gates(settings: Settings, store: AuditStore) -> tuple[Gate, ...]
     return () if gate is None else (gate,)
 
 
+def built_runtime() -> Runtime | None:
+    """The process's runtime if something has built it, else None (never builds one)."""
+    return _runtime
+
+
 def get_runtime() -> Runtime:
     global _runtime
     if _runtime is None:

@@ -131,7 +131,7 @@ def test_an_empty_fetch_waits_in_brpop_and_a_lost_script_is_sent_again(
         conn.release()
 
 
-def test_an_ack_on_a_channel_kombu_let_go_of_is_dropped_not_raised(
+def test_an_ack_or_hand_back_on_a_channel_kombu_let_go_of_is_dropped_not_raised(
     redis_url: str, raw: redis.Redis
 ) -> None:
     conn = _connection(redis_url, "worker.transport:Transport")
@@ -146,6 +146,9 @@ def test_an_ack_on_a_channel_kombu_let_go_of_is_dropped_not_raised(
         kombu_redis.QoS.ack(channel.qos, got[0].delivery_tag)
     channel.qos.ack(got[0].delivery_tag)
     channel.qos.reject(got[0].delivery_tag, requeue=True)
+    with pytest.raises(AttributeError):  # and kombu's hand-back when it closes the channel
+        kombu_redis.QoS.restore_unacked(channel.qos)
+    channel.qos.restore_unacked()
     assert raw.hlen("unacked") == 1  # still there: restored after the visibility timeout
     channel.connection.client = conn
     conn.release()

@@ -24,6 +24,7 @@ from cancelq.core.contract import (
     TASK_NAME,
     CancelRequest,
     Submitted,
+    job_id_of,
     read_batch,
     read_job,
 )
@@ -57,11 +58,10 @@ def cancel_calendar_event(
     """One job (real-time, retries, replays, foreign producers): one attempt."""
     rt = get_runtime()
     queue, priority = _origin(rt, self)
-    job_id = job_id if isinstance(job_id, str) and job_id else str(self.request.id)
     fields = {"case_id": case_id, "event_id": event_id, "run_id": run_id,
               "requested_by": requested_by, "reason": reason}
-    job = read_job(job_id, fields, unknown)
-    request = job.request
+    job = read_job(job_id, fields, unknown, fallback=str(self.request.id))
+    job_id, request = job.job_id, job.request  # an id safe to build keys from
     try:
         if request is None:  # recorded, refused: every accepted message ends recorded
             return reject_invalid(rt, job_id, job.fields, job.problem or "",
@@ -86,7 +86,7 @@ def cancel_calendar_events(
     """Many bulk jobs in one message (`cancelq.pipeline.batch`): one attempt each, at once."""
     rt = get_runtime()
     queue, priority = _origin(rt, self)
-    batch_id = str(self.request.id)
+    batch_id, _ = job_id_of(None, str(self.request.id))  # a key may be built from it
     submitted: list[Submitted] = []
     problem = ""
     try:

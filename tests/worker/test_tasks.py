@@ -59,10 +59,11 @@ def test_a_batch_runs_its_good_jobs_and_records_its_bad_one(
 def test_a_batch_message_that_lists_no_jobs_is_recorded_refused(
     rt: Runtime, fake_store: AuditStore
 ) -> None:
-    result = tasks.cancel_calendar_events.apply(kwargs={"jobs": "nope"}, task_id="b-1",
+    batch = str(uuid.uuid4())
+    result = tasks.cancel_calendar_events.apply(kwargs={"jobs": "nope"}, task_id=batch,
                                                 throw=True)
     assert result.get() == "settled: invalid_request"
-    record = fake_store.get("b-1")
+    record = fake_store.get(batch)
     assert record is not None and record.outcome == "invalid_request"
 
 

@@ -10,6 +10,7 @@ key layout is in `cancelq.store.keys`, the records read back in `cancelq.store.r
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -28,6 +29,8 @@ from cancelq.store.messages import BatchTemplate, TaskMessage
 from cancelq.store.queues import Queues
 from cancelq.store.records import Attempt, Begun, Enqueued, JobRecord, Query, Replayed
 from cancelq.store.scripts import Scripts
+
+log = logging.getLogger("cancelq.store")
 
 #: One row of `start_enqueue_many`: job_id, case_id, event_id, reason ('' for none), and its
 #: entry of a batch message's `jobs` as `cancelq.store.messages.job_fragment` writes it.
@@ -397,11 +400,29 @@ class AuditStore:
         return [decode_text(i) for i in self.scripts("renew", args)]
 
     def expired_leases(self, limit: int) -> list[str]:
-        """Jobs whose attempt lease has ended (by Redis's clock), oldest first."""
+        """Jobs whose attempt lease has ended (by Redis's clock), oldest first.
+
+        An entry whose id names no job record (its record key holds another type, as
+        `<victim>:attempts` does) is dropped from the list and logged here: every read of
+        it would fail, and the reaper, which reads each job first, would stop on it forever.
+        """
         seconds, micros = self.redis.time()
         now = int(seconds) + int(micros) / 1_000_000
-        ids = self.redis.zrangebyscore(self.keys.leases, "-inf", now, start=0, num=limit)
-        return [decode_text(i) for i in ids]
+        ids = [decode_text(i) for i in
+               self.redis.zrangebyscore(self.keys.leases, "-inf", now, start=0, num=limit)]
+        if not ids:
+            return ids
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.type(self.keys.job(job_id))
+        kinds = [decode_text(kind) for kind in pipe.execute()]
+        poison = [job_id for job_id, kind in zip(ids, kinds, strict=True)
+                  if kind not in ("hash", "none")]
+        if poison:
+            self.redis.zrem(self.keys.leases, *poison)
+            for job_id in poison:
+                log.error("leases: entry %.80r names no job record; dropped", job_id)
+        return [job_id for job_id in ids if job_id not in poison]
 
     def reap(
         self,
@@ -420,11 +441,18 @@ class AuditStore:
             _delayed_entry(message), repr(now if now is not None else time.time()),
             int(retention_seconds or 0),
         ])
+        if decode_text(state) == "poison":
+            log.error("leases: entry %.80r names no job record; dropped", job_id)
         return decode_text(state) if int(reaped) else None
 
     def trim(self, limit: int = 200) -> int:
-        """Delete up to `limit` jobs whose retention has ended (`lua/trim.lua`)."""
-        return int(self.scripts("trim", [self.keys.prefix, limit]))
+        """Delete up to `limit` jobs whose retention has ended (`lua/trim.lua`); returns how
+        many. An entry that cannot be trimmed is dropped from the expiry set and logged."""
+        deleted, *bad = self.scripts("trim", [self.keys.prefix, limit])
+        for job_id in bad:
+            log.error("retention: entry %.80r could not be trimmed; dropped from %s",
+                      decode_text(job_id), self.keys.expiry)
+        return int(deleted)
 
     def delayed_bad(self) -> dict[str, str]:
         """The delayed entries `promote` set aside, by job id."""

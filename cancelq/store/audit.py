@@ -230,6 +230,8 @@ class AuditStore:
         `leased`: another copy of the job holds a live lease (`lease_left` seconds); nothing
         changed. `conflict`: the job id belongs to another (case, event); the message was
         recorded, rejected, on a job of its own (`rejected_job`) and must not run.
+        `duplicate`: a message with no record names a pair whose live job is `live_job`
+        (noted on it); `not_due`: the job's delayed entry is due in `due_in` seconds.
         """
         args = self._begin_args(job_id, request, owner, max_attempts, queue, queue_key,
                                 lease_seconds, retention_seconds, now)
@@ -268,9 +270,14 @@ class AuditStore:
             f"job id {job_id} belongs to another (case, event): this message was not run",
             Outcome.INVALID_REQUEST.value, at,
         )
+        duplicate = _note(
+            "Duplicate", f"message for job {job_id}, sent straight to the broker, asks for "
+            "this (case, event) again: not run", Verdict.DUPLICATE.value, at,
+        )
         return [
             *self._job_args(job_id, request, at), max_attempts, queue, queue_key, owner,
             repr(lease_seconds), str(uuid.uuid4()), note.encode(), int(retention_seconds or 0),
+            duplicate.encode(),
         ]
 
     def finish(
@@ -454,6 +461,15 @@ class AuditStore:
                       decode_text(job_id), self.keys.expiry)
         return int(deleted)
 
+    def set_aside(self, message_id: str, body: str) -> None:
+        """Keep a message Redis refused for good (`cancelq.store.poison`) in the `poison`
+        hash, for an operator to read and resend; it is never handed back to the broker."""
+        self.redis.hset(self.keys.poison, message_id, body)
+
+    def set_aside_messages(self) -> dict[str, str]:
+        """The messages `set_aside` kept, by message id."""
+        return decode_hash(self.redis.hgetall(self.keys.poison))
+
     def delayed_bad(self) -> dict[str, str]:
         """The delayed entries `promote` set aside, by job id."""
         return decode_hash(self.redis.hgetall(self.keys.delayed_bad))
@@ -545,6 +561,10 @@ def _parse_begun(raw: Any, value: Any, extra: Any) -> Begun:
         return Begun("leased", int(value), lease_left=float(decode_text(extra)))
     if verdict == "run":
         return Begun("run", int(value), used=int(extra))
+    if verdict == "duplicate":
+        return Begun("duplicate", 0, state=decode_text(extra), live_job=decode_text(value))
+    if verdict == "not_due":
+        return Begun("not_due", int(value), due_in=float(decode_text(extra)))
     return Begun(verdict, int(value))
 
 

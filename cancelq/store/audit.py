@@ -26,6 +26,7 @@ from cancelq.store.codec import decode_counters, decode_hash, decode_text
 from cancelq.store.connections import redis_client
 from cancelq.store.keys import Keys
 from cancelq.store.messages import BatchTemplate, TaskMessage
+from cancelq.store.poison import is_poison
 from cancelq.store.queues import Queues
 from cancelq.store.records import Attempt, Begun, Enqueued, JobRecord, Query, Replayed
 from cancelq.store.scripts import Scripts
@@ -442,12 +443,24 @@ class AuditStore:
         now: float | None = None,
     ) -> str | None:
         """Close an attempt whose lease expired; returns the job's new state, None if the
-        lease was live again or the job no longer running (`lua/reap.lua`)."""
-        reaped, state = self.scripts("reap", [
-            self.keys.prefix, job_id, max_attempts, repr(delay_seconds),
-            _delayed_entry(message), repr(now if now is not None else time.time()),
-            int(retention_seconds or 0),
-        ])
+        lease was live again or the job no longer running (`lua/reap.lua`).
+
+        An entry Redis refuses to reap for good (`cancelq.store.poison`: WRONGTYPE, a script
+        error on its record) is dropped from the leases and logged, so the reaper goes on.
+        """
+        try:
+            reaped, state = self.scripts("reap", [
+                self.keys.prefix, job_id, max_attempts, repr(delay_seconds),
+                _delayed_entry(message), repr(now if now is not None else time.time()),
+                int(retention_seconds or 0),
+            ])
+        except redis.ResponseError as exc:
+            if not is_poison(exc):
+                raise
+            self.redis.zrem(self.keys.leases, job_id)
+            log.error("leases: entry %.80r could not be reaped (%.80s); dropped", job_id,
+                      " ".join(str(exc).split()))
+            return None
         if decode_text(state) == "poison":
             log.error("leases: entry %.80r names no job record; dropped", job_id)
         return decode_text(state) if int(reaped) else None

@@ -92,3 +92,17 @@ def test_a_poison_expiry_entry_does_not_stop_the_trim(
     assert "could not be trimmed" in caplog.text
     victim_record = real_store.get(victim)
     assert victim_record is not None and victim_record.outcome == "cancelled"
+
+
+def test_a_lease_entry_whose_record_breaks_the_reap_script_is_dropped(
+    real_store: AuditStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A record Redis holds but the script cannot read (a hand-edited `attempts`)."""
+    broken, event = str(uuid.uuid4()), _event()
+    enqueue(real_store, broken, req(event=event))
+    begin(real_store, broken, event, lease=0.01)
+    real_store.redis.hset(real_store.keys.job(broken), "attempts", "many")
+    time.sleep(0.05)
+    assert real_store.reap(broken, msg(broken, req()), max_attempts=3, delay_seconds=0) is None
+    assert real_store.redis.zscore(real_store.keys.leases, broken) is None
+    assert "could not be reaped" in caplog.text

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -24,22 +25,23 @@ from cancelq.core.contract import (
     TASK_NAME,
     CancelRequest,
     Submitted,
+    job_id_of,
     read_batch,
     read_job,
 )
 from cancelq.core.errors import InvalidInput
 from cancelq.pipeline.attempt import AttemptResult, reject_invalid, run_attempt
 from cancelq.pipeline.batch import run_batch
+from cancelq.pipeline.retry_policy import ERROR_DEFER_SECONDS
 from cancelq.pipeline.runtime import Runtime, get_runtime
 from cancelq.store.messages import build_task_message
+from cancelq.store.poison import is_poison
 from worker.beat import CLEANUP_TASK
 from worker.celery import app
 
 log = logging.getLogger("cancelq.task")
 
 REQUEUE_PAUSE_SECONDS = 1.0
-#: a job whose attempt raised something unforeseen comes back after this long
-ERROR_RETRY_SECONDS = 5.0
 
 
 @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
@@ -57,18 +59,17 @@ def cancel_calendar_event(
     """One job (real-time, retries, replays, foreign producers): one attempt."""
     rt = get_runtime()
     queue, priority = _origin(rt, self)
-    job_id = job_id if isinstance(job_id, str) and job_id else str(self.request.id)
     fields = {"case_id": case_id, "event_id": event_id, "run_id": run_id,
               "requested_by": requested_by, "reason": reason}
-    job = read_job(job_id, fields, unknown)
-    request = job.request
+    job = read_job(job_id, fields, unknown, fallback=str(self.request.id))
+    job_id, request = job.job_id, job.request  # an id safe to build keys from
     try:
         if request is None:  # recorded, refused: every accepted message ends recorded
             return reject_invalid(rt, job_id, job.fields, job.problem or "",
                                   queue=queue).summary()
         return run_attempt(rt, job_id, request, queue=queue, priority=priority).summary()
-    except RedisError as exc:  # not recorded yet: the message must not be acked
-        _requeue(job_id, exc)
+    except RedisError as exc:  # not recorded yet: handed back, or set aside if it never can be
+        return _not_recorded(rt, self, f"job {job_id}", exc)
     except Exception as exc:  # anything else: the job must not stay stuck
         return _after_error(rt, [] if request is None else [(job_id, request)], queue,
                             priority, exc)
@@ -86,7 +87,7 @@ def cancel_calendar_events(
     """Many bulk jobs in one message (`cancelq.pipeline.batch`): one attempt each, at once."""
     rt = get_runtime()
     queue, priority = _origin(rt, self)
-    batch_id = str(self.request.id)
+    batch_id, _ = job_id_of(None, str(self.request.id))  # a key may be built from it
     submitted: list[Submitted] = []
     problem = ""
     try:
@@ -104,7 +105,7 @@ def cancel_calendar_events(
                 reject_invalid(rt, job.job_id, job.fields, job.problem or "", queue=queue)
         results = run_batch(rt, valid, rt.batch_caller, queue=queue, priority=priority)
     except RedisError as exc:  # the batch is handed back whole; recorded jobs are not redone
-        _requeue(f"batch {batch_id}", exc)
+        return _not_recorded(rt, self, f"batch {batch_id}", exc)
     except Exception as exc:  # anything else: no job of the batch may stay stuck
         return _after_error(rt, valid, queue, priority, exc)
     return _tally(results, refused=len(submitted) - len(valid))
@@ -115,6 +116,29 @@ def _origin(rt: Runtime, task: Task[Any, Any]) -> tuple[str, int]:
     goes back to, always one of our queues."""
     delivery = task.request.delivery_info or {}
     return rt.store.queues.known(delivery.get("routing_key")), _priority(delivery.get("priority"))
+
+
+def _not_recorded(rt: Runtime, task: Task[Any, Any], what: str, exc: RedisError) -> str:
+    """Redis did not record the message. Away (connection, timeout, failover): hand it back.
+    It refused this message's own command (WRONGTYPE, a script error): that will not change
+    on redelivery, so the message is set aside with one log line, never requeued in a loop.
+    """
+    if not is_poison(exc):
+        _requeue(what, exc)
+    reason = " ".join(str(exc).split())[:160]  # one line
+    body = json.dumps({"task": task.name, "kwargs": task.request.kwargs, "error": reason,
+                       "at": time.time()}, default=str)
+    try:
+        rt.store.set_aside(str(task.request.id), body)
+    except RedisError as again:
+        if not is_poison(again):
+            _requeue(what, again)
+        log.error("%s: Redis refused it for good (%s) and refused to set it aside (%s); "
+                  "dropped", what, reason, type(again).__name__)
+        return f"dropped: {type(exc).__name__}"
+    log.error("%s: Redis refused it for good (%s); set aside in %s, not requeued",
+              what, reason, rt.store.keys.poison)
+    return f"set aside: {type(exc).__name__}"
 
 
 def _requeue(what: str, exc: RedisError) -> NoReturn:
@@ -152,13 +176,13 @@ def _after_error(
     settled is left as it is (`defer` does nothing to it).
     """
     log.error("%d job(s) (first %s): unexpected %s; tried again in %.0fs",
-              len(jobs), jobs[0][0] if jobs else "-", type(exc).__name__, ERROR_RETRY_SECONDS)
+              len(jobs), jobs[0][0] if jobs else "-", type(exc).__name__, ERROR_DEFER_SECONDS)
     for job_id, request in jobs:
         message = build_task_message(
             {"job_id": job_id, **request.model_dump(exclude_none=True)},
             queue=queue, priority=priority,
         )
-        rt.store.defer(job_id, delay_seconds=ERROR_RETRY_SECONDS, message=message)
+        rt.store.defer(job_id, delay_seconds=ERROR_DEFER_SECONDS, message=message)
     return f"error: {type(exc).__name__}"
 
 

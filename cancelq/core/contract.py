@@ -7,6 +7,11 @@ message instead (`BATCH_TASK_NAME`: keyword arguments `jobs`, a list of objects 
 common to all of them); foreign producers keep the one-job task. Validation lives here so that the
 Python producer, the CLI, bulk intake and the task itself refuse the same inputs with the
 same one-line message naming the field.
+
+A job id becomes part of Redis keys (`{prefix}:job:{job_id}`), so it is a canonical UUID
+(stored lower case) before any key is built: a message whose `job_id` is anything else
+(`<another job>:attempts` would name another job's attempt list) is recorded refused under
+an id derived from it (`derived_job_id`), never under its own words.
 """
 
 from __future__ import annotations
@@ -145,23 +150,51 @@ class Submitted:
     fields: dict[str, str]
 
 
-def read_job(job_id: str, fields: Mapping[str, object], unknown: Mapping[str, object]
-             ) -> Submitted:
-    """Validate one job's fields; `unknown`: any other keyword the message had."""
-    text = {k: v for k, v in fields.items() if isinstance(v, str)}
+def derived_job_id(kind: str, text: str) -> str:
+    """A canonical job id made from a text that is not one (a foreign task id, a bad
+    `job_id`): the same text gives the same id, so a redelivered copy names the same job."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"cancelq:{kind}:{text}"))
+
+
+def job_id_of(given: object, fallback: str) -> tuple[str, InvalidInput | None]:
+    """The job id a message names, safe to build keys from, and what is wrong with it.
+
+    No `job_id`: `fallback` (the task id), or an id derived from it when it is no UUID (a
+    foreign producer's task ids are its own business). A `job_id` that is no canonical UUID
+    is a refusal: the message is recorded under an id derived from the bad one, never run.
+    """
+    if given is None or given == "":
+        if isinstance(fallback, str) and CANONICAL_UUID.fullmatch(fallback):
+            return fallback.lower(), None
+        return derived_job_id("task", str(fallback)), None
     try:
+        return canonical_uuid(given, "job_id"), None
+    except InvalidInput as exc:
+        return derived_job_id("job_id", repr(given)), exc
+
+
+def read_job(job_id: object, fields: Mapping[str, object], unknown: Mapping[str, object],
+             *, fallback: str = "") -> Submitted:
+    """Validate one job's id and fields; `unknown`: any other keyword the message had;
+    `fallback`: the id to use when the message names none (see `job_id_of`)."""
+    text = {k: v for k, v in fields.items() if isinstance(v, str)}
+    safe_id, bad_id = job_id_of(job_id, fallback)
+    try:
+        if bad_id is not None:
+            raise bad_id
         if unknown:
             raise InvalidInput(sorted(unknown)[0], "unknown field")
-        return Submitted(job_id, CancelRequest.parse(**fields), None, text)
+        return Submitted(safe_id, CancelRequest.parse(**fields), None, text)
     except InvalidInput as exc:
-        return Submitted(job_id, None, str(exc), text)
+        return Submitted(safe_id, None, str(exc), text)
 
 
 def read_batch(jobs: object, common: Mapping[str, object], batch_id: str) -> list[Submitted]:
     """The jobs of a batch message; raises `InvalidInput` when `jobs` is no list of objects.
 
-    A job without a usable `job_id` gets one derived from the message id and its place, so
-    a redelivered copy of the message names the same job.
+    A job without a `job_id` gets one derived from the message id and its place, so a
+    redelivered copy of the message names the same job; a job whose `job_id` is no UUID is
+    refused (`read_job`).
     """
     if not isinstance(jobs, list) or not all(isinstance(job, dict) for job in jobs):
         raise InvalidInput("jobs", "must be a list of objects")
@@ -169,10 +202,9 @@ def read_batch(jobs: object, common: Mapping[str, object], batch_id: str) -> lis
         raise InvalidInput("jobs", f"more than {MAX_BATCH_JOBS} jobs in one message")
     out: list[Submitted] = []
     for index, job in enumerate(jobs):
-        job_id = job.get("job_id")
-        if not isinstance(job_id, str) or not job_id:
-            job_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"cancelq:{batch_id}:{index}"))
+        fallback = str(uuid.uuid5(uuid.NAMESPACE_URL, f"cancelq:{batch_id}:{index}"))
         fields = {name: job.get(name) for name in BATCH_JOB_FIELDS[1:]}
         unknown = {k: v for k, v in job.items() if k not in BATCH_JOB_FIELDS}
-        out.append(read_job(job_id, {**common, **fields}, unknown))
+        out.append(read_job(job.get("job_id"), {**common, **fields}, unknown,
+                            fallback=fallback))
     return out

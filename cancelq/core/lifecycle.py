@@ -51,9 +51,12 @@ Decision = Literal["settle", "dead", "retry"]
 
 #: What `begin` decided (`AuditStore.begin`, `lua/begin.lua`): run attempt n, or don't call
 #: because the job is already settled or dead, has used all its attempts, another copy of it
-#: holds a live lease (`leased`: wait for it), or the message's (case, event) is not the
-#: job's (`conflict`: recorded as rejected on a job of its own).
-BeginVerdict = Literal["run", "settled", "exhausted", "leased", "conflict"]
+#: holds a live lease (`leased`: wait for it), the message's (case, event) is not the
+#: job's (`conflict`: recorded as rejected on a job of its own), a foreign message names a
+#: pair that has a live job (`duplicate`: of that job), or the job waits in the delayed set
+#: for a due time not reached (`not_due`: that entry brings it back).
+BeginVerdict = Literal["run", "settled", "exhausted", "leased", "conflict", "duplicate",
+                       "not_due"]
 
 
 class Verdict(StrEnum):
@@ -69,6 +72,8 @@ class Verdict(StrEnum):
     #: not an attempt: the broker lost the job's message and it was published again
     #: (`cancelq.store.lost`)
     REPUBLISHED = "republished"
+    #: not an attempt: a foreign message for this job's pair, not run (`lua/begin.lua`)
+    DUPLICATE = "duplicate"
 
 
 class BreakerState(StrEnum):

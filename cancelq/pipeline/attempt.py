@@ -70,6 +70,10 @@ class AttemptResult:
     def summary(self) -> str:
         if self.state == "rejected":
             return f"rejected: recorded on job {self.outcome}"
+        if self.state == "duplicate":
+            return f"duplicate of job {self.outcome}: not run"
+        if self.state == "not_due":
+            return f"not due for {self.retry_in_seconds:.2f}s: not run"
         if self.state == "deferred":
             return f"deferred {self.retry_in_seconds:.2f}s without a call"
         if self.state == "retrying":
@@ -190,6 +194,15 @@ def not_begun(ctx: AttemptContext, begun: Begun) -> AttemptResult:
         log.warning("job %s: message names another (case, event); rejected as job %s",
                     job_id, begun.rejected_job)
         return AttemptResult(job_id, "rejected", begun.rejected_job, 0, False)
+    if begun.verdict == "duplicate":
+        log.info("job %s: a duplicate of job %s (%s), live for the same (case, event): not "
+                 "run", job_id, begun.live_job, begun.state)
+        return AttemptResult(job_id, "duplicate", begun.live_job, 0, False)
+    if begun.verdict == "not_due":
+        # a second copy of a waiting job's message: its delayed entry brings it back when due
+        log.info("job %s: not due for %.1fs (backoff); this copy is not run", job_id,
+                 begun.due_in)
+        return AttemptResult(job_id, "not_due", None, begun.attempt, False, begun.due_in)
     max_attempts = RetryPolicy.from_settings(ctx.rt.settings).max_attempts
     return settle_without_call(
         ctx, Outcome.RETRIES_EXHAUSTED, f"all {max_attempts} attempts already used",

@@ -26,9 +26,12 @@ from cancelq.store.codec import decode_counters, decode_hash, decode_text
 from cancelq.store.connections import redis_client
 from cancelq.store.keys import Keys
 from cancelq.store.messages import BatchTemplate, TaskMessage
+from cancelq.store.poison import is_poison
 from cancelq.store.queues import Queues
 from cancelq.store.records import Attempt, Begun, Enqueued, JobRecord, Query, Replayed
 from cancelq.store.scripts import Scripts
+
+log = logging.getLogger("cancelq.store")
 
 #: One row of `start_enqueue_many`: job_id, case_id, event_id, reason ('' for none), and its
 #: entry of a batch message's `jobs` as `cancelq.store.messages.job_fragment` writes it.
@@ -236,6 +239,8 @@ class AuditStore:
         `leased`: another copy of the job holds a live lease (`lease_left` seconds); nothing
         changed. `conflict`: the job id belongs to another (case, event); the message was
         recorded, rejected, on a job of its own (`rejected_job`) and must not run.
+        `duplicate`: a message with no record names a pair whose live job is `live_job`
+        (noted on it); `not_due`: the job's delayed entry is due in `due_in` seconds.
         """
         args = self._begin_args(job_id, request, owner, max_attempts, queue, queue_key,
                                 lease_seconds, retention_seconds, now)
@@ -274,9 +279,14 @@ class AuditStore:
             f"job id {job_id} belongs to another (case, event): this message was not run",
             Outcome.INVALID_REQUEST.value, at,
         )
+        duplicate = _note(
+            "Duplicate", f"message for job {job_id}, sent straight to the broker, asks for "
+            "this (case, event) again: not run", Verdict.DUPLICATE.value, at,
+        )
         return [
             *self._job_args(job_id, request, at), max_attempts, queue, queue_key, owner,
             repr(lease_seconds), str(uuid.uuid4()), note.encode(), int(retention_seconds or 0),
+            duplicate.encode(),
         ]
 
     def finish(
@@ -436,11 +446,29 @@ class AuditStore:
         return [decode_text(i) for i in self.scripts("renew", args)]
 
     def expired_leases(self, limit: int) -> list[str]:
-        """Jobs whose attempt lease has ended (by Redis's clock), oldest first."""
+        """Jobs whose attempt lease has ended (by Redis's clock), oldest first.
+
+        An entry whose id names no job record (its record key holds another type, as
+        `<victim>:attempts` does) is dropped from the list and logged here: every read of
+        it would fail, and the reaper, which reads each job first, would stop on it forever.
+        """
         seconds, micros = self.redis.time()
         now = int(seconds) + int(micros) / 1_000_000
-        ids = self.redis.zrangebyscore(self.keys.leases, "-inf", now, start=0, num=limit)
-        return [decode_text(i) for i in ids]
+        ids = [decode_text(i) for i in
+               self.redis.zrangebyscore(self.keys.leases, "-inf", now, start=0, num=limit)]
+        if not ids:
+            return ids
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.type(self.keys.job(job_id))
+        kinds = [decode_text(kind) for kind in pipe.execute()]
+        poison = [job_id for job_id, kind in zip(ids, kinds, strict=True)
+                  if kind not in ("hash", "none")]
+        if poison:
+            self.redis.zrem(self.keys.leases, *poison)
+            for job_id in poison:
+                log.error("leases: entry %.80r names no job record; dropped", job_id)
+        return [job_id for job_id in ids if job_id not in poison]
 
     def reap(
         self,
@@ -453,17 +481,45 @@ class AuditStore:
         now: float | None = None,
     ) -> str | None:
         """Close an attempt whose lease expired; returns the job's new state, None if the
-        lease was live again or the job no longer running (`lua/reap.lua`)."""
-        reaped, state = self.scripts("reap", [
-            self.keys.prefix, job_id, max_attempts, repr(delay_seconds),
-            _delayed_entry(message), repr(now if now is not None else time.time()),
-            int(retention_seconds or 0),
-        ])
+        lease was live again or the job no longer running (`lua/reap.lua`).
+
+        An entry Redis refuses to reap for good (`cancelq.store.poison`: WRONGTYPE, a script
+        error on its record) is dropped from the leases and logged, so the reaper goes on.
+        """
+        try:
+            reaped, state = self.scripts("reap", [
+                self.keys.prefix, job_id, max_attempts, repr(delay_seconds),
+                _delayed_entry(message), repr(now if now is not None else time.time()),
+                int(retention_seconds or 0),
+            ])
+        except redis.ResponseError as exc:
+            if not is_poison(exc):
+                raise
+            self.redis.zrem(self.keys.leases, job_id)
+            log.error("leases: entry %.80r could not be reaped (%.80s); dropped", job_id,
+                      " ".join(str(exc).split()))
+            return None
+        if decode_text(state) == "poison":
+            log.error("leases: entry %.80r names no job record; dropped", job_id)
         return decode_text(state) if int(reaped) else None
 
     def trim(self, limit: int = 200) -> int:
-        """Delete up to `limit` jobs whose retention has ended (`lua/trim.lua`)."""
-        return int(self.scripts("trim", [self.keys.prefix, limit]))
+        """Delete up to `limit` jobs whose retention has ended (`lua/trim.lua`); returns how
+        many. An entry that cannot be trimmed is dropped from the expiry set and logged."""
+        deleted, *bad = self.scripts("trim", [self.keys.prefix, limit])
+        for job_id in bad:
+            log.error("retention: entry %.80r could not be trimmed; dropped from %s",
+                      decode_text(job_id), self.keys.expiry)
+        return int(deleted)
+
+    def set_aside(self, message_id: str, body: str) -> None:
+        """Keep a message Redis refused for good (`cancelq.store.poison`) in the `poison`
+        hash, for an operator to read and resend; it is never handed back to the broker."""
+        self.redis.hset(self.keys.poison, message_id, body)
+
+    def set_aside_messages(self) -> dict[str, str]:
+        """The messages `set_aside` kept, by message id."""
+        return decode_hash(self.redis.hgetall(self.keys.poison))
 
     def delayed_bad(self) -> dict[str, str]:
         """The delayed entries `promote` set aside, by job id."""
@@ -556,6 +612,10 @@ def _parse_begun(raw: Any, value: Any, extra: Any) -> Begun:
         return Begun("leased", int(value), lease_left=float(decode_text(extra)))
     if verdict == "run":
         return Begun("run", int(value), used=int(extra))
+    if verdict == "duplicate":
+        return Begun("duplicate", 0, state=decode_text(extra), live_job=decode_text(value))
+    if verdict == "not_due":
+        return Begun("not_due", int(value), due_in=float(decode_text(extra)))
     return Begun(verdict, int(value))
 
 

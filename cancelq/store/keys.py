@@ -47,6 +47,8 @@ LAYOUT: Final[Mapping[str, str]] = {
     "delayed_messages": "delayed:msg",
     # HASH job id -> the entry `promote` refused (unknown queue, not a list): set aside
     "delayed_bad": "delayed:bad",
+    # HASH message id -> JSON of a message Redis refused for good (WRONGTYPE...): set aside
+    "poison": "poison",
     # ZSET job ids of running attempts, by lease expiry (Redis time): the reaper's list
     "leases": "leases",
     # HASH job id -> when its broker message was first seen nowhere (cancelq.store.lost)
@@ -155,6 +157,10 @@ class Keys:
     @property
     def delayed_bad(self) -> str:
         return self.key("delayed_bad")
+
+    @property
+    def poison(self) -> str:
+        return self.key("poison")
 
     @property
     def leases(self) -> str:

@@ -161,6 +161,10 @@ class Begun:
     lease_left: float = 0.0
     #: for `conflict`: the job the rejected message was recorded on
     rejected_job: str | None = None
+    #: for `duplicate`: the pair's live job the message repeats
+    live_job: str | None = None
+    #: for `not_due`: seconds until the job's delayed entry is due
+    due_in: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -286,6 +286,12 @@ def test_lifecycle_retry_then_cancelled(
     assert [a.number for a in rec.attempts] == [1]
     assert_consistent(fake_store, fake_redis)
 
+    # a second copy of the message (a redelivery) does not cut the 60 s backoff short
+    early = begin(fake_store, "j1", request)
+    assert (early.verdict, early.attempt) == ("not_due", 1) and 59 < early.due_in <= 60
+    assert record(fake_store, "j1").state is State.RETRYING
+    fake_redis.zadd(f"{P}:delayed", {"j1": 0})  # the backoff is over: promote brings it back
+    assert fake_store.promote_due() == 1
     assert begin(fake_store, "j1", request) == Begun("run", 2, used=2)
     now = time.time()
     ok = Attempt(number=2, started_at=now, duration_ms=12.5, http_status=200,
@@ -385,9 +391,9 @@ def test_exhausted_when_attempts_reach_max(
 ) -> None:
     enqueue(fake_store, "j1")
     assert begin(fake_store, "j1", max_attempts=2) == Begun("run", 1, used=1)
-    retry(fake_store, "j1", 1)
+    retry(fake_store, "j1", 1, delay=0)
     assert begin(fake_store, "j1", max_attempts=2) == Begun("run", 2, used=2)
-    retry(fake_store, "j1", 2)
+    retry(fake_store, "j1", 2, delay=0)
     assert begin(fake_store, "j1", max_attempts=2) == Begun("exhausted", 2)
     rec = record(fake_store, "j1")
     assert (rec.state, rec.attempt_count) == (State.RETRYING, 2)

@@ -388,3 +388,55 @@ def test_replay_takes_the_pair_back(
     assert fake_store.replay("j1", msg("j1", req()), who="ops").applied
     assert fake_store.job_for_pair(CASE, EVENT) == "j1"
     assert_consistent(fake_store, fake_redis)
+
+
+# -- 7. a foreign message for a pair with a live job is a duplicate of it ------------------
+
+
+def test_a_foreign_message_for_a_pair_with_a_live_job_is_a_duplicate_of_it(
+    fake_store: AuditStore, fake_redis: fakeredis.FakeRedis
+) -> None:
+    enqueue(fake_store, "j1")  # the producer's job, queued
+    args = fake_store._begin_args("f1", req(), "w9", 8, REALTIME_QUEUE, REALTIME_QUEUE, 30.0,
+                                  None, None)
+    first = fake_store.scripts("begin", args)
+    assert [str(v) for v in first] == ["duplicate", "j1", "queued"]
+    fake_store.scripts("begin", args)  # redis-py re-running it: one note, not two
+    assert fake_store.get("f1") is None  # no second job: nothing to call
+    rec = record(fake_store, "j1")
+    assert (rec.state, rec.attempt_count) == (State.QUEUED, 0)
+    assert [(a.number, a.verdict, a.error_class) for a in rec.attempts] == [
+        (0, "duplicate", "Duplicate")]
+    assert rec.attempts[0].error is not None and "f1" in rec.attempts[0].error
+    assert begin(fake_store, "j1", "w1") == Begun("run", 1, used=1)  # the job itself runs
+    assert_consistent(fake_store, fake_redis)
+
+
+def test_a_foreign_message_first_takes_the_pair_and_the_producer_gets_a_duplicate(
+    fake_store: AuditStore, fake_redis: fakeredis.FakeRedis
+) -> None:
+    assert begin(fake_store, "f1", "w1") == Begun("run", 1, used=1)
+    dup = enqueue(fake_store, "j1")
+    assert (dup.job_id, dup.duplicate) == ("f1", True)
+    assert fake_store.get("j1") is None
+    assert_consistent(fake_store, fake_redis)
+
+
+# -- 10. a waiting job's second copy waits too ----------------------------------------------
+
+
+def test_a_second_copy_of_a_retrying_job_does_not_start_before_its_due_time(
+    fake_store: AuditStore, fake_redis: fakeredis.FakeRedis
+) -> None:
+    enqueue(fake_store, "j1")
+    begin(fake_store, owner="w1")
+    assert fake_store.finish("j1", attempt=call(1, 503, "retry"), owner="w1", decision="retry",
+                             delay_seconds=0.4, retry_message=msg("j1", req()))
+    early = begin(fake_store, owner="w2")
+    assert early.verdict == "not_due" and 0 < early.due_in <= 0.4
+    rec = record(fake_store, "j1")
+    assert (rec.state, rec.attempt_count) == (State.RETRYING, 1)
+    assert fake_redis.zscore(f"{P}:delayed", "j1") is not None  # the entry still brings it back
+    time.sleep(0.45)
+    assert fake_store.promote_due() == 1
+    assert begin(fake_store, owner="w3") == Begun("run", 2, used=2)

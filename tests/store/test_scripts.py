@@ -81,7 +81,7 @@ def test_the_key_layout_is_what_deployed_data_uses() -> None:
         k.index_outcome("cancelled"), k.stats, k.run_stats("R"), k.runs, k.delayed,
         k.delayed_messages, k.calls(17), k.auth_blocked, k.rate_limit, k.bulk_turns,
         k.cleanup_lock("f.csv"), k.redbeat, k.delayed_bad, k.leases, k.expiry, k.breaker,
-        k.breaker_probe,
+        k.breaker_probe, k.poison,
     ] == [
         "c360:job:J", "c360:job:J:attempts", "c360:pair:C:E", "c360:idx:all",
         "c360:idx:case:C", "c360:idx:event:E", "c360:idx:run:R", "c360:idx:state:queued",
@@ -89,7 +89,7 @@ def test_the_key_layout_is_what_deployed_data_uses() -> None:
         "c360:delayed", "c360:delayed:msg", "c360:calls:17", "c360:auth:blocked",
         "c360:ratelimit", "c360:ratelimit:bulk-turns", "c360:cleanup:lock:f.csv",
         "c360:redbeat", "c360:delayed:bad", "c360:leases", "c360:expiry", "c360:breaker",
-        "c360:breaker:probe",
+        "c360:breaker:probe", "c360:poison",
     ]
 
 

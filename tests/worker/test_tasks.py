@@ -3,11 +3,13 @@ is recorded and when a message is handed back rather than acknowledged."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
 from celery.exceptions import Reject
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 
 import worker.tasks as tasks
 from cancelq.core.contract import CancelRequest
@@ -59,10 +61,11 @@ def test_a_batch_runs_its_good_jobs_and_records_its_bad_one(
 def test_a_batch_message_that_lists_no_jobs_is_recorded_refused(
     rt: Runtime, fake_store: AuditStore
 ) -> None:
-    result = tasks.cancel_calendar_events.apply(kwargs={"jobs": "nope"}, task_id="b-1",
+    batch = str(uuid.uuid4())
+    result = tasks.cancel_calendar_events.apply(kwargs={"jobs": "nope"}, task_id=batch,
                                                 throw=True)
     assert result.get() == "settled: invalid_request"
-    record = fake_store.get("b-1")
+    record = fake_store.get(batch)
     assert record is not None and record.outcome == "invalid_request"
 
 
@@ -92,3 +95,45 @@ def test_a_redis_error_while_recording_a_refused_job_hands_the_batch_back(
 def test_a_redis_error_while_recording_a_refused_single_job_hands_it_back(rt: Runtime) -> None:
     result = tasks.cancel_calendar_event.apply(kwargs={"case_id": "x", "event_id": "y"})
     assert str(result.state) == "REJECTED" and isinstance(result.result, Reject)
+
+
+@pytest.mark.parametrize("error", [
+    ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+    ResponseError("Error running script (call to f_x): @user_script:12: WRONGTYPE ..."),
+])
+def test_a_redis_refusal_of_the_message_itself_sets_it_aside_instead_of_a_requeue_loop(
+    rt: Runtime, fake_store: AuditStore, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, error: ResponseError,
+) -> None:
+    def refused(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(fake_store, "begin", refused)
+    job_id = str(uuid.uuid4())
+    result = tasks.cancel_calendar_event.apply(
+        kwargs={"job_id": job_id, "case_id": CASE, "event_id": str(uuid.uuid4())},
+        task_id="m-1")
+    assert result.get() == "set aside: ResponseError"  # acked, not REJECTED (requeued)
+    kept = json.loads(fake_store.set_aside_messages()["m-1"])
+    assert kept["kwargs"]["job_id"] == job_id and kept["error"].startswith(str(error)[:20])
+    lines = [r for r in caplog.records if "set aside" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0].getMessage()
+
+
+@pytest.mark.parametrize("error", [
+    RedisConnectionError("gone"), ReadOnlyError("READONLY You can't write against a replica"),
+    ResponseError("BUSY Redis is busy running a script"),
+    ResponseError("LOADING Redis is loading the dataset in memory"),
+    OutOfMemoryError("OOM command not allowed"),
+])
+def test_redis_being_away_still_hands_the_message_back(
+    rt: Runtime, fake_store: AuditStore, monkeypatch: pytest.MonkeyPatch, error: Exception,
+) -> None:
+    def away(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(fake_store, "begin", away)
+    result = tasks.cancel_calendar_event.apply(
+        kwargs={"job_id": str(uuid.uuid4()), "case_id": CASE, "event_id": str(uuid.uuid4())})
+    assert str(result.state) == "REJECTED" and isinstance(result.result, Reject)
+    assert fake_store.set_aside_messages() == {}

@@ -9,23 +9,41 @@
 -- was lost: that attempt is closed `WorkerLost` and a new one starts. The same owner
 -- beginning again (redis-py re-running this script after a socket timeout) gets its own
 -- attempt back, not a second one.
+--
+-- A foreign message (no record yet) for a (case, event) pair that already has a live job is
+-- a duplicate of that job, exactly as `enqueue.lua` makes a producer's: no record of its
+-- own, no call; a note (`dup_note_json`) on the live job says it came. And a job with an
+-- entry in the delayed set that is not due yet (a retry waiting out its backoff or
+-- Retry-After, a deferral) is started by that entry only: a second copy of its message (a
+-- redelivery) is told `not_due` and acked without a call. Due times are Redis's clock, as
+-- `promote.lua` reads them, so a refused copy always has an entry that brings the job back.
 -- ARGV: prefix, job_id, case_id, event_id, run_id, requested_by, reason, now, max_attempts,
---       queue_name, queue_key, owner, lease_seconds, alt_job_id, note_json, retention
+--       queue_name, queue_key, owner, lease_seconds, alt_job_id, note_json, retention,
+--       dup_note_json
 --       (alt_job_id and note_json: the rejected job and its note, used on a conflict)
 -- Returns {verdict (BEGIN_VERDICT), value, extra}:
 --   RUN {attempt number, attempts used of the budget}; SETTLED {state, outcome};
---   EXHAUSTED {attempts, ''}; LEASED {attempt, seconds left}; CONFLICT {alt_job_id, ''}
+--   EXHAUSTED {attempts, ''}; LEASED {attempt, seconds left}; CONFLICT {alt_job_id, ''};
+--   DUPLICATE {live job id, its state}; NOT_DUE {attempts, seconds until due}
 local p, job_id, case_id, event_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local run_id, requested_by, reason, now = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local max_attempts, queue_name, queue_key = tonumber(ARGV[9]), ARGV[10], ARGV[11]
 local owner, lease, alt_id, note = ARGV[12], tonumber(ARGV[13]), ARGV[14], ARGV[15]
-local retention = tonumber(ARGV[16])
+local retention, dup_note = tonumber(ARGV[16]), ARGV[17]
 
 local job = KEY.job(p, job_id)
 local state, rec_case, rec_event = unpack(redis.call('HMGET', job, 'state', 'case_id',
   'event_id'))
 
 if not state then
+  local live, live_state = existing_job(p, job_id, case_id, event_id, false)
+  if live then
+    local notes = KEY.attempts(p, live)
+    if redis.call('LINDEX', notes, -1) ~= dup_note then  -- not twice for one re-run
+      redis.call('RPUSH', notes, dup_note)
+    end
+    return {BEGIN_VERDICT.DUPLICATE, live, live_state}
+  end
   state = STATE.QUEUED
   create_job(p, {id = job_id, case_id = case_id, event_id = event_id, run_id = run_id,
     requested_by = requested_by, reason = reason, at = now, queue = queue_name,
@@ -47,6 +65,10 @@ local attempts, spared, open, holder, until_at = unpack(redis.call('HMGET', job,
   'spared', 'attempt_started_at', 'lease_owner', 'lease_until'))
 attempts, spared = tonumber(attempts or '0'), tonumber(spared or '0')
 local t = redis_now()
+local due = tonumber(redis.call('ZSCORE', KEY.delayed(p), job_id) or '')
+if due and due > t then
+  return {BEGIN_VERDICT.NOT_DUE, attempts, string.format('%.3f', due - t)}
+end
 if open and open ~= '' then
   if holder == owner then
     return {BEGIN_VERDICT.RUN, attempts, attempts - spared}

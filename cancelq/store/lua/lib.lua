@@ -131,6 +131,14 @@ local function encode_attempt(values)
   return '{' .. table.concat(parts, ',') .. '}'
 end
 
+-- A job id whose record key holds something other than a job record (a hash), e.g. a
+-- poison id `<victim>:attempts` naming another job's attempt list: every call on it would
+-- fail WRONGTYPE, so the sets that list jobs (leases, expiry) drop it instead.
+local function is_poison(p, job_id)
+  local kind = redis.call('TYPE', KEY.job(p, job_id))['ok']
+  return kind ~= 'hash' and kind ~= 'none'
+end
+
 -- Redis's own clock, in seconds: leases, due times and the breaker are shared by every host.
 local function redis_now()
   local t = redis.call('TIME')

@@ -4,10 +4,16 @@
 -- A job whose lease is live again, or that is no longer running, is only taken off the list.
 -- ARGV: prefix, job_id, max_attempts, delay_seconds, retry_entry ("queue_key\npayload"),
 --       now, retention_seconds
--- Returns {reaped (0|1), state}
+-- An id that names no job record (`is_poison`) is taken off the list, so it cannot stop
+-- the reaper on every pass.
+-- Returns {reaped (0|1), state ('poison': such an id, dropped)}
 local p, job_id, max_attempts, delay = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local entry, now, retention = ARGV[5], ARGV[6], tonumber(ARGV[7])
 
+if is_poison(p, job_id) then
+  redis.call('ZREM', KEY.leases(p), job_id)
+  return {0, 'poison'}
+end
 local job = KEY.job(p, job_id)
 local state, attempts, spared, open, until_at, run_id = unpack(redis.call('HMGET', job,
   'state', 'attempts', 'spared', 'attempt_started_at', 'lease_until', 'run_id'))

@@ -287,7 +287,7 @@ class FanOut:
         log.error("care360 fan-out: its event loop thread died; started a new one "
                   "(the calls it held are retried)")
         try:
-            dead.loop.run_until_complete(asyncio.wait_for(_shutdown(dead), CLOSE_TIMEOUT))
+            dead.loop.run_until_complete(_shutdown(dead, CLOSE_TIMEOUT))
         except Exception:  # best effort: the sockets go with the loop
             pass
         finally:
@@ -359,11 +359,12 @@ class FanOut:
         raise Care360Timeout(f"timed out (no answer within the {self._deadline:g}s deadline)")
 
 
-async def _shutdown(running: _Loop) -> None:
+async def _shutdown(running: _Loop, within: float | None = None) -> None:
     """Cancel the calls still running, then close the client (and aiohttp's pool)."""
-    current = asyncio.current_task()
-    tasks = [task for task in asyncio.all_tasks() if task is not current]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await running.client.aclose()
+    async with asyncio.timeout(within):
+        current = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await running.client.aclose()

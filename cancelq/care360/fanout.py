@@ -218,7 +218,8 @@ class FanOut:
         return age is not None and age > self.stuck_after
 
     def close(self) -> None:
-        """Close the client and stop the loop; calls still running end with CancelledError.
+        """Close the client and stop the loop; calls still running end as
+        `TransportError` (their waiting threads are told the loop stopped).
         Safe to call twice; the object cannot be used afterwards."""
         with self._lock:
             running, self._running, self._closed = self._running, None, True

@@ -26,6 +26,7 @@ from typing import Any, TypeAlias
 from urllib.parse import parse_qs
 
 from simulator.faults import (
+    DRIP_SECONDS,
     FaultConfig,
     FaultConfigError,
     ForcedStatus,
@@ -115,6 +116,8 @@ class _Answer:
     fault: str | None = None
     retry_after: int | None = None
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    #: the body never ends: one byte every DRIP_SECONDS (the ``drip`` script)
+    drip: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +206,9 @@ class SimulatorApp:
                     applied=answer.applied if answer else False,
                 )
             )
-            if answer is not None:
+            if answer is not None and answer.drip:
+                await _drip(send, receive)
+            elif answer is not None:
                 await _respond(send, answer.status, answer.body, answer.retry_after,
                                answer.headers)
         finally:
@@ -216,6 +221,8 @@ class SimulatorApp:
             return _forced(scripted.status, scripted.retry_after, "forced")
         if scripted == "ok_bad_body":
             return _Answer(200, BODY_OK_BAD, fault="bad_body")
+        if scripted == "drip":
+            return _Answer(200, b"", fault="drip", drip=True)
         if scripted in ("bad_gzip", "deep_json"):
             answer = self._decide(request)
             return _unreadable(answer, scripted)
@@ -505,6 +512,24 @@ async def _respond(
         headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _drip(send: Send, receive: Receive) -> None:
+    """A 200 whose body never ends: a byte every `DRIP_SECONDS` until the client leaves."""
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [_JSON, (b"content-length", b"100000000")]})
+    gone = asyncio.ensure_future(_disconnect(receive))
+    try:
+        while not gone.done():
+            await send({"type": "http.response.body", "body": b" ", "more_body": True})
+            await asyncio.wait([gone], timeout=DRIP_SECONDS)
+    finally:
+        gone.cancel()
+
+
+async def _disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _respond_json(send: Send, status: int, data: object) -> None:

@@ -18,8 +18,8 @@ from typing import Any, TypedDict, cast
 import httpx
 
 ScriptItem = int | str | Mapping[str, int]
-"""``500``, ``"hang"``, ``"lost"``, ``"ok_bad_body"``, ``"bad_gzip"``, ``"deep_json"`` or
-``{"status": 429, "retry_after": 2}``."""
+"""``500``, ``"hang"``, ``"lost"``, ``"ok_bad_body"``, ``"bad_gzip"``, ``"deep_json"``,
+``"drip"`` or ``{"status": 429, "retry_after": 2}``."""
 
 
 class Stats(TypedDict):

@@ -143,16 +143,21 @@ class ForcedStatus:
     retry_after: int | None = None
 
 
-ScriptedKind: TypeAlias = Literal["hang", "lost", "ok_bad_body", "bad_gzip", "deep_json"]
+ScriptedKind: TypeAlias = Literal["hang", "lost", "ok_bad_body", "bad_gzip", "deep_json",
+                                  "drip"]
 """``hang``: sleep ``hang_seconds`` then answer normally. ``lost``: process normally (a valid
 cancel is applied) but answer 500. ``ok_bad_body``: 200 with an undocumented body, nothing
 applied. ``bad_gzip`` and ``deep_json``: process normally, but answer with a body the client
 cannot read: ``content-encoding: gzip`` over bytes that are not gzip, or JSON nested deeper
-than any parser goes."""
+than any parser goes. ``drip``: nothing applied; a 200 whose body never ends, one byte
+every ``DRIP_SECONDS`` (each within any read timeout) until the client leaves."""
 
 ScriptedResponse: TypeAlias = ForcedStatus | ScriptedKind
 
-_KINDS: frozenset[str] = frozenset({"hang", "lost", "ok_bad_body", "bad_gzip", "deep_json"})
+_KINDS: frozenset[str] = frozenset({"hang", "lost", "ok_bad_body", "bad_gzip", "deep_json",
+                                    "drip"})
+#: Seconds between two bytes of a ``drip`` answer.
+DRIP_SECONDS = 0.5
 
 
 def parse_scripted(item: object) -> ScriptedResponse:

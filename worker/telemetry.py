@@ -3,8 +3,10 @@
 A thread of every worker (`TelemetryStep`), every `HEARTBEAT_SECONDS`:
 
 - writes the heartbeat `cancelq health` and `cancelq doctor` read (`cancelq.ops.health`):
-  node name, host, pid, threads, queues, and when a message was last received (Celery's
-  `task_received` signal, sent from the consumer as it takes a message off the broker);
+  node name, host, pid, threads, queues, when a message was last received (Celery's
+  `task_received` signal, sent from the consumer as it takes a message off the broker),
+  and how long the oldest Care360 call in flight has run, with the age past which it is
+  stuck (the fan-out's deadline plus a margin), so that health fails on stuck calls;
 - adds this process's call and gate counts to the shared `{prefix}:telemetry` hash, from
   which `cancelq metrics` serves the cluster's totals.
 
@@ -23,6 +25,7 @@ from typing import Any
 
 from celery import bootsteps, signals
 
+from cancelq.care360.calls import CallWatch
 from cancelq.ops.health import (
     HEARTBEAT_SECONDS,
     Heartbeat,
@@ -53,7 +56,9 @@ class Telemetry:
         concurrency: int,
         queues: tuple[str, ...],
         interval: float = HEARTBEAT_SECONDS,
+        watch: CallWatch | None = None,
     ) -> None:
+        self.watch = watch
         self.store = store
         self.metrics = metrics
         self.node = node
@@ -80,11 +85,15 @@ class Telemetry:
         if self.started_at is None:
             self.started_at = now
         seen = self._received_mono
+        watch = self.watch
+        oldest = None if watch is None else watch.oldest_call_age()
         heartbeat = Heartbeat(
             node=self.node, host=this_host(), pid=this_pid(), concurrency=self.concurrency,
             queues=self.queues, started_at=self.started_at, at=now,
             consumed_at=None if seen is None else now - (time.monotonic() - seen),
             received=self.received,
+            oldest_call_seconds=None if oldest is None else round(oldest, 3),
+            stuck_after_seconds=None if watch is None else watch.stuck_after,
         )
         write_heartbeat(self.store, heartbeat)
         self.metrics.flush(client, self.store.keys.telemetry)
@@ -134,7 +143,8 @@ class TelemetryStep(bootsteps.StartStopStep):
         rt.gates = instrument_gates(rt.gates, metrics)
         queues = tuple(sorted(worker.app.amqp.queues.consume_from))
         self.telemetry = Telemetry(rt.store, metrics, node=worker.hostname,
-                                   concurrency=int(worker.concurrency), queues=queues)
+                                   concurrency=int(worker.concurrency), queues=queues,
+                                   watch=rt.watch)
         signals.task_received.connect(self.telemetry.on_received, weak=False)
         self.telemetry.start()
         port = rt.settings.worker_metrics_port

@@ -43,6 +43,15 @@ class BatchCaller(Protocol):
     ) -> list[Timed]: ...
 
 
+class CallWatch(Protocol):
+    """Tells how long the oldest call in flight has run, and when that means stuck (the
+    fan-out: its deadline plus a margin). The worker's heartbeat publishes both."""
+
+    stuck_after: float
+
+    def oldest_call_age(self) -> float | None: ...
+
+
 class InThreadCaller:
     """A `BatchCaller` that makes the calls one after another on the calling thread.
 

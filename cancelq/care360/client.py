@@ -5,16 +5,24 @@ under a lock per request, so a shared client serialises a threads-pool worker (m
 347 vs 1,047 calls/s at 64 threads, docs/celery-on-redis.md). What it trusts of an answer,
 and how much of it:
 
-- the body is streamed and read up to `BODY_LIMIT` bytes (decoded), never more, so a huge
-  or endless answer costs at most that much memory; `error` and `message` are kept up to
-  `TEXT_LIMIT` characters, the raw body (for the audit) up to `RAW_BODY_LIMIT`;
+- the body is streamed raw and decoded by `cancelq.care360.body`: at most `BODY_LIMIT`
+  bytes read from the socket and at most `BODY_LIMIT` decoded, chunk by chunk, so a huge,
+  endless or compressed-bomb answer costs at most that much memory; stacked or unknown
+  `Content-Encoding`s are refused (body.py says what that means for the job); `error` and
+  `message` are kept up to `TEXT_LIMIT` characters, the raw body (for the audit) up to
+  `RAW_BODY_LIMIT`;
+- every call has a total deadline, `CARE360_TIMEOUT_SECONDS` (httpx's timeouts are per
+  phase, so an answer dripping a byte at a time met none): here it is checked between the
+  body's chunks, so a dripping body ends as `Care360Timeout` (retryable); the header phase
+  is bounded by the per-read timeout only. The worker's calls go through the fan-out,
+  which enforces the deadline end to end (fanout.py);
 - redirects are never followed (a 3xx is a misconfigured base URL or proxy, not an answer);
 - every httpx exception, whatever its class, becomes one of ours through one table,
   `FAILURES` (`mapped_error`), raised by `_exchange` (or its async twin `exchange_async`, for
   `cancelq.care360.fanout`) with no `__context__` (httpx's exceptions hold the request, and so
   the `cv-api-key` header), and no frame of its traceback holds the key or the request.
 
-The async twins here (`aread_capped`, `exchange_async`) exist for `FanOut`, so that both
+The async twin here (`exchange_async`) exist for `FanOut`, so that both
 clients share one request, one parser, one body cap and one exception table.
 """
 
@@ -22,20 +30,23 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import httpx
 from pydantic import SecretStr
 
+from cancelq.care360.body import ACCEPT_ENCODING, BODY_LIMIT, Body, aread_body, read_body
 from cancelq.core.errors import Care360Timeout, Care360Unreachable, TransportError
+
+__all__ = ["BODY_LIMIT", "Answer", "Care360Client", "RequestFrame", "cancel_request",
+           "exchange_async", "mapped_error"]
 
 ACTION = "CANCEL_CALENDAR_EVENT"
 PATH = "/api/v1/cases/{case_id}"
-#: Bytes of an answer ever read: the spec's bodies are under 200 bytes.
-BODY_LIMIT = 64 * 1024
 #: Characters of `error` / `message` kept (classification, the audit, log lines).
 TEXT_LIMIT = 500
 #: Characters of the raw body kept for the audit (invalid_request, transient answers).
@@ -54,10 +65,19 @@ class Answer:
     raw_body: str
 
     @classmethod
-    def from_response(cls, response: httpx.Response) -> Answer:
-        """From a response, reading at most `BODY_LIMIT` bytes of its body."""
-        return cls.from_parts(response.status_code, response.headers,
-                              read_capped(response.iter_bytes()))
+    def from_response(cls, response: httpx.Response, deadline: float | None = None) -> Answer:
+        """From a response, reading at most `BODY_LIMIT` bytes of its body (body.py)."""
+        return cls.from_body(response.status_code, response.headers,
+                             read_body(response, deadline=deadline))
+
+    @classmethod
+    def from_body(cls, status: int, headers: Mapping[str, str], read: Body) -> Answer:
+        """A refused body is parsed as no body; the note saying so is its raw body."""
+        answer = cls.from_parts(status, headers, read.content)
+        note = read.note()
+        return answer if note is None else cls(
+            answer.status, answer.success, answer.message, answer.error, answer.retry_after,
+            note)
 
     @classmethod
     def from_parts(cls, status: int, headers: Mapping[str, str], content: bytes) -> Answer:
@@ -80,48 +100,6 @@ class Answer:
             retry_after=_text(headers.get("retry-after")),
             raw_body=content[: RAW_BODY_LIMIT * 4].decode("utf-8", "replace")[:RAW_BODY_LIMIT],
         )
-
-
-@dataclass(slots=True)
-class _Capped:
-    """The body so far, up to `limit` bytes: the one cap, fed by the sync and async readers."""
-
-    limit: int
-    parts: list[bytes] = field(default_factory=list)
-    size: int = 0
-
-    def add(self, chunk: bytes) -> bool:
-        """Keep `chunk`; True once `limit` bytes are in (stop reading)."""
-        self.parts.append(chunk)
-        self.size += len(chunk)
-        return self.size >= self.limit
-
-    def content(self) -> bytes:
-        return b"".join(self.parts)[: self.limit]
-
-
-def read_capped(chunks: Iterable[bytes], limit: int = BODY_LIMIT) -> bytes:
-    """The first `limit` bytes of `chunks`; stops reading there."""
-    capped = _Capped(limit)
-    for chunk in chunks:
-        if capped.add(chunk):
-            break
-    return capped.content()
-
-
-async def aread_capped(chunks: AsyncIterator[bytes], limit: int = BODY_LIMIT) -> bytes:
-    """`read_capped` for an async body; closes the iterator at once when it stops early,
-    rather than leaving it to the loop's async-generator finaliser."""
-    capped = _Capped(limit)
-    try:
-        async for chunk in chunks:
-            if capped.add(chunk):
-                break
-    finally:
-        aclose: Callable[[], Awaitable[None]] | None = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
-    return capped.content()
 
 
 def _text(value: object) -> str | None:
@@ -166,10 +144,13 @@ def _exchange(client: httpx.Client, build: Callable[[], httpx.Request]) -> Answe
     no frame of the mapped error's traceback holds the key.
     """
     mapped: TransportError
+    deadline = time.monotonic() + _total(client)
     try:
-        return _read(client.send(build(), stream=True, follow_redirects=False))
+        return _read(client.send(build(), stream=True, follow_redirects=False), deadline)
     except MAPPED as exc:
         mapped = mapped_error(exc)
+    except Care360Timeout as exc:  # the deadline, met in the body: raised again from here
+        mapped = Care360Timeout(str(exc))
     raise mapped
 
 
@@ -185,17 +166,22 @@ async def exchange_async(
     raise mapped
 
 
-def _read(response: httpx.Response) -> Answer:
+def _total(client: httpx.Client) -> float:
+    """The call's total deadline: the client's timeout (one number, `CARE360_TIMEOUT_SECONDS`)."""
+    return client.timeout.read or client.timeout.connect or float("inf")
+
+
+def _read(response: httpx.Response, deadline: float) -> Answer:
     try:
-        return Answer.from_response(response)
+        return Answer.from_response(response, deadline)
     finally:
         response.close()
 
 
 async def _read_async(response: httpx.Response) -> Answer:
     try:
-        content = await aread_capped(response.aiter_bytes())
-        return Answer.from_parts(response.status_code, response.headers, content)
+        read = await aread_body(response)
+        return Answer.from_body(response.status_code, response.headers, read)
     finally:
         await response.aclose()
 
@@ -282,6 +268,7 @@ class Care360Client:
         if client is None:
             client = httpx.Client(
                 base_url=self._base_url,
+                headers={"accept-encoding": ACCEPT_ENCODING},
                 timeout=self._timeout,
                 transport=self._transport,
                 follow_redirects=False,

@@ -19,11 +19,21 @@ no `__context__`/`__cause__` and no key in any text or frame local. Besides:
   bulk call, so real time never queues behind a bulk backlog;
 - in `cancel_many`, each call fails alone: its exception is returned in its place, the
   others' answers are kept; nothing of one call's failure reaches another;
-- the per-request timeout is httpx's (`CARE360_TIMEOUT_SECONDS`), which httpx_aiohttp 0.2
-  turns into aiohttp's: connect -> sock_connect, pool -> connect (pool wait plus connect),
-  read -> sock_read (between reads, as httpx's); write is not applied (the body is ~100
-  bytes, it fits the socket buffer), and, as with httpx, there is no total deadline. Waiting
-  for a slot is not part of it: the call has not started.
+- every call has a total deadline, `CARE360_TIMEOUT_SECONDS`, from the moment it has a
+  slot to its last byte read (`asyncio.timeout`): past it the call ends as `Care360Timeout`
+  (retryable), however its answer trickles in. httpx's per-phase timeouts, which
+  httpx_aiohttp 0.2 turns into aiohttp's (connect -> sock_connect, pool -> connect, read ->
+  sock_read between reads; write not applied), stay as well, but alone they let an answer
+  dripping a byte every half second run forever. Waiting for a slot is not part of the
+  deadline: the call has not started;
+- the calling thread never waits forever either: it looks at the loop every
+  `WAIT_STEP_SECONDS` and gives up when the loop's thread has died (a new loop is started,
+  with one log line, and the calls it held fail as `TransportError`, retryable) or when a
+  call has been in flight longer than `stuck_after` (deadline plus `STUCK_MARGIN_SECONDS`:
+  a loop that no longer runs its timers; the calls fail as `Care360Timeout`);
+- `oldest_call_age` says how long the oldest call in flight has run: the worker's
+  heartbeat publishes it, `cancelq health` fails past `stuck_after`, and the lease keeper
+  stops renewing past it (cancelq.pipeline.lease), so a stuck job is reaped and retried.
 
 Of `httpx.Limits` the transport uses `max_connections` (aiohttp's connector limit, set to
 `max_in_flight`, so a call holding a slot never waits for a connection) and
@@ -35,22 +45,37 @@ thread, against 0.86 ms for `Care360Client` at 64 threads.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import itertools
+import logging
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
+from cancelq.care360.body import ACCEPT_ENCODING
 from cancelq.care360.calls import Timed
 from cancelq.care360.client import PATH, Answer, RequestFrame, cancel_request, exchange_async
+from cancelq.core.errors import Care360Timeout, TransportError
+
+log = logging.getLogger("cancelq.fanout")
+
+T = TypeVar("T")
 
 #: Seconds `close` waits for the loop to close the client and stop.
 CLOSE_TIMEOUT = 10.0
+#: Seconds between a calling thread's looks at the loop while it waits for its answers.
+WAIT_STEP_SECONDS = 0.5
+#: A call in flight this long past its deadline means the loop is stuck (it would have
+#: ended the call at the deadline): waits give up, health fails, leases are not renewed.
+STUCK_MARGIN_SECONDS = 2.0
 
 
 class _Slots:
@@ -91,6 +116,30 @@ class _Slots:
         self.free += 1
 
 
+@dataclass
+class _Flights:
+    """When each call in flight got its slot; written by the loop, read by any thread."""
+
+    started: dict[int, float] = field(default_factory=dict)
+    ids: itertools.count[int] = field(default_factory=itertools.count)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def begin(self) -> int:
+        token = next(self.ids)
+        with self.lock:
+            self.started[token] = time.monotonic()
+        return token
+
+    def end(self, token: int) -> None:
+        with self.lock:
+            self.started.pop(token, None)
+
+    def oldest_age(self) -> float | None:
+        with self.lock:
+            first = min(self.started.values(), default=None)
+        return None if first is None else time.monotonic() - first
+
+
 @dataclass(frozen=True, slots=True)
 class _Loop:
     """What one process's fan-out runs on; `pid` tells a fork's child that it is not its own."""
@@ -101,6 +150,7 @@ class _Loop:
     client: httpx.AsyncClient
     frame: RequestFrame
     slots: _Slots
+    flights: _Flights
 
 
 class FanOut:
@@ -120,6 +170,9 @@ class FanOut:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._timeout = httpx.Timeout(timeout_seconds)
+        self._deadline = timeout_seconds
+        #: a call in flight longer than this is stuck (see the module's docstring)
+        self.stuck_after = timeout_seconds + STUCK_MARGIN_SECONDS
         self._max_in_flight = max_in_flight
         self._transport = transport
         self._lock = threading.Lock()
@@ -136,8 +189,7 @@ class FanOut:
         """One call, as `Care360Client.cancel`: any HTTP answer is returned, a failed exchange
         raises (Care360Timeout, Care360Unreachable, TransportError)."""
         running = self._loop()
-        call = self._call(running, case_id, event_id, urgent)
-        return asyncio.run_coroutine_threadsafe(call, running.loop).result()
+        return self._wait(running, self._call(running, case_id, event_id, urgent))
 
     def cancel_many(
         self, pairs: Sequence[tuple[str, str]], *, urgent: bool = False
@@ -148,11 +200,26 @@ class FanOut:
         if not pairs:
             return []
         running = self._loop()
-        batch = self._many(running, pairs, urgent)
-        return asyncio.run_coroutine_threadsafe(batch, running.loop).result()
+        try:
+            return self._wait(running, self._many(running, pairs, urgent))
+        except TransportError as exc:  # the loop died or is stuck: every call of it failed
+            return [Timed(type(exc)(str(exc)), time.time(), 0.0) for _ in pairs]
+
+    def oldest_call_age(self) -> float | None:
+        """Seconds the oldest call in flight in this process has run; None when none is."""
+        running = self._running
+        if running is None or running.pid != os.getpid():
+            return None
+        return running.flights.oldest_age()
+
+    def stuck(self) -> bool:
+        """Whether a call has outlived its deadline by `STUCK_MARGIN_SECONDS`."""
+        age = self.oldest_call_age()
+        return age is not None and age > self.stuck_after
 
     def close(self) -> None:
-        """Close the client and stop the loop; calls still running end with CancelledError.
+        """Close the client and stop the loop; calls still running end as
+        `TransportError` (their waiting threads are told the loop stopped).
         Safe to call twice; the object cannot be used afterwards."""
         with self._lock:
             running, self._running, self._closed = self._running, None, True
@@ -168,17 +235,65 @@ class FanOut:
             if not running.thread.is_alive():
                 running.loop.close()
 
+    def _wait(self, running: _Loop, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` on the loop and wait for it, never forever (the module's docstring)."""
+        future = asyncio.run_coroutine_threadsafe(work, running.loop)
+        while True:
+            done, _ = concurrent.futures.wait([future], WAIT_STEP_SECONDS)
+            if done:
+                if future.cancelled():
+                    raise TransportError("no usable answer (the fan-out's loop stopped)")
+                return future.result()
+            problem = self._trouble(running)
+            if problem is not None:
+                future.cancel()
+                raise problem
+
+    def _trouble(self, running: _Loop) -> TransportError | None:
+        """Why a wait on `running` must end now, if it must."""
+        if not running.thread.is_alive():
+            self._replace_dead(running)
+            return TransportError("no usable answer (the fan-out's loop stopped)")
+        age = running.flights.oldest_age()
+        if age is not None and age > self.stuck_after:
+            return Care360Timeout(f"timed out (a call in flight for {age:.0f}s, past its "
+                                  f"{self._deadline:g}s deadline: the fan-out's loop is stuck)")
+        return None
+
     def _loop(self) -> _Loop:
-        """This process's loop, started on first use (and again in a forked child)."""
+        """This process's loop, started on first use (and again in a forked child, or
+        after its thread died)."""
         running = self._running
-        if running is not None and running.pid == os.getpid():
+        if running is not None and running.pid == os.getpid() and running.thread.is_alive():
             return running
         with self._lock:
             if self._closed:
                 raise RuntimeError("FanOut is closed")
-            if self._running is None or self._running.pid != os.getpid():
-                self._running = self._start()
-            return self._running
+            current = self._running
+            if current is None or current.pid != os.getpid():
+                current = self._running = self._start()
+            elif not current.thread.is_alive():
+                current = self._running = self._restart(current)
+            return current
+
+    def _replace_dead(self, dead: _Loop) -> None:
+        """A waiting thread found `dead`'s thread gone: replace it, unless done already."""
+        with self._lock:
+            if self._running is dead and not self._closed:
+                self._running = self._restart(dead)
+
+    def _restart(self, dead: _Loop) -> _Loop:
+        """A new loop for one whose thread died; the dead one's calls are cancelled (their
+        callers get `TransportError`) and its client closed, as far as a stopped loop lets."""
+        log.error("care360 fan-out: its event loop thread died; started a new one "
+                  "(the calls it held are retried)")
+        try:
+            dead.loop.run_until_complete(_shutdown(dead, CLOSE_TIMEOUT))
+        except Exception:  # best effort: the sockets go with the loop
+            pass
+        finally:
+            dead.loop.close()
+        return self._start()
 
     def _start(self) -> _Loop:
         loop = asyncio.new_event_loop()
@@ -186,7 +301,7 @@ class FanOut:
         thread.start()
         client = asyncio.run_coroutine_threadsafe(self._open(), loop).result()
         return _Loop(os.getpid(), loop, thread, client, RequestFrame.of(client),
-                     _Slots(self._max_in_flight))
+                     _Slots(self._max_in_flight), _Flights())
 
     async def _open(self) -> httpx.AsyncClient:
         """The client, made inside the loop that will use it (aiohttp binds its pool there)."""
@@ -195,6 +310,7 @@ class FanOut:
         )
         return httpx.AsyncClient(
             base_url=self._base_url,
+            headers={"accept-encoding": ACCEPT_ENCODING},
             transport=self._transport or AiohttpTransport(limits=limits),
             timeout=self._timeout,
             follow_redirects=False,
@@ -227,16 +343,29 @@ class FanOut:
         return Timed(result, started_at, round((time.perf_counter() - t0) * 1000, 1))
 
     async def _exchange(self, running: _Loop, case_id: str, event_id: str) -> Answer:
+        """One exchange within the call's total deadline; counted in flight while it runs."""
         client, key = running.client, self._api_key
         frame = running.frame
-        return await exchange_async(client, lambda: cancel_request(frame, key, case_id, event_id))
+        token = running.flights.begin()
+        scope = asyncio.timeout(self._deadline)
+        try:
+            async with scope:
+                return await exchange_async(
+                    client, lambda: cancel_request(frame, key, case_id, event_id))
+        except TimeoutError:
+            if not scope.expired():
+                raise  # not the deadline's (nothing of ours raises it): as it came
+        finally:
+            running.flights.end(token)
+        raise Care360Timeout(f"timed out (no answer within the {self._deadline:g}s deadline)")
 
 
-async def _shutdown(running: _Loop) -> None:
+async def _shutdown(running: _Loop, within: float | None = None) -> None:
     """Cancel the calls still running, then close the client (and aiohttp's pool)."""
-    current = asyncio.current_task()
-    tasks = [task for task in asyncio.all_tasks() if task is not current]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await running.client.aclose()
+    async with asyncio.timeout(within):
+        current = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await running.client.aclose()

@@ -12,6 +12,11 @@ restart), so `cancelq health` does not ask the worker: it compares two facts kep
   (`waiting_since`). Messages with no record (sent straight to the broker by a foreign
   producer) have no known age and count in the depth only.
 
+A worker's heartbeat also carries how long its oldest Care360 call in flight has run, and
+when that means stuck (its deadline, `CARE360_TIMEOUT_SECONDS`, plus a margin: the fan-out
+ends every call at the deadline, so a call older than that is on a loop that no longer
+runs). Such a worker is unhealthy: it consumes, yet its calls never end.
+
 The rule: a queue whose head has waited longer than `max_age` while no live worker that
 consumes it received anything for `max_age` is not being consumed. A worker whose own
 heartbeat is older than `max_age` (hung whole, or stopped) is dead. With several workers,
@@ -59,6 +64,10 @@ class Heartbeat:
     at: float
     consumed_at: float | None = None
     received: int = 0
+    #: seconds the oldest Care360 call in flight had run at `at` (None: none in flight)
+    oldest_call_seconds: float | None = None
+    #: a call older than this is stuck (the worker's deadline plus a margin)
+    stuck_after_seconds: float | None = None
 
     def encode(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -69,6 +78,7 @@ class Heartbeat:
         try:
             raw = json.loads(text)
             consumed = raw.get("consumed_at")
+            oldest, stuck_after = raw.get("oldest_call_seconds"), raw.get("stuck_after_seconds")
             return cls(
                 node=str(raw["node"]),
                 host=str(raw["host"]),
@@ -79,6 +89,8 @@ class Heartbeat:
                 at=float(raw["at"]),
                 consumed_at=None if consumed is None else float(consumed),
                 received=int(raw.get("received", 0)),
+                oldest_call_seconds=None if oldest is None else float(oldest),
+                stuck_after_seconds=None if stuck_after is None else float(stuck_after),
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
@@ -90,6 +102,11 @@ class Heartbeat:
 
     def online(self, now: float, within: float = ONLINE_SECONDS) -> bool:
         return now - self.at <= within
+
+    def calls_stuck(self) -> bool:
+        """Whether a call in flight had outlived its deadline (plus margin) at the beat."""
+        return (self.oldest_call_seconds is not None and self.stuck_after_seconds is not None
+                and self.oldest_call_seconds > self.stuck_after_seconds)
 
 
 def this_host() -> str:
@@ -268,6 +285,9 @@ def judge(
         worst = max(stale, key=lambda b: now - b.at)
         return Verdict(False, f"{worst.node}: no heartbeat for {now - worst.at:.0f}s "
                               f"(max {max_age:.0f}s)")
+    stuck = _stuck_calls(live)
+    if stuck is not None:
+        return stuck
     for head in heads.values():
         if head.age_seconds is None or head.age_seconds <= max_age:
             continue
@@ -283,6 +303,16 @@ def judge(
             return Verdict(False, f"{head.queue}: a job has waited {head.age_seconds:.0f}s and "
                                   f"{who} received nothing for {idle:.0f}s (max {max_age:.0f}s)")
     return Verdict(True, _healthy_line(live, heads, now))
+
+
+def _stuck_calls(live: Sequence[Heartbeat]) -> Verdict | None:
+    """Unhealthy when a live worker has a Care360 call in flight past its deadline."""
+    for beat in live:
+        if beat.calls_stuck():
+            return Verdict(False, f"{beat.node}: a Care360 call has been in flight "
+                                  f"{beat.oldest_call_seconds:.0f}s, past its deadline "
+                                  f"(stuck after {beat.stuck_after_seconds:.0f}s)")
+    return None
 
 
 def _healthy_line(live: Sequence[Heartbeat], heads: Mapping[str, QueueHead], now: float) -> str:

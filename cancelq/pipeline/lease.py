@@ -7,6 +7,13 @@ lease live and waits; the reaper (`worker.scheduler`) treats only an expired lea
 worker. The keeper knows nothing of HTTP: an attempt registers with `hold(job_id, owner)`
 around its call and its recording, whatever makes the call (a thread now, an event loop
 later).
+
+A lease is renewed only while the process's calls are within their deadline
+(`CARE360_TIMEOUT_SECONDS` plus a small margin, `calls_stuck`, from the fan-out): a call
+past it means the loop that runs the calls no longer ends them (the fan-out enforces the
+deadline on every call, so one call overdue means every call on that loop is stuck). The
+leases then run out and the reaper retries the jobs elsewhere, rather than a stuck process
+holding them forever.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from cancelq.store.audit import AuditStore
@@ -32,11 +39,17 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:16]}"
 
 
+def _never() -> bool:
+    return False
+
+
 class LeaseKeeper:
     """Renews the leases of the attempts this process holds; safe to share between threads."""
 
-    def __init__(self, store: AuditStore, lease_seconds: float) -> None:
+    def __init__(self, store: AuditStore, lease_seconds: float, *,
+                 calls_stuck: Callable[[], bool] = _never) -> None:
         self.store = store
+        self.calls_stuck = calls_stuck
         self.lease_seconds = lease_seconds
         self.interval = lease_seconds / RENEWALS_PER_LEASE
         self._held: dict[tuple[str, str], None] = {}
@@ -77,6 +90,10 @@ class LeaseKeeper:
         """
         held = self.held
         if not held:
+            return []
+        if self.calls_stuck():
+            log.warning("lease keeper: a Care360 call is past its deadline; %d lease(s) not "
+                        "renewed (they run out and the reaper retries their jobs)", len(held))
             return []
         gone = self.store.renew_leases(self.lease_seconds, held)
         still = self.held

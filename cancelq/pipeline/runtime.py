@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from cancelq.care360.calls import BatchCaller, Caller, InThreadCaller
+from cancelq.care360.calls import BatchCaller, Caller, CallWatch, InThreadCaller
 from cancelq.care360.fanout import FanOut
 from cancelq.core.settings import Settings, load_settings
 from cancelq.pipeline.auth_gate import AuthGate
@@ -38,6 +38,8 @@ class Runtime:
     leases: LeaseKeeper | None = None
     #: makes a batch's calls at once; the worker's is the fan-out, the default one by one
     caller: BatchCaller | None = None
+    #: how long the oldest call in flight has run (the fan-out), for the heartbeat
+    watch: CallWatch | None = None
 
     def __post_init__(self) -> None:
         if self.leases is None:
@@ -71,6 +73,8 @@ def build_runtime(settings: Settings) -> Runtime:
         store=store,
         client=fanout,
         caller=fanout,
+        watch=fanout,
+        leases=LeaseKeeper(store, settings.lease_seconds, calls_stuck=fanout.stuck),
         # Auth first: while the key is known to be wrong, no other policy needs to run.
         # The breaker before the rate limit: a job that may not call takes no slot.
         gates=(AuthGate(store.redis, store.keys, backoff_seconds=settings.auth_backoff_seconds),)

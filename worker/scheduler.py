@@ -21,13 +21,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 from typing import Any
 
 from celery import bootsteps, signals
+from redis.exceptions import RedisError
 
 from cancelq.core.settings import Settings
+from cancelq.core.ticker import Ticker
 from cancelq.pipeline.retry_policy import RetryPolicy
 from cancelq.store.audit import AuditStore
 from cancelq.store.codec import decode_text
@@ -72,8 +73,9 @@ class RetryScheduler:
         self._next_lost_pass = 0.0
         self.republished = 0
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # the loop must outlive any Redis outage: one line, then a pause
+        self._ticker = Ticker("retry-scheduler", self.tick, interval=interval_seconds,
+                              outage=(RedisError,), pause=ERROR_PAUSE_SECONDS)
 
     def run_once(self) -> int:
         """Promote every due retry; returns how many were pushed."""
@@ -152,23 +154,10 @@ class RetryScheduler:
         return len(done.republished)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="retry-scheduler", daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:  # the loop must outlive any Redis outage
-                log.warning("retry scheduler: Redis call failed, will retry", exc_info=True)
-                self._stop.wait(ERROR_PAUSE_SECONDS)
-                continue
-            self._stop.wait(self.interval)
+        self._ticker.stop(timeout)
 
 
 class RetrySchedulerStep(bootsteps.StartStopStep):

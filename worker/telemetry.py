@@ -19,13 +19,14 @@ the heartbeat: a worker stopped on purpose is gone, not dead.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
 from celery import bootsteps, signals
+from redis.exceptions import RedisError
 
 from cancelq.care360.calls import CallWatch
+from cancelq.core.ticker import Ticker
 from cancelq.ops.health import (
     HEARTBEAT_SECONDS,
     Heartbeat,
@@ -69,8 +70,9 @@ class Telemetry:
         self.received = 0
         self._received_mono: float | None = None
         self._beats = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # the loop must outlive any Redis outage: one line, not a traceback a beat
+        self._ticker = Ticker("telemetry", self.beat, interval=self.interval,
+                              outage=(RedisError,))
 
     def on_received(self, **_: Any) -> None:
         """Celery's `task_received` handler: runs in the consumer, so it only notes the time."""
@@ -103,26 +105,15 @@ class Telemetry:
         return heartbeat
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="telemetry", daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._ticker.stop(timeout)
         try:
             self.metrics.flush(self.store.redis, self.store.keys.telemetry)
             remove_heartbeat(self.store, self.node)
-        except Exception:  # shutting down: a Redis that is gone must not block it
-            log.warning("telemetry: could not say goodbye to Redis", exc_info=True)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.beat()
-            except Exception:  # the loop must outlive any Redis outage
-                log.warning("telemetry: heartbeat failed, will retry", exc_info=True)
-            self._stop.wait(self.interval)
+        except RedisError as exc:  # shutting down: a Redis that is gone must not block it
+            log.warning("telemetry: could not say goodbye to Redis (%s)", type(exc).__name__)
 
 
 class TelemetryStep(bootsteps.StartStopStep):

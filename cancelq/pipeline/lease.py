@@ -26,6 +26,9 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+from redis.exceptions import RedisError
+
+from cancelq.core.ticker import Ticker
 from cancelq.store.audit import AuditStore
 
 log = logging.getLogger("cancelq.lease")
@@ -54,8 +57,9 @@ class LeaseKeeper:
         self.interval = lease_seconds / RENEWALS_PER_LEASE
         self._held: dict[tuple[str, str], None] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # a Redis blip only skips a renewal: the next comes before the lease ends
+        self._ticker = Ticker("lease-keeper", self.renew_once, interval=self.interval,
+                              outage=(RedisError,), first_tick_after_interval=True)
 
     @contextmanager
     def hold(self, job_id: str, owner: str) -> Iterator[None]:
@@ -104,16 +108,7 @@ class LeaseKeeper:
         return lost
 
     def stop(self) -> None:
-        self._stop.set()
+        self._ticker.stop(timeout=0)
 
     def _start(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._loop, name="lease-keeper", daemon=True)
-            self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.renew_once()
-            except Exception:  # a Redis blip: the next renewal comes before the lease ends
-                log.warning("lease keeper: renewal failed, will retry", exc_info=True)
+        self._ticker.start()

@@ -62,8 +62,9 @@ def _client_options(retries: int = 6) -> dict[str, Any]:
 def probe(settings: Settings) -> None:
     """One PING on `REDIS_URL`, no retries: a wrong URL fails here within seconds.
 
-    What cannot be Redis (an HTTP port, TLS against a plain Redis, a database that does
-    not exist, a refused password) is a `ConfigError`; a Redis that is down or silent is
+    What cannot be Redis (an HTTP port, a server that takes the connection and then says
+    nothing or hangs up, TLS against a plain Redis, a database that does not exist, a refused
+    password) is a `ConfigError`; a Redis that refuses or cannot be reached is
     `RedisUnavailable`. Either way one line naming REDIS_URL, password masked.
     """
     client = redis_client(settings, retries=0)
@@ -95,12 +96,19 @@ def explain_redis_error(url: str, exc: BaseException) -> ConfigError | RedisUnav
         return ConfigError(
             f"REDIS_URL: TLS failed with {where} ({detail}); rediss:// against a plain Redis?"
         )
-    if isinstance(exc, redis.TimeoutError):
+    if isinstance(exc, redis.TimeoutError) and "connecting" not in text:
+        # it took the connection and said nothing: a Redis answers PING at once, even busy
         hint = ("rediss:// against a plain Redis?" if url.strip().lower().startswith("rediss:")
-                else "not a Redis, or unreachable")
-        return RedisUnavailable(
+                else "not a Redis: an HTTP port?")
+        return ConfigError(
             f"REDIS_URL: no answer from {where} within {SOCKET_TIMEOUT_SECONDS:.0f} s ({hint})"
         )
+    if isinstance(exc, redis.ConnectionError) and "closed by server" in text:
+        # it took the connection and hung up without a word: a Redis always answers first
+        return ConfigError(f"REDIS_URL: {where} hung up without answering; not a Redis?")
+    if isinstance(exc, redis.TimeoutError):
+        return RedisUnavailable(f"REDIS_URL: cannot reach {where} within "
+                                f"{CONNECT_TIMEOUT_SECONDS:.0f} s (down, or unreachable)")
     if isinstance(exc, redis.ConnectionError):
         return RedisUnavailable(f"REDIS_URL: cannot reach {where} ({detail})")
     return ConfigError(f"REDIS_URL: {where}: {type(exc).__name__}: {detail}")

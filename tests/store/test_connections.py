@@ -56,10 +56,12 @@ def test_an_http_port_is_a_config_error_naming_redis_url() -> None:
     assert "pw-http" not in message and "\n" not in message
 
 
-def test_a_server_that_never_answers_fails_with_one_line() -> None:
+def test_a_server_that_never_answers_is_not_a_redis_in_one_line() -> None:
+    """A Redis answers PING at once: one that takes the connection and stays silent is
+    something else (a worker must refuse to start on it, not retry forever)."""
     with not_redis("silent") as port:
         error = probed(f"redis://127.0.0.1:{port}/0")
-    assert isinstance(error, RedisUnavailable)
+    assert isinstance(error, ConfigError)
     assert str(error).startswith("REDIS_URL: no answer from") and "\n" not in str(error)
 
 

@@ -5,8 +5,10 @@ one line and exit 2, never a traceback; Flower refuses to start open from any di
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,37 @@ def test_the_worker_refuses_an_http_port_as_redis() -> None:
                       REDIS_URL=f"redis://:pw-w@127.0.0.1:{port}/0")
     line = refusal(done)
     assert "REDIS_URL:" in line and "did not answer as Redis" in line and "pw-w" not in line
+
+
+def test_the_worker_refuses_a_silent_server_within_ten_seconds() -> None:
+    """Something that takes the connection and says nothing (the simulator's HTTP port did
+    this) is not a Redis: one line and exit 2, not a worker that retries it forever."""
+    with not_redis("silent") as port:
+        done = celery("worker", "--without-mingle", "--without-gossip",
+                      REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    line = refusal(done)
+    assert "REDIS_URL:" in line and "not a Redis" in line
+
+
+def test_a_worker_waiting_for_a_redis_that_is_down_is_quiet_and_stops_on_sigterm() -> None:
+    """A Redis that is merely down (a refused port) is waited for, in a few lines, and a
+    SIGTERM ends the worker well within compose's 30 s grace, with no traceback."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("REDIS_", "CARE360_", "CV_API_KEY", "FLOWER_", "KEY_PREFIX"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "worker", "worker", "--without-mingle",
+         "--without-gossip", "-l", "info"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT), "CV_API_KEY": API_KEY,
+             "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"},
+    )
+    time.sleep(12)  # some reconnect attempts (not a wait for a state: we want them to pass)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode is not None
+    assert "Traceback" not in output, output
+    assert API_KEY not in output
+    assert len(output.splitlines()) < 80, output
 
 
 def test_beat_refuses_an_http_port_as_redis(tmp_path: Path) -> None:

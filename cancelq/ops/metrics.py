@@ -340,10 +340,21 @@ def cluster_registry(store: AuditStore) -> CollectorRegistry:
     return registry
 
 
-def serve(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> WSGIServer:
-    """Serve `registry` at http://addr:port/metrics from a daemon thread (port 0: any free)."""
+def serve(registry: CollectorRegistry, port: int, addr: str) -> WSGIServer:
+    """Serve `registry` at http://addr:port/metrics from a daemon thread (port 0: any free).
+
+    No default address: the caller passes `Settings.metrics_address` (loopback unless set)
+    or an explicit option, so nothing listens wider than the operator said.
+    """
     server, _thread = start_http_server(port, addr=addr, registry=registry)
     return server
+
+
+def served_url(server: WSGIServer) -> str:
+    """The address the server really listens on, as a URL (an IPv6 host in brackets)."""
+    host, port = server.server_address[:2]
+    host = str(host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
 
 
 def _decode(raw: dict[Any, Any]) -> dict[str, str]:

@@ -17,7 +17,7 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 
 from producers.dev.local_redis import free_port
-from tests.conftest import ROOT, Simulator, wait_for, worker_env
+from tests.conftest import ROOT, Simulator, WorkerFactory, wait_for, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +134,17 @@ def test_flower_listens_on_loopback_unless_told_and_says_where(
         assert f"Visit me at http://{shown}:{port}" in log.read_text()
     finally:
         stop(process)
+
+
+# -- a worker's own metrics ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("env", "bound"), [({}, "127.0.0.1"), ({"METRICS_ADDRESS": "0.0.0.0"},
+                                                                 "0.0.0.0")])
+def test_a_workers_metrics_listen_on_loopback_unless_told(
+    start_worker: WorkerFactory, env: dict[str, str], bound: str
+) -> None:
+    port = free_port()
+    worker = start_worker(WORKER_METRICS_PORT=port, **env)
+    assert wait_for(lambda: listening(worker.process.pid, port), timeout=20) == {bound}
+    assert f"metrics of this worker at http://{bound}:{port}/metrics" in worker.log()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+from collections.abc import Iterator
 from urllib.parse import SplitResult, urlsplit
 
 MASK = "***"
@@ -43,14 +44,20 @@ def mask_url(text: str) -> str:
     """
     out: list[str] = []
     pos = 0
-    while (found := _SCHEME.search(text, pos)) is not None:
-        start = found.end()
-        end = _url_end(text, start, found["scheme"])
+    for start, end in _url_spans(text):
         out.append(text[pos:start])
         out.append(_mask_authority(text[start:end]))
         pos = end
     out.append(text[pos:])
     return "".join(out)
+
+
+def _url_spans(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of what follows `scheme://` in each URL of `text` (see `mask_url`)."""
+    pos = 0
+    while (found := _SCHEME.search(text, pos)) is not None:
+        pos = _url_end(text, found.end(), found["scheme"])
+        yield found.end(), pos
 
 
 def _url_end(text: str, start: int, scheme: str) -> int:
@@ -99,9 +106,26 @@ def check_redis_url(url: str) -> None:
     text = url.strip()
     if not text:
         raise ValueError("must not be empty")
+    _check_userinfo(text)
     parts = url_list(text)
     for part in parts:
         _check_redis_part(part, sentinel_list=len(parts) > 1)
+
+
+#: Characters a user or password must percent-encode in REDIS_URL: kombu cuts a broker URL
+#: at every `;` (a failover list), and `/ ? #` end the host part for every URL parser, which
+#: then reads the password's head as a port and prints it in its error.
+_MUST_ENCODE = {";": "%3B", "/": "%2F", "?": "%3F", "#": "%23"}
+
+
+def _check_userinfo(text: str) -> None:
+    for start, end in _url_spans(text):
+        at = text.rfind("@", start, end)
+        bad = sorted({c for c in text[start:max(at, start)] if c in _MUST_ENCODE})
+        if bad:
+            codes = ", ".join(f"{c!r} as {_MUST_ENCODE[c]}" for c in bad)
+            raise ValueError(f"the user or password holds {', '.join(map(repr, bad))} "
+                             f"unencoded; percent-encode it ({codes}): {mask_url(text)!r}")
 
 
 def _check_redis_part(part: str, *, sentinel_list: bool) -> None:

@@ -124,6 +124,21 @@ def test_good_redis_urls(url: str) -> None:
     check_redis_url(url)
 
 
+@pytest.mark.parametrize("url", [
+    "redis://:Pa;ss@h:6379/0", "redis://:Pa/ss@h:6379/0", "rediss://u:Pa?ss@h:6380/0",
+    "redis://:Pa#ss@h", "sentinel://:Pa;ss@a:26379;sentinel://:Pa;ss@b:26379",
+])
+def test_a_password_kombu_would_cut_is_refused_without_it(url: str) -> None:
+    with pytest.raises(ValueError) as info:
+        check_redis_url(url)
+    assert "percent-encode" in str(info.value) and "Pa" not in str(info.value)
+
+
+def test_an_encoded_password_and_an_at_sign_are_fine() -> None:
+    check_redis_url("redis://:Pa%3Bss%2F%23%3F@h:6379/0")
+    check_redis_url("redis://:Pa@ss:w@h:6379/0")  # redis-py and kombu split at the last @
+
+
 @pytest.mark.parametrize(
     ("url", "says"),
     [

@@ -25,7 +25,7 @@ _SCHEME = re.compile(r"(?<![A-Za-z0-9+.-])(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://
 #: Where a URL in free text ends: whitespace (a password holds none; see `mask_url`).
 _URL_END = re.compile(r"\s")
 #: After a host's `:`: a port (and a path, or the punctuation of the sentence around it).
-_PORT_AND_PATH = re.compile(r"(?:\d{1,5}(?:/.*)?)?[:,.;)\]]*\Z", re.DOTALL)
+_PORT_AND_PATH = re.compile(r"(?:\d{1,5}(?:/.*)?)?[:,.;)\]'\">]*\Z", re.DOTALL)
 #: Quotes and brackets that close the sentence around a URL, kept after a `***`.
 _CLOSERS = "'\")]>"
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})

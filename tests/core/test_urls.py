@@ -38,6 +38,7 @@ from cancelq.core.urls import (
         # no `@`: a `:` not followed by a port is a password without its host
         ("no host in 'redis://:S3cr3t'", "no host in 'redis://:***'"),
         ("redis://h:6379: refused", "redis://h:6379: refused"),
+        ("got 'redis://h:6379' (<http://h:80>)", "got 'redis://h:6379' (<http://h:80>)"),
         ("redis://[::1]:6379/0", "redis://[::1]:6379/0"),
         ("unix:///run/redis.sock", "unix:///run/redis.sock"),
         # ambiguous (a path with an `@`): more is masked, never less

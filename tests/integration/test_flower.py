@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import http.client
 import os
+import re
 import subprocess
 import sys
 import time
@@ -232,7 +233,7 @@ def test_flower_log_lines_mask_the_broker_password(
         )
     try:
         wait_for_http(process, f"http://127.0.0.1:{port}/healthcheck", log)
-        wait_for(lambda: "Connected to redis://" in log.read_text(), timeout=30)
+        wait_for(lambda: "Connected to " in log.read_text(), timeout=30)
         assert refused_post(port, f"/api/task/revoke/x?u={password_url}") == 403
         wait_for(lambda: "403 POST" in log.read_text(), timeout=20)
     finally:
@@ -245,7 +246,7 @@ def test_flower_log_lines_mask_the_broker_password(
     text = log.read_text()
     for secret in (BROKER_PASSWORD, quote(BROKER_PASSWORD, safe=""), "Br0ker"):
         assert secret not in text, text
-    masked = f"redis://{BROKER_USER}:***@127.0.0.1:"
-    assert f"u={masked}" in text
-    assert f"Broker: {masked}" in text
-    assert f"Connected to {masked}" in text
+    masked = f"://{BROKER_USER}:***@127.0.0.1:"  # the scheme is the transport's name
+    assert f"u=redis{masked}" in text
+    assert re.search(f"Broker: \\S+{re.escape(masked)}", text), text
+    assert re.search(f"Connected to \\S+{re.escape(masked)}", text), text

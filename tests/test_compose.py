@@ -181,6 +181,9 @@ def test_flower_is_behind_auth_with_the_project_guard(
     assert re.search(r"^COPY .*flowerconfig\.py", dockerfile, re.M)
     assert (ROOT / "flowerconfig.py").exists()
     assert any(str(p).endswith(":5555") for p in flower["ports"])
+    # Flower binds loopback unless told: in its container it must take the published port
+    assert "--address=0.0.0.0" in flower["command"]
+    assert all(resolved(str(p), {}).startswith("127.0.0.1:") for p in flower["ports"])
 
 
 _DEFAULT = re.compile(r"\$\{(?P<name>\w+)(?P<op>:?-)(?P<default>[^}]*)\}")

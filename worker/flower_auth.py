@@ -1,4 +1,5 @@
-"""Flower must not start open: basic auth from `FLOWER_BASIC_AUTH`, or an explicit opt-out.
+"""Flower must not start open: basic auth from `FLOWER_BASIC_AUTH`, or an explicit opt-out;
+on loopback unless an address is given; and its log lines with URL passwords masked.
 
 The check lives with the Celery app, so it holds wherever Flower is started from (`cd /tmp
 && celery -A worker flower` included), not in a file Flower finds by working directory.
@@ -10,10 +11,18 @@ run again), and only then builds the web app and listens. `install_flower_guard`
 a parse callback that refuses to go on (one line on stderr, exit 2) unless Flower has basic
 auth or OAuth, or `FLOWER_INSECURE_NO_AUTH=1` says so. Other processes never parse tornado
 options, so the callback never runs in them.
+
+The same callback, on the final options, makes Flower listen on 127.0.0.1 when no address
+was given (`--address`, `FLOWER_ADDRESS` or the config file): Flower's own default is every
+interface, IPv4 and IPv6, while its banner says `127.0.0.1`. And it puts the project's URL
+masking (`cancelq.core.urls.MaskURLs`) on the handlers Flower's and tornado's loggers write
+through (tornado installs them on the root logger in an earlier callback of the same parse),
+so no line Flower logs shows a URL's password.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +30,13 @@ from typing import Any
 
 from celery import Celery
 
+from cancelq.core.settings import DEFAULT_LISTEN_ADDRESS
+from cancelq.core.urls import mask_logging
+
 INSECURE_FLAG = "FLOWER_INSECURE_NO_AUTH"
+#: The loggers Flower writes through: its own, tornado's, and the root their records reach.
+FLOWER_LOGGERS = ("", "flower", "tornado", "tornado.access", "tornado.application",
+                  "tornado.general")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 
@@ -74,6 +89,19 @@ def enforce(options: Any, *, environ: Mapping[str, str] | None = None) -> str:
     return mode
 
 
+def listen_on_loopback_by_default(options: Any) -> str:
+    """Flower's address: the one given, else loopback (not Flower's every-interface '')."""
+    if not getattr(options, "unix_socket", None) and not getattr(options, "address", ""):
+        options.address = DEFAULT_LISTEN_ADDRESS
+    return str(options.address)
+
+
+def mask_flower_logs() -> None:
+    """URL passwords masked on every handler Flower's and tornado's records go through."""
+    for name in FLOWER_LOGGERS:
+        mask_logging(logging.getLogger(name))
+
+
 def install_flower_guard(app: Celery) -> Callable[[], None] | None:
     """Make Flower, when it runs this app, refuse to start without authentication."""
     del app  # Flower's options are process-wide (tornado's), like the guard
@@ -90,7 +118,9 @@ def install_flower_guard(app: Celery) -> Callable[[], None] | None:
             # then parses again and this runs again, on the final options.
             passes["conf_pending"] = False
             return
+        mask_flower_logs()
         enforce(options)
+        listen_on_loopback_by_default(options)
 
     options.add_parse_callback(guard)
     return guard

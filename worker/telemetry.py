@@ -37,7 +37,7 @@ from cancelq.ops.health import (
     this_pid,
     write_heartbeat,
 )
-from cancelq.ops.metrics import WorkerMetrics, instrument_gates, serve
+from cancelq.ops.metrics import WorkerMetrics, instrument_gates, serve, served_url
 from cancelq.store.audit import AuditStore
 
 log = logging.getLogger("cancelq.telemetry")
@@ -140,8 +140,8 @@ class TelemetryStep(bootsteps.StartStopStep):
         self.telemetry.start()
         port = rt.settings.worker_metrics_port
         if port:
-            self.server = serve(metrics.registry, port)
-            log.info("metrics of this worker at http://0.0.0.0:%d/metrics", port)
+            self.server = serve(metrics.registry, port, rt.settings.metrics_address)
+            log.info("metrics of this worker at %s", served_url(self.server))
 
     def stop(self, worker: Any) -> None:
         if self.telemetry is not None:

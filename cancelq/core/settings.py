@@ -24,6 +24,8 @@ BASE_URLS: dict[str, str] = {
 }
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+#: What a server of ours listens on when no address is given: this machine only.
+DEFAULT_LISTEN_ADDRESS = "127.0.0.1"
 DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_RETRY_BASE_SECONDS = 2.0
 DEFAULT_RETRY_MAX_SECONDS = 300.0
@@ -120,6 +122,12 @@ class Settings(BaseSettings):
     cleanup_inbox: Path | None = Field(None, alias="CLEANUP_INBOX")
     # Off by default: a worker serves its own Prometheus metrics (docs/metrics.md) when set.
     worker_metrics_port: int | None = Field(None, ge=1, le=65535, alias="WORKER_METRICS_PORT")
+    #: Where `cancelq metrics` and a worker's metrics listen: loopback unless said otherwise
+    #: (neither has authentication; docs/security.md, "What listens where").
+    metrics_address: str = Field(
+        DEFAULT_LISTEN_ADDRESS, min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$",
+        alias="METRICS_ADDRESS",
+    )
 
     def __repr_args__(self) -> Any:
         """pydantic's repr, with the password of every URL masked (SecretStr does the key)."""

@@ -1,6 +1,7 @@
 """URLs in settings: checked once at start, and never shown with their password.
 
     mask_url(text)          every `scheme://user:password@` in `text` -> `scheme://user:***@`
+    url_list(text)          a `;`-separated list of URLs (Sentinel), split as `mask_url` does
     check_redis_url(url)    REDIS_URL's shape (scheme, host, port, db); a one-line reason
     check_care360_url(url)  CARE360_BASE_URL: http(s), a host, https unless loopback
 
@@ -14,21 +15,90 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+from collections.abc import Iterator
 from urllib.parse import SplitResult, urlsplit
 
 MASK = "***"
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "sentinel"})
-#: `scheme://[user]:password@` anywhere in a text; the password ends at the last `@` before
-#: the host (a password may contain `@` only percent-encoded, but be generous).
-_USERINFO = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s;]*):(?P<pw>[^/\s;]*)@"
-)
+#: Where a URL starts in free text: a whole scheme word and `://`.
+_SCHEME = re.compile(r"(?<![A-Za-z0-9+.-])(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
+#: Where a URL in free text ends: whitespace (a password holds none; see `mask_url`).
+_URL_END = re.compile(r"\s")
+#: After a host's `:`: a port (and a path, or the punctuation of the sentence around it).
+_PORT_AND_PATH = re.compile(r"(?:\d{1,5}(?:/.*)?)?[:,.;)\]'\">]*\Z", re.DOTALL)
+#: Quotes and brackets that close the sentence around a URL, kept after a `***`.
+_CLOSERS = "'\")]>"
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
 def mask_url(text: str) -> str:
-    """`text` with the password of every URL in it replaced by `***` (the user is kept)."""
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+    """`text` with the password of every URL in it replaced by `***` (the user is kept).
+
+    The one masking function of the project: every printer of a URL goes through it.
+    A password may hold any of `@ : ; / % #` unencoded (people paste them so), so the
+    userinfo of a URL ends at its *last* `@`, searched up to the first whitespace, or up
+    to `;` and the same scheme again (the next URL of a Sentinel list). Where that is
+    ambiguous (a path with an `@` in it), more is masked, never less: a hidden host is
+    a lesser harm than a shown password. What it cannot know: a password holding
+    whitespace, or `;` followed by its own URL's scheme and `://`.
+    """
+    out: list[str] = []
+    pos = 0
+    for start, end in _url_spans(text):
+        out.append(text[pos:start])
+        out.append(_mask_authority(text[start:end]))
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _url_spans(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of what follows `scheme://` in each URL of `text` (see `mask_url`)."""
+    pos = 0
+    while (found := _SCHEME.search(text, pos)) is not None:
+        pos = _url_end(text, found.end(), found["scheme"])
+        yield found.end(), pos
+
+
+def _url_end(text: str, start: int, scheme: str) -> int:
+    """Where the URL whose authority begins at `start` ends (see `mask_url`)."""
+    space = _URL_END.search(text, start)
+    end = len(text) if space is None else space.start()
+    same = re.search(f";\\s*{re.escape(scheme)}://", text[start:end], re.IGNORECASE)
+    return end if same is None else start + same.start()
+
+
+def _mask_authority(rest: str) -> str:
+    """`user:password@host...` -> `user:***@host...`; unchanged without a password.
+
+    Without an `@`, a `:` after no host, or not followed by a port, is a password whose
+    host was forgotten (`redis://:S3cr3t`): masked too.
+    """
+    at = rest.rfind("@")
+    if at < 0:
+        return _mask_hostless(rest)
+    user, sep, _password = rest[:at].partition(":")
+    return f"{user}:{MASK}@{rest[at + 1:]}" if sep else rest
+
+
+def _mask_hostless(rest: str) -> str:
+    host_end = rest.find("]") + 1 if rest.startswith("[") else 0
+    colon = rest.find(":", host_end)
+    if colon < 0:
+        return rest
+    after = rest[colon + 1:]
+    if colon > 0 and _PORT_AND_PATH.match(after):  # a host, then its port: no password
+        return rest
+    closers = after[len(after.rstrip(_CLOSERS)):]
+    return f"{rest[:colon]}:{MASK}{closers}"
+
+
+def url_list(text: str) -> list[str]:
+    """The URLs of a `;`-separated list (Sentinel), split where `mask_url` splits them:
+    at a `;` followed by a scheme, so a `;` inside a password does not cut a URL in two
+    (and then print half of it as a "URL" with the password's first half in it)."""
+    parts = re.split(r";(?=\s*[A-Za-z][A-Za-z0-9+.-]*://)", text)
+    return [p.strip() for p in parts if p.strip()]
 
 
 def check_redis_url(url: str) -> None:
@@ -36,8 +106,26 @@ def check_redis_url(url: str) -> None:
     text = url.strip()
     if not text:
         raise ValueError("must not be empty")
-    for part in (p.strip() for p in text.split(";") if p.strip()):
-        _check_redis_part(part, sentinel_list=";" in text)
+    _check_userinfo(text)
+    parts = url_list(text)
+    for part in parts:
+        _check_redis_part(part, sentinel_list=len(parts) > 1)
+
+
+#: Characters a user or password must percent-encode in REDIS_URL: kombu cuts a broker URL
+#: at every `;` (a failover list), and `/ ? #` end the host part for every URL parser, which
+#: then reads the password's head as a port and prints it in its error.
+_MUST_ENCODE = {";": "%3B", "/": "%2F", "?": "%3F", "#": "%23"}
+
+
+def _check_userinfo(text: str) -> None:
+    for start, end in _url_spans(text):
+        at = text.rfind("@", start, end)
+        bad = sorted({c for c in text[start:max(at, start)] if c in _MUST_ENCODE})
+        if bad:
+            codes = ", ".join(f"{c!r} as {_MUST_ENCODE[c]}" for c in bad)
+            raise ValueError(f"the user or password holds {', '.join(map(repr, bad))} "
+                             f"unencoded; percent-encode it ({codes}): {mask_url(text)!r}")
 
 
 def _check_redis_part(part: str, *, sentinel_list: bool) -> None:

@@ -13,7 +13,6 @@ rejected, a 400 or 404 means it was accepted and the request refused on its meri
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from pydantic import SecretStr
 
 from cancelq.care360.client import PATH
 from cancelq.core.settings import Settings
+from cancelq.core.urls import mask_url
 from cancelq.ops.health import fail_fast, queue_heads, read_heartbeats, redis_now
 from cancelq.ops.stats import snapshot
 from cancelq.store.audit import AuditStore
@@ -36,7 +36,6 @@ PROBE_ACTION = "CANCELQ_DOCTOR_PROBE"
 PROBE_TIMEOUT_SECONDS = 5.0
 #: A queue head waiting longer than this is worth a warning.
 QUEUE_AGE_WARN_SECONDS = 300.0
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:@/;]*):(?P<pw>[^@;]*)@", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +52,6 @@ class Check:
 
 
 # -- settings -----------------------------------------------------------------------------
-
-
-def mask_url(url: str) -> str:
-    """`redis://user:secret@host` -> `redis://user:***@host`, in every `;`-separated part."""
-    return _URL_PASSWORD.sub(lambda m: f"{m['head']}:***@", url)
 
 
 def effective_settings(settings: Settings) -> dict[str, str | None]:

@@ -40,9 +40,8 @@ from redis.retry import Retry
 from cancelq.core.lifecycle import State
 from cancelq.store.audit import AuditStore
 from cancelq.store.codec import decode_text
-from cancelq.store.queues import BULK_QUEUE, PRIORITY_STEPS, REALTIME_QUEUE, queue_key
+from cancelq.store.queues import PRIORITY_STEPS, queue_key
 
-QUEUES: tuple[str, ...] = (REALTIME_QUEUE, BULK_QUEUE)
 HEARTBEAT_SECONDS = 2.0
 #: A heartbeat this old or older means the worker is offline (a few missed beats).
 ONLINE_SECONDS = 15.0
@@ -203,9 +202,14 @@ def waiting_since(record: Mapping[str, str]) -> float | None:
 
 
 def queue_heads(
-    store: AuditStore, now: float, queues: Sequence[str] = QUEUES
+    store: AuditStore, now: float, queues: Sequence[str] | None = None
 ) -> dict[str, QueueHead]:
-    """Two pipelined round trips: the head message of every list, then their jobs."""
+    """Two pipelined round trips: the head message of every list, then their jobs.
+
+    The queues are the store's own (`Queues.from_settings`: the deployment's prefix) unless
+    named: a fixed default would read another deployment's lists and call a stall healthy.
+    """
+    queues = store.queues.all if queues is None else queues
     pipe = store.redis.pipeline(transaction=False)
     lists = [(name, queue_key(name, step)) for name in queues for step in PRIORITY_STEPS]
     for _, key in lists:

@@ -43,7 +43,7 @@ from prometheus_client.registry import Collector
 
 from cancelq.core.contract import CancelRequest
 from cancelq.core.lifecycle import Outcome, State
-from cancelq.ops.health import QUEUES, queue_heads, read_heartbeats
+from cancelq.ops.health import queue_heads, read_heartbeats
 from cancelq.ops.stats import snapshot
 from cancelq.pipeline.gates import Defer, EndWithoutCall, Gate, GateVerdict, Proceed
 from cancelq.store.audit import AuditStore
@@ -200,9 +200,9 @@ def instrument_gates(gates: Sequence[Gate], metrics: WorkerMetrics) -> tuple[Gat
 class ClusterCollector(Collector):
     """Reads Redis at every scrape; a Redis that does not answer gives `cancelq_redis_up 0`."""
 
-    def __init__(self, store: AuditStore, queues: Sequence[str] = QUEUES) -> None:
+    def __init__(self, store: AuditStore, queues: Sequence[str] | None = None) -> None:
         self.store = store
-        self.queues = tuple(queues)
+        self.queues = store.queues.all if queues is None else tuple(queues)
 
     def describe(self) -> list[Metric]:
         return []  # read at scrape time only: registering must not touch Redis
@@ -340,10 +340,21 @@ def cluster_registry(store: AuditStore) -> CollectorRegistry:
     return registry
 
 
-def serve(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> WSGIServer:
-    """Serve `registry` at http://addr:port/metrics from a daemon thread (port 0: any free)."""
+def serve(registry: CollectorRegistry, port: int, addr: str) -> WSGIServer:
+    """Serve `registry` at http://addr:port/metrics from a daemon thread (port 0: any free).
+
+    No default address: the caller passes `Settings.metrics_address` (loopback unless set)
+    or an explicit option, so nothing listens wider than the operator said.
+    """
     server, _thread = start_http_server(port, addr=addr, registry=registry)
     return server
+
+
+def served_url(server: WSGIServer) -> str:
+    """The address the server really listens on, as a URL (an IPv6 host in brackets)."""
+    host, port = server.server_address[:2]
+    host = str(host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
 
 
 def _decode(raw: dict[Any, Any]) -> dict[str, str]:

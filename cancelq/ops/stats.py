@@ -19,9 +19,8 @@ from cancelq.core.clock import iso_utc
 from cancelq.core.lifecycle import BreakerState, State
 from cancelq.store.audit import AuditStore
 from cancelq.store.codec import decode_counters, decode_float, decode_hash, decode_pttl, decode_text
-from cancelq.store.queues import BULK_QUEUE, PRIORITY_STEPS, REALTIME_QUEUE, queue_key
+from cancelq.store.queues import PRIORITY_STEPS, queue_key
 
-QUEUES: tuple[str, ...] = (REALTIME_QUEUE, BULK_QUEUE)
 #: kombu's Redis transport keeps delivered, not yet acknowledged messages here.
 KOMBU_UNACKED_KEY = "unacked"
 CALLS_WINDOW_SECONDS = 60

@@ -24,7 +24,7 @@ from redis.sentinel import Sentinel
 
 from cancelq.core.errors import ConfigError, RedisUnavailable
 from cancelq.core.settings import Settings
-from cancelq.core.urls import mask_url
+from cancelq.core.urls import mask_url, url_list
 
 #: Every read has a deadline, so a server that accepts and never answers cannot hang a
 #: caller; a reply slower than this from a healthy Redis would be a bug of ours (no
@@ -134,9 +134,7 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     """
     hosts: list[tuple[str, int]] = []
     db, username, password = 0, None, None
-    for part in (p.strip() for p in url.split(";")):
-        if not part:
-            continue
+    for part in url_list(url):
         if not is_sentinel_url(part):
             raise ConfigError(
                 f"REDIS_URL: every ';'-separated part must be sentinel:// ({mask_url(part)!r})"

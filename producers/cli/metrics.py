@@ -12,33 +12,36 @@ import threading
 
 import click
 
-from cancelq.ops.metrics import cluster_registry, serve
+from cancelq.ops.metrics import cluster_registry, serve, served_url
 from producers.cli.common import EXIT_FAILED, epilog, fail, one_line_errors, store_from_env
 
 
 @click.command(epilog=epilog(
-    "cancelq metrics                    # :9808, scrape every 15-30 s",
-    "cancelq metrics --port 9900 --addr 127.0.0.1",
+    "cancelq metrics                    # 127.0.0.1:9808, scrape every 15-30 s",
+    "cancelq metrics --port 9900 --addr 0.0.0.0",
+    notes=["Loopback unless --addr or METRICS_ADDRESS says otherwise: the metrics",
+           "have no authentication (docs/security.md)."],
 ))
 @click.option("--port", type=click.IntRange(0, 65535), default=9808, show_default=True,
               help="Port to serve /metrics on (0: any free port, printed).")
-@click.option("--addr", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option("--addr", default=None, metavar="ADDRESS",
+              help="Address to listen on [default: METRICS_ADDRESS, else 127.0.0.1].")
 @one_line_errors
-def metrics(port: int, addr: str) -> None:
+def metrics(port: int, addr: str | None) -> None:
     """Serve the cluster's metrics for Prometheus at http://ADDR:PORT/metrics.
 
     Runs until stopped. Scrape config and alert rules: docs/metrics.md.
     """
     stop = threading.Event()
-    with store_from_env() as (_, store):
+    with store_from_env() as (settings, store):
+        where = addr or settings.metrics_address
         try:
-            server = serve(cluster_registry(store), port, addr)
+            server = serve(cluster_registry(store), port, where)
         except OSError as exc:
-            fail(f"cannot listen on {addr}:{port}: {exc.strerror}", EXIT_FAILED)
+            fail(f"cannot listen on {where}:{port}: {exc.strerror}", EXIT_FAILED)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
-        click.echo(f"cancelq metrics: serving http://{addr}:{server.server_port}/metrics",
-                   err=True)
+        click.echo(f"cancelq metrics: serving {served_url(server)}", err=True)
         stop.wait()
         server.shutdown()
         server.server_close()

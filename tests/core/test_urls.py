@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cancelq.core.urls import (
@@ -15,6 +15,7 @@ from cancelq.core.urls import (
     host_of,
     is_loopback,
     mask_url,
+    url_list,
 )
 
 
@@ -29,7 +30,19 @@ from cancelq.core.urls import (
          "redis://:***@h:6379//: refused"),
         ("redis://h:6379/0", "redis://h:6379/0"),
         ("no url here: user:pw@host", "no url here: user:pw@host"),
-        ("http://h:8080/path@x", "http://h:8080/path@x"),
+        # issue 16: the password ends at the last `@`, and may hold ; / : % #
+        ("redis://:Pa@ssw0rdTail@h:6379/0", "redis://:***@h:6379/0"),
+        ("sentinel://:S3cr3t;x@a:26379;sentinel://:S3cr3t;x@b:26379/0",
+         "sentinel://:***@a:26379;sentinel://:***@b:26379/0"),
+        ("got 'redis://u:a/b:c%2#d@h:1/0' (x)", "got 'redis://u:***@h:1/0' (x)"),
+        # no `@`: a `:` not followed by a port is a password without its host
+        ("no host in 'redis://:S3cr3t'", "no host in 'redis://:***'"),
+        ("redis://h:6379: refused", "redis://h:6379: refused"),
+        ("got 'redis://h:6379' (<http://h:80>)", "got 'redis://h:6379' (<http://h:80>)"),
+        ("redis://[::1]:6379/0", "redis://[::1]:6379/0"),
+        ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+        # ambiguous (a path with an `@`): more is masked, never less
+        ("http://h:8080/path@x", "http://h:***@x"),
     ],
 )
 def test_mask_url(text: str, expected: str) -> None:
@@ -60,6 +73,49 @@ def test_property_no_password_survives_masking(
     assert "host.example:6379/0" in masked
 
 
+#: What people paste into a password unencoded (issue 16): every URL delimiter but space.
+_hostile = st.text(alphabet="aZ9_-@:;/%#", min_size=1, max_size=24)
+
+
+@given(scheme=st.sampled_from(["redis", "rediss", "sentinel", "amqp", "https"]),
+       user=st.sampled_from(["", "ops"]), password=_hostile,
+       quote=st.sampled_from(["", "'", '"']))
+@settings(max_examples=500, deadline=None)
+def test_property_hostile_passwords_are_masked_whole(
+    scheme: str, user: str, password: str, quote: str
+) -> None:
+    url = f"{scheme}://{user}:{password}@host.example:6379/0"
+    text = f"cannot reach {quote}{url}{quote}: refused"
+    assert mask_url(text) == (f"cannot reach {quote}{scheme}://{user}:***@host.example:6379/0"
+                              f"{quote}: refused")
+
+
+@given(password=_hostile)
+@settings(max_examples=300, deadline=None)
+def test_property_sentinel_lists_mask_every_part(password: str) -> None:
+    url = f"sentinel://:{password}@s1:26379;sentinel://:{password}@s2:26379/0"
+    assert mask_url(url) == "sentinel://:***@s1:26379;sentinel://:***@s2:26379/0"
+    assert url_list(url) == [f"sentinel://:{password}@s1:26379",
+                             f"sentinel://:{password}@s2:26379/0"]
+
+
+@given(before=_hostile, after=_hostile,
+       host=st.sampled_from(["h:6379/0", "h:abc/0", "", "h:0", "h:6379/x"]))
+@example(before="", after=";x", host="")  # the issue's `'redis://:S3cr3t'`
+@settings(max_examples=300, deadline=None)
+def test_property_a_bad_redis_url_error_holds_no_password_fragment(
+    before: str, after: str, host: str
+) -> None:
+    """Whatever is wrong with the URL, the one-line reason never shows the password's middle."""
+    password = f"{before}SeCrEt{after}"
+    # no host at all: the password has no `@` (with one, what follows it is a host)
+    url = f"sentinel://:{password}@{host};redis://:{password}@s2:26379" if host \
+        else f"redis://:{password.replace('@', '')}"
+    with pytest.raises(ValueError) as info:
+        check_redis_url(url)
+    assert "SeCrEt" not in str(info.value) and "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize(
     "url",
     ["redis://localhost:6379/0", "rediss://:pw@h:6380/2", "unix:///run/redis.sock",
@@ -67,6 +123,21 @@ def test_property_no_password_survives_masking(
 )
 def test_good_redis_urls(url: str) -> None:
     check_redis_url(url)
+
+
+@pytest.mark.parametrize("url", [
+    "redis://:Pa;ss@h:6379/0", "redis://:Pa/ss@h:6379/0", "rediss://u:Pa?ss@h:6380/0",
+    "redis://:Pa#ss@h", "sentinel://:Pa;ss@a:26379;sentinel://:Pa;ss@b:26379",
+])
+def test_a_password_kombu_would_cut_is_refused_without_it(url: str) -> None:
+    with pytest.raises(ValueError) as info:
+        check_redis_url(url)
+    assert "percent-encode" in str(info.value) and "Pa" not in str(info.value)
+
+
+def test_an_encoded_password_and_an_at_sign_are_fine() -> None:
+    check_redis_url("redis://:Pa%3Bss%2F%23%3F@h:6379/0")
+    check_redis_url("redis://:Pa@ss:w@h:6379/0")  # redis-py and kombu split at the last @
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,10 @@ and refuses to start at all without credentials.
 
 from __future__ import annotations
 
+import base64
+import http.client
 import os
+import re
 import subprocess
 import sys
 import time
@@ -15,9 +18,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
+import redis
 
 from cancelq.core.contract import TASK_NAME, CancelRequest
 from cancelq.store.audit import AuditStore
@@ -178,3 +183,70 @@ def test_flower_refuses_to_start_without_credentials(
     assert "refusing to start" in done.stderr and "FLOWER_BASIC_AUTH" in done.stderr
     assert time.monotonic() - started < 20
 
+
+
+#: A Redis password as people paste them: `@ ; / #` and all (percent-encoded in the URL).
+BROKER_USER, BROKER_PASSWORD = "flowertest", "Br0ker@Pw;x/y#z"
+
+
+@pytest.fixture
+def password_url(redis_url: str) -> Iterator[str]:
+    """The test Redis through an ACL user with a password (the default user is untouched)."""
+    client = redis.Redis.from_url(redis_url)
+    client.acl_setuser(BROKER_USER, enabled=True, passwords=[f"+{BROKER_PASSWORD}"],
+                       keys=["*"], channels=["*"], commands=["+@all"])
+    host = redis_url.removeprefix("redis://")
+    yield f"redis://{BROKER_USER}:{quote(BROKER_PASSWORD, safe='')}@{host}"
+    client.acl_deluser(BROKER_USER)
+    client.close()
+
+
+def refused_post(port: int, raw_path: str) -> int:
+    """A cross-site POST (refused by Flower, logged by tornado) sent with `raw_path` as is."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        connection.request("POST", raw_path, headers={
+            "Sec-Fetch-Site": "cross-site", "Authorization": f"Basic {token}"})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_flower_log_lines_mask_the_broker_password(
+    password_url: str, simulator: Simulator, tmp_path: Path
+) -> None:
+    """Issue 16, item 15: Flower's and tornado's own lines go through the project's masking.
+
+    Flower runs on a broker URL with a password. Its `Broker:` and `Connected to` lines
+    come masked by kombu as `:**@`; the project's masking makes every such line `:***@`, the
+    proof that Flower's handlers carry it. A line tornado writes with the request in it
+    (a refused cross-site POST whose query holds the broker URL) must not show the password.
+    """
+    port, log = free_port(), tmp_path / "flower.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker", "flower", f"--port={port}"],
+            cwd=ROOT, env=flower_env(password_url, simulator.url, REDIS_URL=password_url,
+                                     FLOWER_BASIC_AUTH=f"{USER}:{PASSWORD}"),
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        wait_for_http(process, f"http://127.0.0.1:{port}/healthcheck", log)
+        wait_for(lambda: "Connected to " in log.read_text(), timeout=30)
+        assert refused_post(port, f"/api/task/revoke/x?u={password_url}") == 403
+        wait_for(lambda: "403 POST" in log.read_text(), timeout=20)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait(5)
+    text = log.read_text()
+    for secret in (BROKER_PASSWORD, quote(BROKER_PASSWORD, safe=""), "Br0ker"):
+        assert secret not in text, text
+    masked = f"://{BROKER_USER}:***@127.0.0.1:"  # the scheme is the transport's name
+    assert f"u=redis{masked}" in text
+    assert re.search(f"Broker: \\S+{re.escape(masked)}", text), text
+    assert re.search(f"Connected to \\S+{re.escape(masked)}", text), text

@@ -13,8 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from cancelq.core.settings import load_settings
-from cancelq.ops.doctor import NIL_UUID, PROBE_ACTION, check_care360, effective_settings, mask_url
+from cancelq.core.urls import mask_url
+from cancelq.ops.doctor import NIL_UUID, PROBE_ACTION, check_care360, effective_settings
 from producers.cli import main
+from producers.dev.local_redis import free_port
 from tests.conftest import API_KEY
 
 
@@ -32,6 +34,17 @@ from tests.conftest import API_KEY
 )
 def test_passwords_in_urls_are_masked(url: str, shown: str) -> None:
     assert mask_url(url) == shown
+
+
+def test_doctor_masks_a_password_with_an_at_sign_whole() -> None:
+    """Issue 16: doctor's own regex stopped at the first `@` (`:***@ssw0rdTail@h`)."""
+    url = f"redis://:Pa@ssw0rdTail@127.0.0.1:{free_port()}/0"
+    for args in (["doctor"], ["doctor", "--json"]):
+        result = CliRunner().invoke(main, args, env={
+            "REDIS_URL": url, "CARE360_BASE_URL": "http://127.0.0.1:9", "COLUMNS": "200"})
+        assert result.exit_code == 1, result.output  # Redis does not answer: a failed check
+        assert "ssw0rd" not in result.output and "Pa@" not in result.output
+        assert "redis://:***@127.0.0.1:" in result.output
 
 
 def test_effective_settings_never_show_a_secret(tmp_path: object) -> None:

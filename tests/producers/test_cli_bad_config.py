@@ -102,6 +102,21 @@ def test_sentinel_errors_are_one_line_without_the_password() -> None:
     assert "pw-s" not in one_line(done)
 
 
+@pytest.mark.parametrize("url", [
+    # issue 16: a `;` in a Sentinel password cut the URL in two, printed `'redis://:S3cr3t'`
+    "sentinel://:S3cr3t;Tail@127.0.0.1:26379;redis://:S3cr3t;Tail@127.0.0.1:6379",
+    "sentinel://:S3cr3t;Tail@:26379;sentinel://:S3cr3t;Tail@127.0.0.1:26379",
+    "redis://:S3cr3t/Tail@127.0.0.1:6379/x",
+    "redis://:S3cr3t%#Tail",
+])
+def test_a_config_error_shows_no_fragment_of_a_hostile_password(url: str) -> None:
+    done = cli("status", JOB, REDIS_URL=url, REDIS_SENTINEL_MASTER="mymaster")
+    assert done.returncode == 2
+    line = one_line(done)
+    assert line.startswith("cancelq: configuration error: REDIS_URL: ")
+    assert "S3cr3t" not in line and "Tail" not in line, line
+
+
 @pytest.mark.integration
 def test_a_database_that_does_not_exist_is_exit_2(redis_url: str) -> None:
     base = redis_url.rsplit("/", 1)[0]

@@ -58,6 +58,17 @@ def test_the_worker_refuses_bad_settings_in_one_line(env: dict[str, str], says: 
     assert says in line, line
 
 
+@pytest.mark.parametrize("password", ["Head;Tail", "Head/Tail", "Head#Tail", "Head?Tail"])
+def test_the_worker_refuses_a_password_kombu_would_cut(password: str) -> None:
+    """Issue 16: kombu cut `redis://:Head;Tail@h` at the `;` and died with a traceback
+    ending in `Port could not be cast to integer value as 'Head'`: a password fragment."""
+    done = celery("worker", "--without-mingle", "--without-gossip",
+                  extra={"REDIS_URL": f"redis://:{password}@127.0.0.1:{free_port()}/0"})
+    line = refusal(done)
+    assert "REDIS_URL: the user or password holds" in line and "percent-encode" in line
+    assert "Head" not in done.stdout + done.stderr and "Tail" not in done.stdout + done.stderr
+
+
 def test_the_worker_refuses_an_http_port_as_redis() -> None:
     with not_redis("http") as port:
         done = celery("worker", "--without-mingle", "--without-gossip",

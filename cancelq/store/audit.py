@@ -29,6 +29,7 @@ from cancelq.store.messages import BatchTemplate, TaskMessage
 from cancelq.store.poison import is_poison
 from cancelq.store.queues import Queues
 from cancelq.store.records import Attempt, Begun, Enqueued, JobRecord, Query, Replayed
+from cancelq.store.replication import Replication
 from cancelq.store.scripts import Scripts
 
 log = logging.getLogger("cancelq.store")
@@ -119,6 +120,8 @@ class AuditStore:
         self.redis = client
         self.keys = keys or Keys()
         self.scripts = Scripts(client)
+        # on Sentinel, a job's begin and finish wait for a replica (`replication`)
+        self.replication = Replication(client)
         self.queues = queues or Queues()  # this deployment's broker queue names
         self._riders: list[Rider] = []
 
@@ -244,7 +247,10 @@ class AuditStore:
         """
         args = self._begin_args(job_id, request, owner, max_attempts, queue, queue_key,
                                 lease_seconds, retention_seconds, now)
-        return _parse_begun(*self.scripts("begin", args))
+        if not self.replication.active:
+            return _parse_begun(*self.scripts("begin", args))
+        (reply,) = self._replicated(lambda pipe: self.scripts("begin", args, client=pipe))
+        return _parse_begun(*reply)
 
     def begin_many(
         self,
@@ -261,12 +267,20 @@ class AuditStore:
         Each job is still its own script call (its own atomic step, its own verdict): the
         pipeline saves the round trips, not the guarantees.
         """
+        def fill(pipe: redis.client.Pipeline) -> None:
+            for job_id, request, owner in jobs:
+                self.scripts("begin", self._begin_args(
+                    job_id, request, owner, max_attempts, queue, queue_key, lease_seconds,
+                    retention_seconds, None), client=pipe)
+
+        return [_parse_begun(*reply) for reply in self._replicated(fill)]
+
+    def _replicated(self, fill: Callable[[redis.client.Pipeline], object]) -> list[Any]:
+        """A pipeline of job writes; on Sentinel, confirmed by a replica (`replication`)."""
         pipe = self.redis.pipeline(transaction=False)
-        for job_id, request, owner in jobs:
-            self.scripts("begin", self._begin_args(
-                job_id, request, owner, max_attempts, queue, queue_key, lease_seconds,
-                retention_seconds, None), client=pipe)
-        return [_parse_begun(*reply) for reply in pipe.execute()]
+        fill(pipe)
+        waited = self.replication.add_wait(pipe)
+        return self.replication.confirm(pipe.execute(), waited)
 
     def _begin_args(
         self, job_id: str, request: CancelRequest, owner: str, max_attempts: int, queue: str,
@@ -316,7 +330,7 @@ class AuditStore:
 
     def apply(self, call: FinishCall, *, now: float | None = None) -> bool:
         """Run one decided `finish` now (see `finish`)."""
-        if self._riders:
+        if self._riders or self.replication.active:
             return self._finish_round_trip([call], now)[0]
         applied, _state = self.scripts("finish", call.args(self.keys.prefix, now))
         return bool(int(applied))
@@ -342,10 +356,13 @@ class AuditStore:
         for call in calls:
             self.scripts("finish", call.args(self.keys.prefix, now), client=pipe)
         handlers = [handler for rider in self._riders if (handler := rider(pipe)) is not None]
+        waited = self.replication.add_wait(pipe)  # on Sentinel: finishes must reach a replica
         try:
             replies = pipe.execute(raise_on_error=False)
         except redis.RedisError as exc:  # nothing came back: each rider is told so
-            replies = [exc] * (len(calls) + len(handlers))
+            replies = [exc] * (len(calls) + len(handlers) + waited)
+        if waited:
+            self.replication.check(replies.pop())
         for handler, reply in zip(handlers, replies[len(calls):], strict=True):
             try:
                 handler(reply)

@@ -12,7 +12,7 @@
             └── TransientResponse      an answer that says "not now" (5xx, 429, odd 2xx)
 
 Final answers from Care360 (the 400s, 401, 404) are not exceptions: they are outcomes
-(`cancelq.care360.classify.Outcome`), recorded once and never retried. Programming mistakes stay
+(`cancelq.core.lifecycle.Outcome`), recorded once and never retried. Programming mistakes stay
 outside this tree so that `except CancelqError` never hides a bug.
 """
 

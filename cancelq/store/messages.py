@@ -95,7 +95,7 @@ def build_batch_message(
 ) -> TaskMessage:
     """Many jobs in one message (`BATCH_TASK_NAME`), as `enqueue_many.lua` writes it.
 
-    The reference for the script's bytes (tests/store/test_batch_messages.py). The body is
+    The reference for the script's bytes (tests/store/test_messages.py). The body is
     the JSON text itself (`body_encoding` "utf-8"), not base64 as Celery's producer writes:
     the script cannot base64-encode, and kombu's virtual transport (the Redis one) only
     decodes a body whose `body_encoding` is set and not "utf-8" (`Channel.decode_body`);

@@ -29,7 +29,7 @@ TIMEOUT_SECONDS = 5.0
 
 
 class Unhealthy(Exception):
-    pass
+    """What is wrong with the role checked: `main` prints it in one line and exits 1."""
 
 
 def check_worker() -> None:

@@ -33,7 +33,7 @@ from cancelq.pipeline.retry_policy import RetryPolicy
 from cancelq.store.audit import AuditStore
 from cancelq.store.codec import decode_text
 from cancelq.store.lost import find_and_republish
-from cancelq.store.messages import job_message, priority_of
+from cancelq.store.messages import priority_of, rerun_message
 
 log = logging.getLogger("cancelq.scheduler")
 
@@ -110,7 +110,7 @@ class RetryScheduler:
             self.store.redis.zrem(self.store.keys.leases, job_id)
             return None
         key = self.store.redis.hget(self.store.keys.job(job_id), "queue_key")
-        message = job_message(record, self.store.queues,
+        message = rerun_message(record, self.store.queues,
                               priority_of(decode_text(key) if key else None))
         policy = RetryPolicy.from_settings(settings)
         state = self.store.reap(job_id, message, max_attempts=policy.max_attempts,

@@ -17,7 +17,7 @@ from cancelq.core.lifecycle import Outcome, State
 from cancelq.pipeline.auth_gate import clear_auth_block
 from cancelq.store.audit import AuditStore
 from cancelq.store.codec import decode_text
-from cancelq.store.messages import TaskMessage, job_message, priority_of
+from cancelq.store.messages import TaskMessage, priority_of, rerun_message
 from cancelq.store.queues import Queues
 from cancelq.store.records import Attempt, JobRecord, Query
 
@@ -149,7 +149,7 @@ class ReplayReport:
 
 def replay_message(record: JobRecord, queue_key: str | None, queues: Queues) -> TaskMessage:
     """A fresh message for the job, built exactly as producers and retries build theirs."""
-    return job_message(record, queues, priority_of(queue_key))
+    return rerun_message(record, queues, priority_of(queue_key))
 
 
 def replay(

@@ -26,7 +26,6 @@ one that stalls while the others keep every head young is not caught by the queu
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import socket
@@ -40,6 +39,7 @@ from redis.retry import Retry
 from cancelq.core.lifecycle import State
 from cancelq.store.audit import AuditStore
 from cancelq.store.codec import decode_text
+from cancelq.store.messages import message_job_ids
 from cancelq.store.queues import PRIORITY_STEPS, queue_key
 
 HEARTBEAT_SECONDS = 2.0
@@ -164,28 +164,6 @@ class QueueHead:
     age_seconds: float | None
 
 
-def message_job_id(payload: str | bytes) -> str | None:
-    """The job id a kombu message carries: its `job_id` argument, else its task id.
-
-    A batch message (`build_batch_message`: body not base64, `jobs` list) gives its first
-    job: all its jobs were recorded in the same call, so the first one's wait is the batch's.
-    """
-    try:
-        message = json.loads(payload)
-        raw = message["body"]
-        if (message.get("properties") or {}).get("body_encoding", "base64") == "base64":
-            raw = base64.b64decode(raw)
-        body = json.loads(raw)
-        kwargs = body[1] if isinstance(body, list) and len(body) > 1 else {}
-        job_id = kwargs.get("job_id") if isinstance(kwargs, dict) else None
-        jobs = kwargs.get("jobs") if isinstance(kwargs, dict) else None
-        if not job_id and isinstance(jobs, list) and jobs and isinstance(jobs[0], dict):
-            job_id = jobs[0].get("job_id")
-        return str(job_id or message["headers"]["id"])
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
-        return None
-
-
 def waiting_since(record: Mapping[str, str]) -> float | None:
     """Since when the job has been ready to run: its retry's due time, else its last change.
 
@@ -214,7 +192,8 @@ def queue_heads(
     lists = [(name, queue_key(name, step)) for name in queues for step in PRIORITY_STEPS]
     for _, key in lists:
         pipe.lindex(key, -1)
-    heads = [(name, message_job_id(m) if m else None) for (name, _), m in
+    # a batch's first job: all its jobs were recorded in one call, its wait is the batch's
+    heads = [(name, next(iter(message_job_ids(m)), None) if m else None) for (name, _), m in
              zip(lists, pipe.execute(), strict=True)]
     known = [(name, job) for name, job in heads if job]
     for _, job in known:

@@ -34,15 +34,15 @@ class Unhealthy(Exception):
 
 def check_worker() -> None:
     from cancelq.core.settings import load_settings
-    from cancelq.ops.health import DEFAULT_MAX_AGE_SECONDS, Selector, check, fail_fast, this_host
+    from cancelq.ops.health import DEFAULT_MAX_AGE_SECONDS, Selector, check, this_host
     from cancelq.store.audit import audit_store
 
     store = audit_store(load_settings())
     try:
-        fail_fast(store.redis)
+        store.fail_fast()
         verdict = check(store, max_age=DEFAULT_MAX_AGE_SECONDS, selector=Selector(host=this_host()))
     finally:
-        store.redis.close()
+        store.close()
     if not verdict.healthy:
         raise Unhealthy(verdict.why)
 

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 from cancelq.care360.client import PATH
 from cancelq.core.settings import Settings
 from cancelq.core.urls import mask_url
-from cancelq.ops.health import fail_fast, queue_heads, read_heartbeats, redis_now
+from cancelq.ops.health import queue_heads, read_heartbeats
 from cancelq.ops.stats import snapshot
 from cancelq.store.audit import AuditStore
 
@@ -141,7 +141,7 @@ def check_queues(store: AuditStore) -> Check:
 
 
 def check_workers(store: AuditStore) -> Check:
-    now = redis_now(store.redis)
+    now = store.now()
     beats = read_heartbeats(store)
     online = [b for b in beats if b.online(now)]
     details = tuple(
@@ -225,7 +225,7 @@ def run_checks(
     transport: httpx.BaseTransport | None = None,
 ) -> list[Check]:
     """Every check, in order; those that need Redis are skipped when it does not answer."""
-    fail_fast(store.redis)
+    store.fail_fast()
     checks = [check_redis(store.redis, settings.redis_url)]
     reachable = bool(checks[0].data)  # it answered INFO, whatever the verdict
     needs_redis: Sequence[tuple[str, Callable[[AuditStore], Check]]] = (

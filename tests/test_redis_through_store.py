@@ -32,8 +32,6 @@ ALLOWED: dict[str, str] = {
     # must be of one moment); each wants a store reader of its own, not a method apiece.
     "cancelq/ops/stats.py": "the `cancelq stats` snapshot, one pipeline",
     "cancelq/bulk/runs.py": "a run's progress, listing and export reads",
-    "cancelq/ops/doctor.py": "INFO and CONFIG GET of the server itself",
-    "cancelq/bulk/inbox.py": "redis-py's lock of an inbox file",
 }
 
 

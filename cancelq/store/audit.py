@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import redis
 from redis.backoff import NoBackoff
+from redis.lock import Lock
 from redis.retry import Retry
 
 from cancelq.core.contract import MAX_BATCH_JOBS, CancelRequest
@@ -137,6 +138,12 @@ class AuditStore:
 
     def close(self) -> None:
         self.redis.close()
+
+    def lock(self, key: str, seconds: float) -> Lock:
+        """A lock that is taken at once or not at all (`acquire()` never waits), expires
+        after `seconds`, and may be released by another thread than the one that took it."""
+        lock: Lock = self.redis.lock(key, timeout=seconds, blocking=False, thread_local=False)
+        return lock
 
     # -- writes ---------------------------------------------------------------------------
 

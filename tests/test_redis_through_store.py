@@ -31,7 +31,6 @@ ALLOWED: dict[str, str] = {
     # Debts: each reads several kinds of keys in one pipelined round trip (a snapshot that
     # must be of one moment); each wants a store reader of its own, not a method apiece.
     "cancelq/ops/stats.py": "the `cancelq stats` snapshot, one pipeline",
-    "cancelq/bulk/runs.py": "a run's progress, listing and export reads",
 }
 
 

@@ -656,6 +656,13 @@ class AuditStore:
         return [{k: decode_text(v) for k, v in zip(fields, values, strict=True) if v is not None}
                 for values in pipe.execute()]
 
+    def last_attempts(self, job_ids: Sequence[str]) -> list[str | bytes | None]:
+        """Each job's last attempt as stored (`Attempt.decode` reads it), one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.lindex(self.keys.attempts(job_id), -1)
+        return list(pipe.execute())
+
     def index_ids(self, index: str, start: int = 0, stop: int = -1) -> list[str]:
         """The job ids of an index (`Keys.index_state` and the like), oldest first."""
         return [decode_text(i) for i in self.redis.zrange(index, start, stop)]

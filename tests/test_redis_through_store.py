@@ -28,9 +28,6 @@ ALLOWED: dict[str, str] = {
     # The `limits` library keeps the moving window in Redis itself: it needs the client's
     # connection pool, and `TurnBook` runs its script through the store's loader.
     "cancelq/pipeline/rate_limit.py": "a library that is its own Redis client",
-    # Debts: each reads several kinds of keys in one pipelined round trip (a snapshot that
-    # must be of one moment); each wants a store reader of its own, not a method apiece.
-    "cancelq/ops/stats.py": "the `cancelq stats` snapshot, one pipeline",
 }
 
 

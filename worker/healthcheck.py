@@ -49,18 +49,14 @@ def check_worker() -> None:
 
 def check_beat() -> None:
     from cancelq.core.settings import load_settings
-    from cancelq.store.connections import redis_client
+    from cancelq.store.connections import ping
 
     try:
         pid = int(BEAT_PIDFILE.read_text().strip())
         os.kill(pid, 0)
     except (OSError, ValueError) as exc:
         raise Unhealthy(f"beat is not running ({BEAT_PIDFILE}: {exc})") from None
-    client = redis_client(load_settings())
-    try:
-        client.ping()
-    finally:
-        client.close()
+    ping(load_settings())
 
 
 def check_http(url: str) -> None:

@@ -14,7 +14,7 @@ from cancelq.core.contract import CancelRequest
 from cancelq.core.settings import Settings, load_settings
 from cancelq.store.audit import AuditStore, audit_store
 from cancelq.store.connections import probe
-from cancelq.store.messages import build_task_message
+from cancelq.store.messages import job_message
 from cancelq.store.records import Enqueued
 
 _default_store: AuditStore | None = None
@@ -75,12 +75,7 @@ def submit(
     store = store or default_store()
     queue = queue or store.queues.realtime
     job_id = str(uuid.uuid4())
-    message = build_task_message(
-        {"job_id": job_id, **request.model_dump(exclude_none=True)},
-        queue=queue,
-        task_id=job_id,
-        priority=priority,
-    )
+    message = job_message(job_id, request, queue=queue, task_id=job_id, priority=priority)
     result = store.enqueue(job_id, request, message, queue=queue, force=force)
     assert result is not None
     return result

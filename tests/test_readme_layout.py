@@ -19,3 +19,17 @@ def test_every_module_of_the_layers_is_in_the_readme_layout_table() -> None:
         if path.name != "__init__.py" and "cli" not in path.parts
     }
     assert sorted(modules - named) == []
+
+
+def test_the_architecture_diagram_names_every_module_of_the_layers() -> None:
+    """docs/architecture.md draws the layers by module name: none may go missing from it."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    drawing = text[text.index("```"):text.index("```", text.index("```") + 3)]
+    drawn = set(re.findall(r"\w+", drawing))
+    modules = {
+        path.stem
+        for package in ("cancelq", "worker", "producers")
+        for path in (ROOT / package).rglob("*.py")
+        if path.name != "__init__.py" and "cli" not in path.parts
+    }
+    assert sorted(modules - drawn) == []

@@ -29,38 +29,34 @@ TIMEOUT_SECONDS = 5.0
 
 
 class Unhealthy(Exception):
-    pass
+    """What is wrong with the role checked: `main` prints it in one line and exits 1."""
 
 
 def check_worker() -> None:
     from cancelq.core.settings import load_settings
-    from cancelq.ops.health import DEFAULT_MAX_AGE_SECONDS, Selector, check, fail_fast, this_host
+    from cancelq.ops.health import DEFAULT_MAX_AGE_SECONDS, Selector, check, this_host
     from cancelq.store.audit import audit_store
 
     store = audit_store(load_settings())
     try:
-        fail_fast(store.redis)
+        store.fail_fast()
         verdict = check(store, max_age=DEFAULT_MAX_AGE_SECONDS, selector=Selector(host=this_host()))
     finally:
-        store.redis.close()
+        store.close()
     if not verdict.healthy:
         raise Unhealthy(verdict.why)
 
 
 def check_beat() -> None:
     from cancelq.core.settings import load_settings
-    from cancelq.store.connections import redis_client
+    from cancelq.store.connections import ping
 
     try:
         pid = int(BEAT_PIDFILE.read_text().strip())
         os.kill(pid, 0)
     except (OSError, ValueError) as exc:
         raise Unhealthy(f"beat is not running ({BEAT_PIDFILE}: {exc})") from None
-    client = redis_client(load_settings())
-    try:
-        client.ping()
-    finally:
-        client.close()
+    ping(load_settings())
 
 
 def check_http(url: str) -> None:

@@ -31,9 +31,8 @@ from cancelq.core.settings import Settings
 from cancelq.core.ticker import Ticker
 from cancelq.pipeline.retry_policy import RetryPolicy
 from cancelq.store.audit import AuditStore
-from cancelq.store.codec import decode_text
 from cancelq.store.lost import find_and_republish
-from cancelq.store.messages import job_message, priority_of
+from cancelq.store.messages import priority_of, rerun_message
 
 log = logging.getLogger("cancelq.scheduler")
 
@@ -107,11 +106,10 @@ class RetryScheduler:
     def _reap(self, job_id: str, settings: Settings) -> str | None:
         record = self.store.get(job_id, with_attempts=False)
         if record is None:
-            self.store.redis.zrem(self.store.keys.leases, job_id)
+            self.store.drop_lease(job_id)
             return None
-        key = self.store.redis.hget(self.store.keys.job(job_id), "queue_key")
-        message = job_message(record, self.store.queues,
-                              priority_of(decode_text(key) if key else None))
+        [key] = self.store.queue_keys_of([job_id])
+        message = rerun_message(record, self.store.queues, priority_of(key))
         policy = RetryPolicy.from_settings(settings)
         state = self.store.reap(job_id, message, max_attempts=policy.max_attempts,
                                 delay_seconds=policy.delay(record.attempt_count),

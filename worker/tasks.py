@@ -34,7 +34,7 @@ from cancelq.pipeline.attempt import AttemptResult, reject_invalid, run_attempt
 from cancelq.pipeline.batch import run_batch
 from cancelq.pipeline.retry_policy import ERROR_DEFER_SECONDS
 from cancelq.pipeline.runtime import Runtime, get_runtime
-from cancelq.store.messages import build_task_message
+from cancelq.store.messages import job_message
 from cancelq.store.poison import is_poison
 from worker.beat import CLEANUP_TASK
 from worker.celery import app
@@ -178,10 +178,7 @@ def _after_error(
     log.error("%d job(s) (first %s): unexpected %s; tried again in %.0fs",
               len(jobs), jobs[0][0] if jobs else "-", type(exc).__name__, ERROR_DEFER_SECONDS)
     for job_id, request in jobs:
-        message = build_task_message(
-            {"job_id": job_id, **request.model_dump(exclude_none=True)},
-            queue=queue, priority=priority,
-        )
+        message = job_message(job_id, request, queue=queue, priority=priority)
         rt.store.defer(job_id, delay_seconds=ERROR_DEFER_SECONDS, message=message)
     return f"error: {type(exc).__name__}"
 

@@ -31,7 +31,6 @@ from cancelq.ops.health import (
     HEARTBEAT_SECONDS,
     Heartbeat,
     forget_gone,
-    redis_now,
     remove_heartbeat,
     this_host,
     this_pid,
@@ -82,8 +81,7 @@ class Telemetry:
 
     def beat(self) -> Heartbeat:
         """Write one heartbeat (times in Redis's clock) and flush the counts."""
-        client = self.store.redis
-        now = redis_now(client)
+        now = self.store.now()
         if self.started_at is None:
             self.started_at = now
         seen = self._received_mono
@@ -98,7 +96,7 @@ class Telemetry:
             stuck_after_seconds=None if watch is None else watch.stuck_after,
         )
         write_heartbeat(self.store, heartbeat)
-        self.metrics.flush(client, self.store.keys.telemetry)
+        self.metrics.flush(self.store)
         self._beats += 1
         if self._beats % FORGET_EVERY_BEATS == 1:
             forget_gone(self.store, now)
@@ -110,7 +108,7 @@ class Telemetry:
     def stop(self, timeout: float = 5.0) -> None:
         self._ticker.stop(timeout)
         try:
-            self.metrics.flush(self.store.redis, self.store.keys.telemetry)
+            self.metrics.flush(self.store)
             remove_heartbeat(self.store, self.node)
         except RedisError as exc:  # shutting down: a Redis that is gone must not block it
             log.warning("telemetry: could not say goodbye to Redis (%s)", type(exc).__name__)

@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 import redis
-from redis.lock import Lock
 
 from cancelq.bulk.intake import (
     SUFFIXES,
@@ -205,9 +204,7 @@ def process_file(
 ) -> FileResult:
     """Take one inbox entry under its lock and run it (or refuse it, unread)."""
     name = path.name
-    lock: Lock = store.redis.lock(
-        store.keys.cleanup_lock(name), timeout=lock_seconds, blocking=False, thread_local=False
-    )
+    lock = store.lock(store.keys.cleanup_lock(name), lock_seconds)
     if not lock.acquire():
         return FileResult(name, "skipped", detail="another worker holds it")
     try:

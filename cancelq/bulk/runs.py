@@ -11,11 +11,11 @@ import csv
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, cast
+from typing import IO, Any
 
 from cancelq.core.clock import iso_utc
+from cancelq.store import run_index
 from cancelq.store.audit import AuditStore
-from cancelq.store.codec import decode_counters, decode_text
 from cancelq.store.records import Attempt, JobRecord
 
 PAGE = 1_000
@@ -80,12 +80,8 @@ class RunProgress:
 
 
 def run_progress(store: AuditStore, run_id: str) -> RunProgress:
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.zscore(store.keys.runs, run_id)
-    pipe.hgetall(store.keys.run_stats(run_id))
-    score, raw = pipe.execute()
-    counters = decode_counters(raw)
-    return RunProgress(run_id, float(score) if score is not None else None, counters)
+    started, counters = run_index.run_entry(store, run_id)
+    return RunProgress(run_id, started, counters)
 
 
 def wait_for_run(
@@ -102,17 +98,8 @@ def wait_for_run(
 
 def list_runs(store: AuditStore, limit: int = 50) -> list[RunProgress]:
     """Newest first."""
-    entries = cast(
-        list[tuple[str, float]],
-        store.redis.zrevrange(store.keys.runs, 0, limit - 1, withscores=True),
-    )
-    pipe = store.redis.pipeline(transaction=False)
-    for run_id, _ in entries:
-        pipe.hgetall(store.keys.run_stats(decode_text(run_id)))
-    runs = []
-    for (run_id, score), raw in zip(entries, pipe.execute(), strict=True):
-        runs.append(RunProgress(decode_text(run_id), float(score), decode_counters(raw)))
-    return runs
+    return [RunProgress(run_id, started, counters)
+            for run_id, started, counters in run_index.newest_runs(store, limit)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,15 +145,12 @@ def iter_run_jobs(store: AuditStore, run_id: str, *, page: int = PAGE) -> Iterat
     index = store.keys.index_run(run_id)
     start = 0
     while True:
-        ids = [decode_text(i) for i in store.redis.zrange(index, start, start + page - 1)]
+        ids = store.index_ids(index, start, start + page - 1)
         if not ids:
             return
         start += len(ids)
         records = {r.job_id: r for r in store.get_many(ids, with_attempts=False)}
-        pipe = store.redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.lindex(store.keys.attempts(job_id), -1)
-        for job_id, last in zip(ids, pipe.execute(), strict=True):
+        for job_id, last in zip(ids, store.last_attempts(ids), strict=True):
             record = records.get(job_id)
             if record is None:  # expired by AUDIT_RETENTION_DAYS
                 continue

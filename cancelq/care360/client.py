@@ -191,10 +191,10 @@ class RequestFrame:
     """What every cancel request of one client shares, made once: the URL up to the case
     id, the client's headers and its timeout.
 
-    `build_request` derived all of it again for every call (merging and parsing the base
-    URL, checking its host, merging headers and cookies): 18.6% of the bulk worker's CPU
-    (py-spy, docs/benchmarks.md). The request made from a frame is the one `build_request`
-    makes, byte for byte (tests/care360/test_client.py).
+    httpx's `build_request` derives all of it for every call (it merges and parses the base
+    URL, checks its host, merges headers and cookies), which is a large share of a bulk
+    worker's CPU when profiled (docs/benchmarks.md). The request made from a frame is the one
+    `build_request` makes, byte for byte (tests/care360/test_client.py).
     """
 
     url_prefix: str

@@ -3,17 +3,37 @@
     CancelqError
     ├── ConfigError            a setting is wrong: the process refuses to start
     ├── InvalidInput           a request field is wrong: nothing was sent anywhere
+    │   ├── FileError              (bulk/intake) the whole bulk file is unreadable as input
+    │   └── AmbiguousJobId         (ops/lookup) a job-id prefix names several jobs (exit 2)
+    ├── JobNotFound            (ops/lookup) no stored job has this id or prefix (exit 1)
     ├── RedisUnavailable       REDIS_URL looks right but nothing answers there (yet)
     └── Care360Error           a call to Care360 gave no final answer
         └── RetryableError     try again later (optionally after `delay` seconds)
             ├── TransportError         the request did not complete
             │   ├── Care360Timeout
             │   └── Care360Unreachable
-            └── TransientResponse      an answer that says "not now" (5xx, 429, odd 2xx)
+            ├── TransientResponse      an answer that says "not now" (5xx, 429, odd 2xx)
+            └── UnexpectedError        (pipeline/attempt) anything else a call raised,
+                                       retried like a transient failure
 
-Final answers from Care360 (the 400s, 401, 404) are not exceptions: they are outcomes
-(`cancelq.care360.classify.Outcome`), recorded once and never retried. Programming mistakes stay
-outside this tree so that `except CancelqError` never hides a bug.
+The ones marked with a module are defined beside the code that raises them, under the
+class here that says what their caller does. Final answers from Care360 (the 400s, 401,
+404) are not exceptions: they are outcomes (`cancelq.core.lifecycle.Outcome`), recorded once
+and never retried. Programming mistakes stay outside this tree so that `except CancelqError`
+never hides a bug.
+
+Apart from the tree, on purpose: each is raised and caught inside one module, or ends a
+process of its own, so no caller of the project's API ever sees it.
+
+    NotRegular             (bulk/inbox) an inbox entry that is no regular file, refused
+                           unread; an OSError, as what the OS refuses to open is
+    ProbeFailed            (ops/doctor) a failed probe, caught in the same module and shown
+                           as one check line
+    FlowerAuthError        (worker/flower_auth) Flower's start is refused, one line, exit 2
+    Unhealthy              (worker/healthcheck) a container healthcheck's failure, exit 1
+    SimulatorControlError, FaultConfigError, SeedError, _ControlError
+                           (simulator/) the simulator imports nothing of cancelq: it stands
+                           alone, as the vendor it plays does
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 One copy of every name the audit store, the pipeline, the CLI and the Lua scripts share.
 `cancelq.store.scripts` writes these values into the prelude of every Lua script as
 constants (`STATE.QUEUED`, `OUTCOME.CANCELLED`, `DECISION.RETRY`, `BEGIN_VERDICT.RUN`,
-`VERDICT.INTERRUPTED`), so the two languages cannot drift: a name is spelled here only.
+`VERDICT.INTERRUPTED`, `BREAKER.OPEN`), so the two languages cannot drift: a name is
+spelled here only.
 
     queued -> running -> (retrying -> running)* -> settled (with an outcome)
                                                  `-> dead (unauthorized, retries_exhausted)

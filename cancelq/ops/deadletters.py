@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from cancelq.core.lifecycle import Outcome, State
-from cancelq.pipeline.auth_gate import clear_auth_block
+from cancelq.store import auth_block
 from cancelq.store.audit import AuditStore
-from cancelq.store.codec import decode_text
-from cancelq.store.messages import TaskMessage, job_message, priority_of
+from cancelq.store.messages import TaskMessage, priority_of, rerun_message
 from cancelq.store.queues import Queues
 from cancelq.store.records import Attempt, JobRecord, Query
 
@@ -98,14 +97,14 @@ def dead_job_ids(
     letter, and is dropped from the index here so the dead count recovers.
     """
     index = store.keys.index_state(State.DEAD.value)
-    ids = [decode_text(i) for i in store.redis.zrange(index, 0, -1)]
+    ids = store.index_ids(index)
     kept: list[str] = []
     for start in range(0, len(ids), READ_BATCH):
         chunk = ids[start : start + READ_BATCH]
         records = {r.job_id: r for r in store.get_many(chunk, with_attempts=False)}
         gone = [job_id for job_id in chunk if job_id not in records]
         if gone:
-            store.redis.zrem(index, *gone)
+            store.drop_index_entries(index, gone)
         for job_id in chunk:
             record = records.get(job_id)
             if record is None or record.state is not State.DEAD:
@@ -149,7 +148,7 @@ class ReplayReport:
 
 def replay_message(record: JobRecord, queue_key: str | None, queues: Queues) -> TaskMessage:
     """A fresh message for the job, built exactly as producers and retries build theirs."""
-    return job_message(record, queues, priority_of(queue_key))
+    return rerun_message(record, queues, priority_of(queue_key))
 
 
 def replay(
@@ -174,7 +173,7 @@ def replay(
         for rec, _ in records.values()
     )
     if clear_auth and wants_unblock and not dry_run:
-        cleared = clear_auth_block(store.redis, store.keys)
+        cleared = auth_block.clear(store)
     results = [_replay_one(store, job_id, records.get(job_id), who=who, dry_run=dry_run)
                for job_id in ids]
     return ReplayReport(tuple(results), cleared)
@@ -187,14 +186,11 @@ def _read_for_replay(
     records: dict[str, tuple[JobRecord, str | None]] = {}
     for start in range(0, len(ids), READ_BATCH):
         chunk = ids[start : start + READ_BATCH]
-        pipe = store.redis.pipeline(transaction=False)
-        for job_id in chunk:
-            pipe.hget(store.keys.job(job_id), "queue_key")
-        queue_keys = pipe.execute()
+        queue_keys = store.queue_keys_of(chunk)
         by_id = {r.job_id: r for r in store.get_many(chunk, with_attempts=False)}
         for job_id, queue_key in zip(chunk, queue_keys, strict=True):
             if job_id in by_id:
-                records[job_id] = (by_id[job_id], decode_text(queue_key) if queue_key else None)
+                records[job_id] = (by_id[job_id], queue_key)
     return records
 
 

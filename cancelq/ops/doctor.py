@@ -25,8 +25,9 @@ from pydantic import SecretStr
 from cancelq.care360.client import PATH
 from cancelq.core.settings import Settings
 from cancelq.core.urls import mask_url
-from cancelq.ops.health import fail_fast, queue_heads, read_heartbeats, redis_now
+from cancelq.ops.health import queue_heads, read_heartbeats
 from cancelq.ops.stats import snapshot
+from cancelq.store import server
 from cancelq.store.audit import AuditStore
 
 Status = Literal["ok", "warn", "fail", "skip"]
@@ -79,13 +80,13 @@ def _shown(value: object) -> str | None:
 # -- Redis, queues, workers ---------------------------------------------------------------
 
 
-def check_redis(client: redis.Redis, url: str) -> Check:
+def check_redis(store: AuditStore, url: str) -> Check:
     try:
-        info = client.info()
+        info = server.info(store)
     except redis.RedisError as exc:
         return Check("redis", "fail", f"cannot reach {mask_url(url)} ({type(exc).__name__})")
     aof = str(info.get("aof_enabled", "0")) == "1"
-    rdb = _rdb_schedule(client)
+    rdb = server.save_schedule(store)
     policy = str(info.get("maxmemory_policy", "?"))
     data = {"version": info.get("redis_version"), "role": info.get("role"), "aof": aof,
             "rdb_save": rdb, "maxmemory_policy": policy,
@@ -101,14 +102,6 @@ def check_redis(client: redis.Redis, url: str) -> Check:
         return Check("redis", "warn", summary, ("AOF is off: a restart loses what the last "
                                                 "snapshot (if any) did not hold",), data)
     return Check("redis", "ok", summary, (), data)
-
-
-def _rdb_schedule(client: redis.Redis) -> str | None:
-    try:
-        value = client.config_get("save").get("save")
-    except redis.ResponseError:  # CONFIG disabled (managed Redis): unknown
-        return None
-    return str(value) or None
 
 
 def check_queues(store: AuditStore) -> Check:
@@ -141,7 +134,7 @@ def check_queues(store: AuditStore) -> Check:
 
 
 def check_workers(store: AuditStore) -> Check:
-    now = redis_now(store.redis)
+    now = store.now()
     beats = read_heartbeats(store)
     online = [b for b in beats if b.online(now)]
     details = tuple(
@@ -225,8 +218,8 @@ def run_checks(
     transport: httpx.BaseTransport | None = None,
 ) -> list[Check]:
     """Every check, in order; those that need Redis are skipped when it does not answer."""
-    fail_fast(store.redis)
-    checks = [check_redis(store.redis, settings.redis_url)]
+    store.fail_fast()
+    checks = [check_redis(store, settings.redis_url)]
     reachable = bool(checks[0].data)  # it answered INFO, whatever the verdict
     needs_redis: Sequence[tuple[str, Callable[[AuditStore], Check]]] = (
         ("queues", check_queues), ("workers", check_workers))

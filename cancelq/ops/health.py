@@ -26,20 +26,16 @@ one that stalls while the others keep every head young is not caught by the queu
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
 from cancelq.core.lifecycle import State
+from cancelq.store import heartbeats
 from cancelq.store.audit import AuditStore
-from cancelq.store.codec import decode_text
+from cancelq.store.messages import message_job_ids
 from cancelq.store.queues import PRIORITY_STEPS, queue_key
 
 HEARTBEAT_SECONDS = 2.0
@@ -116,40 +112,28 @@ def this_pid() -> int:
     return os.getpid()
 
 
-def redis_now(client: redis.Redis) -> float:
-    seconds, micros = client.time()
-    return int(seconds) + int(micros) / 1_000_000
-
-
-def fail_fast(client: redis.Redis) -> None:
-    """A probe answers now: one quick retry, not the store's patient backoff."""
-    client.set_retry(Retry(NoBackoff(), 1))
-
-
 def write_heartbeat(store: AuditStore, beat: Heartbeat) -> None:
-    store.redis.hset(store.keys.workers, beat.node, beat.encode())
+    heartbeats.put(store, beat.node, beat.encode())
 
 
 def remove_heartbeat(store: AuditStore, node: str) -> None:
     """A worker that stops on purpose says so: it is gone, not dead."""
-    store.redis.hdel(store.keys.workers, node)
+    heartbeats.remove(store, node)
 
 
 def read_heartbeats(store: AuditStore) -> list[Heartbeat]:
-    raw = store.redis.hgetall(store.keys.workers)
-    beats = (Heartbeat.decode(value) for value in raw.values())
+    beats = (Heartbeat.decode(value) for value in heartbeats.read_all(store).values())
     return sorted((b for b in beats if b is not None), key=lambda b: b.node)
 
 
 def forget_gone(store: AuditStore, now: float) -> int:
     """Drop heartbeats older than `FORGET_AFTER_SECONDS` (and unreadable ones)."""
-    raw = store.redis.hgetall(store.keys.workers)
     gone = []
-    for node, value in raw.items():
+    for node, value in heartbeats.read_all(store).items():
         beat = Heartbeat.decode(value)
         if beat is None or now - beat.at > FORGET_AFTER_SECONDS:
             gone.append(node)
-    return int(store.redis.hdel(store.keys.workers, *gone)) if gone else 0
+    return heartbeats.remove(store, *gone)
 
 
 # -- the heads of the queues --------------------------------------------------------------
@@ -162,28 +146,6 @@ class QueueHead:
     queue: str
     job_id: str | None
     age_seconds: float | None
-
-
-def message_job_id(payload: str | bytes) -> str | None:
-    """The job id a kombu message carries: its `job_id` argument, else its task id.
-
-    A batch message (`build_batch_message`: body not base64, `jobs` list) gives its first
-    job: all its jobs were recorded in the same call, so the first one's wait is the batch's.
-    """
-    try:
-        message = json.loads(payload)
-        raw = message["body"]
-        if (message.get("properties") or {}).get("body_encoding", "base64") == "base64":
-            raw = base64.b64decode(raw)
-        body = json.loads(raw)
-        kwargs = body[1] if isinstance(body, list) and len(body) > 1 else {}
-        job_id = kwargs.get("job_id") if isinstance(kwargs, dict) else None
-        jobs = kwargs.get("jobs") if isinstance(kwargs, dict) else None
-        if not job_id and isinstance(jobs, list) and jobs and isinstance(jobs[0], dict):
-            job_id = jobs[0].get("job_id")
-        return str(job_id or message["headers"]["id"])
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
-        return None
 
 
 def waiting_since(record: Mapping[str, str]) -> float | None:
@@ -210,19 +172,15 @@ def queue_heads(
     named: a fixed default would read another deployment's lists and call a stall healthy.
     """
     queues = store.queues.all if queues is None else queues
-    pipe = store.redis.pipeline(transaction=False)
     lists = [(name, queue_key(name, step)) for name in queues for step in PRIORITY_STEPS]
-    for _, key in lists:
-        pipe.lindex(key, -1)
-    heads = [(name, message_job_id(m) if m else None) for (name, _), m in
-             zip(lists, pipe.execute(), strict=True)]
+    # a batch's first job: all its jobs were recorded in one call, its wait is the batch's
+    heads = [(name, next(iter(message_job_ids(m)), None) if m else None) for (name, _), m in
+             zip(lists, store.next_messages([key for _, key in lists]), strict=True)]
     known = [(name, job) for name, job in heads if job]
-    for _, job in known:
-        pipe.hmget(store.keys.job(job), "state", "created_at", "updated_at", "next_attempt_at")
     fields = ("state", "created_at", "updated_at", "next_attempt_at")
     result = {name: QueueHead(name, None, None) for name in queues}
-    for (name, job), values in zip(known, pipe.execute() if known else [], strict=True):
-        record = {k: decode_text(v) for k, v in zip(fields, values, strict=True) if v is not None}
+    records = store.job_fields([job for _, job in known], fields)
+    for (name, job), record in zip(known, records, strict=True):
         since = waiting_since(record)
         if since is None:
             continue
@@ -330,7 +288,7 @@ def _healthy_line(live: Sequence[Heartbeat], heads: Mapping[str, QueueHead], now
 
 def check(store: AuditStore, *, max_age: float, selector: Selector = Selector()) -> Verdict:
     """Read what `judge` needs (three round trips) and judge. Redis errors propagate."""
-    now = redis_now(store.redis)
+    now = store.now()
     return judge(read_heartbeats(store), queue_heads(store, now), now=now, max_age=max_age,
                  selector=selector)
 

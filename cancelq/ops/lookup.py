@@ -20,7 +20,6 @@ from collections.abc import Iterable, Sequence
 
 from cancelq.core.errors import CancelqError, InvalidInput
 from cancelq.store.audit import AuditStore
-from cancelq.store.codec import decode_text
 
 MIN_INPUT_DIGITS = 4
 SHORT_MIN_CHARS = 8
@@ -77,7 +76,7 @@ def resolve_job_id(store: AuditStore, text: str, field: str = "job_id") -> str:
     prefix = canonical_prefix(text, field)
     if len(prefix) == 36:
         job_id = str(uuid.UUID(prefix))
-        if not store.redis.exists(store.keys.job(job_id)):
+        if not store.existing([job_id]):
             raise JobNotFound(field, text.strip())
         return job_id
     candidates = _existing(store, _matching(store, prefix))
@@ -112,25 +111,12 @@ def resolve_job_ids(
 
 def _matching(store: AuditStore, prefix: str) -> list[str]:
     """Ids in `idx:all` that start with `prefix`; stops early once it is clearly ambiguous."""
-    found: list[str] = []
-    cursor = 0
-    while True:
-        cursor, page = store.redis.zscan(
-            store.keys.index_all, cursor, match=f"{prefix}*", count=SCAN_COUNT
-        )
-        found.extend(decode_text(member) for member, _score in page)
-        if cursor == 0 or len(found) > MAX_CANDIDATES:
-            return list(dict.fromkeys(found))
+    return store.ids_starting_with(prefix, enough=MAX_CANDIDATES, count=SCAN_COUNT)
 
 
 def _existing(store: AuditStore, job_ids: list[str]) -> list[str]:
     """Drop index entries whose record expired (`AUDIT_RETENTION_DAYS`)."""
-    if not job_ids:
-        return []
-    pipe = store.redis.pipeline(transaction=False)
-    for job_id in job_ids:
-        pipe.exists(store.keys.job(job_id))
-    return [job_id for job_id, there in zip(job_ids, pipe.execute(), strict=True) if there]
+    return store.existing(job_ids)
 
 
 def short_ids(job_ids: Iterable[str], *, min_chars: int = SHORT_MIN_CHARS) -> dict[str, str]:

@@ -26,7 +26,6 @@ import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Iterator, Sequence
-from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import redis
@@ -46,8 +45,8 @@ from cancelq.core.lifecycle import Outcome, State
 from cancelq.ops.health import queue_heads, read_heartbeats
 from cancelq.ops.stats import snapshot
 from cancelq.pipeline.gates import Defer, EndWithoutCall, Gate, GateVerdict, Proceed
+from cancelq.store import telemetry
 from cancelq.store.audit import AuditStore
-from cancelq.store.codec import decode_text
 
 #: Seconds; Care360 answers in tens of ms, a timeout is CARE360_TIMEOUT_SECONDS (10 s).
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -103,17 +102,14 @@ class WorkerMetrics:
         with self._lock:
             self._pending[field] += 1
 
-    def flush(self, client: redis.Redis, key: str) -> int:
+    def flush(self, store: AuditStore) -> int:
         """Add the counts gathered since the last flush to the shared hash; kept on failure."""
         with self._lock:
             pending, self._pending = self._pending, Tally()
         if not pending:
             return 0
         try:
-            pipe = client.pipeline(transaction=True)
-            for field, count in pending.items():
-                pipe.hincrby(key, field, count)
-            pipe.execute()
+            telemetry.add_counts(store, pending)
         except redis.RedisError:
             with self._lock:
                 self._pending.update(pending)
@@ -260,18 +256,17 @@ class ClusterCollector(Collector):
         yield from self._shared_families(now, snap.breaker.state)
 
     def _shared_families(self, now: float, breaker_state: str) -> Iterator[Metric]:
-        client, keys = self.store.redis, self.store.keys
         state = GaugeMetricFamily("cancelq_breaker_state",
                                   "The shared circuit breaker: 1 for its current state",
                                   labels=["state"])
         for name in BREAKER_STATES:
             state.add_metric([name], 1 if breaker_state == name else 0)
         yield state
-        yield from _telemetry_families(_decode(client.hgetall(keys.telemetry)))
-        booked = client.get(keys.bulk_turns)
+        yield from _telemetry_families(telemetry.read_counts(self.store))
+        booked = telemetry.bulk_turns_booked_until(self.store)
         yield _gauge("cancelq_rate_limit_bulk_backlog_seconds",
                      "How far ahead the rate limit has booked deferred bulk turns",
-                     max(0.0, float(booked) - now) if booked else 0.0)
+                     max(0.0, booked - now) if booked is not None else 0.0)
         beats = read_heartbeats(self.store)
         online = GaugeMetricFamily("cancelq_worker_online", "1 if the worker's heartbeat is "
                                    "recent", labels=["node"])
@@ -355,8 +350,3 @@ def served_url(server: WSGIServer) -> str:
     host, port = server.server_address[:2]
     host = str(host)
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"
-
-
-def _decode(raw: dict[Any, Any]) -> dict[str, str]:
-    return {decode_text(k): decode_text(v) for k, v in raw.items()}
-

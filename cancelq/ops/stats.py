@@ -1,11 +1,11 @@
 """A live snapshot for `cancelq stats`: one pipelined round trip, no keyspace scan.
 
-Everything is read from keys the store and kombu keep up to date: the counters hash
-(jobs per state and outcome, attempts, replays), the queue lists (LLEN of each priority
-sub-list), kombu's `unacked` hash (messages a worker holds), the delayed set (retries and
-deferrals waiting), the lowest score of `idx:state:queued` (the oldest waiting job, by
-created time), the per-second call buckets of the last minute, the auth block's TTL, the
-circuit breaker's hash and the delayed entries set aside as bad.
+Everything is read from keys the store and kombu keep up to date (`cancelq.store.snapshot`
+reads them): the counters hash (jobs per state and outcome, attempts, replays), the queue
+lists (LLEN of each priority sub-list), kombu's `unacked` hash (messages a worker holds),
+the delayed set (retries and deferrals waiting), the lowest score of `idx:state:queued` (the
+oldest waiting job, by created time), the auth block's TTL, the circuit breaker's hash and
+the delayed entries set aside as bad; then the per-second call buckets of the last minute.
 """
 
 from __future__ import annotations
@@ -17,12 +17,10 @@ from typing import Any
 
 from cancelq.core.clock import iso_utc
 from cancelq.core.lifecycle import BreakerState, State
+from cancelq.store import snapshot as snapshot_readings
 from cancelq.store.audit import AuditStore
-from cancelq.store.codec import decode_counters, decode_float, decode_hash, decode_pttl, decode_text
-from cancelq.store.queues import PRIORITY_STEPS, queue_key
+from cancelq.store.codec import decode_float, decode_pttl
 
-#: kombu's Redis transport keeps delivered, not yet acknowledged messages here.
-KOMBU_UNACKED_KEY = "unacked"
 CALLS_WINDOW_SECONDS = 60
 #: `auth_blocked_seconds` of a block without a TTL (made by hand): it lasts until cleared.
 BLOCKED_UNTIL_CLEARED = -1.0
@@ -120,19 +118,10 @@ def snapshot(
 ) -> Snapshot:
     """Read the snapshot in one pipeline (plus the call buckets, another one)."""
     queues = store.queues.all if queues is None else queues
-    replies = iter(_snapshot_pipeline(store, run_id, queues).execute())
-    seconds, micros = next(replies)
-    now = int(seconds) + int(micros) / 1_000_000
-    counters = decode_counters(next(replies))
-    depths = tuple(
-        QueueDepth(name, {step: int(next(replies)) for step in PRIORITY_STEPS}) for name in queues
-    )
-    delayed = int(next(replies))
-    unacked = int(next(replies))
-    oldest_id, oldest_age = _oldest_queued(next(replies), now)
-    blocked = _blocked_seconds(next(replies))
-    breaker = BreakerView.from_hash(decode_hash(next(replies)))
-    delayed_bad = int(next(replies))
+    got = snapshot_readings.read(store, run_id, queues)
+    now, counters = got.now, got.counters
+    oldest_id, oldest_age = (None, None) if got.oldest_queued is None else (
+        got.oldest_queued[0], round(max(0.0, now - got.oldest_queued[1]), 3))
     return Snapshot(
         taken_at=now,
         run_id=run_id,
@@ -141,34 +130,16 @@ def snapshot(
         replays=counters.get("replays", 0),
         states={s.value: counters.get(f"state:{s.value}", 0) for s in State},
         outcomes=_outcomes(counters),
-        queues=depths,
-        delayed=delayed,
-        unacked=unacked,
+        queues=tuple(QueueDepth(name, depth) for name, depth in got.depths),
+        delayed=got.delayed,
+        unacked=got.unacked,
         oldest_queued_job=oldest_id,
         oldest_queued_age_seconds=oldest_age,
         calls_last_minute=dict(sorted(store.calls_last(CALLS_WINDOW_SECONDS).items())),
-        auth_blocked_seconds=blocked,
-        breaker=breaker,
-        delayed_bad=delayed_bad,
+        auth_blocked_seconds=_blocked_seconds(got.auth_blocked_pttl),
+        breaker=BreakerView.from_hash(got.breaker),
+        delayed_bad=got.delayed_bad,
     )
-
-
-def _snapshot_pipeline(store: AuditStore, run_id: str | None, queues: Sequence[str]) -> Any:
-    """The reads of one snapshot, queued in the order `snapshot` takes the replies."""
-    keys = store.keys
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.time()
-    pipe.hgetall(keys.run_stats(run_id) if run_id else keys.stats)
-    for name in queues:
-        for step in PRIORITY_STEPS:
-            pipe.llen(queue_key(name, step))
-    pipe.zcard(keys.delayed)
-    pipe.hlen(KOMBU_UNACKED_KEY)
-    pipe.zrange(keys.index_state(State.QUEUED.value), 0, 0, withscores=True)
-    pipe.pttl(keys.auth_blocked)
-    pipe.hgetall(keys.breaker)
-    pipe.hlen(keys.delayed_bad)
-    return pipe
 
 
 def _outcomes(counters: dict[str, int]) -> dict[str, int]:
@@ -178,14 +149,6 @@ def _outcomes(counters: dict[str, int]) -> dict[str, int]:
         for name, count in sorted(counters.items())
         if name.startswith("outcome:") and count
     }
-
-
-def _oldest_queued(reply: Any, now: float) -> tuple[str | None, float | None]:
-    """The oldest queued job and its age in seconds, from ZRANGE 0 0 WITHSCORES."""
-    if not reply:
-        return None, None
-    member, score = reply[0]
-    return decode_text(member), round(max(0.0, now - float(score)), 3)
 
 
 def _blocked_seconds(ttl_ms: int) -> float | None:

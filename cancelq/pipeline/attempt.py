@@ -31,7 +31,7 @@ from cancelq.pipeline.lease import new_owner
 from cancelq.pipeline.retry_policy import ERROR_DEFER_SECONDS, Dead, RetryPolicy
 from cancelq.pipeline.runtime import Runtime
 from cancelq.store.audit import FinishCall
-from cancelq.store.messages import TaskMessage, build_task_message
+from cancelq.store.messages import TaskMessage, job_message
 from cancelq.store.outage import until_recorded
 from cancelq.store.queues import queue_key
 from cancelq.store.records import Attempt, Begun
@@ -103,11 +103,7 @@ class AttemptContext:
 
     def message(self) -> TaskMessage:
         """The message that runs this job again later, built exactly as producers build it."""
-        return build_task_message(
-            {"job_id": self.job_id, **self.request.model_dump(exclude_none=True)},
-            queue=self.queue,
-            priority=self.priority,
-        )
+        return job_message(self.job_id, self.request, queue=self.queue, priority=self.priority)
 
     def begin(self, max_attempts: int) -> Begun:
         return self.rt.store.begin(

@@ -20,13 +20,11 @@ import math
 import socket
 import time
 
-import redis
-
 from cancelq.core.contract import CancelRequest
 from cancelq.core.lifecycle import Outcome
 from cancelq.pipeline.gates import EndWithoutCall, GateVerdict, Proceed
-from cancelq.store.codec import decode_pttl
-from cancelq.store.keys import Keys
+from cancelq.store import auth_block
+from cancelq.store.audit import AuditStore
 
 log = logging.getLogger("cancelq.auth")
 
@@ -38,9 +36,8 @@ class AuthGate:
 
     per_batch = True  # one block for every job
 
-    def __init__(self, client: redis.Redis, keys: Keys, *, backoff_seconds: float) -> None:
-        self.redis = client
-        self.keys = keys
+    def __init__(self, store: AuditStore, *, backoff_seconds: float) -> None:
+        self.store = store
         self.backoff_seconds = backoff_seconds
 
     def __repr__(self) -> str:
@@ -53,7 +50,7 @@ class AuthGate:
     def before_call(self, job_id: str, request: CancelRequest, queue: str) -> GateVerdict:
         if not self.enabled:
             return Proceed()
-        remaining = blocked_for(self.redis, self.keys)
+        remaining = auth_block.blocked_for(self.store)
         if remaining is None:
             return Proceed()
         left = "until the block is cleared" if remaining == math.inf else (
@@ -72,20 +69,10 @@ class AuthGate:
             {"at": time.time(), "job_id": job_id, "host": socket.gethostname()},
             separators=(",", ":"),
         )
-        self.redis.set(self.keys.auth_blocked, note, px=max(1, int(self.backoff_seconds * 1000)))
+        auth_block.block(self.store, note, self.backoff_seconds)
         log.warning(
             "Care360 answered 401 for job %s: no calls for %.0fs, jobs end unauthorized "
             "without a call (CARE360_AUTH_BACKOFF_SECONDS)",
             job_id, self.backoff_seconds,
         )
 
-
-def blocked_for(client: redis.Redis, keys: Keys) -> float | None:
-    """Seconds left on the auth block, or None when calls are allowed."""
-    # No TTL (infinity) happens only with a hand-made key: blocked until cleared.
-    return decode_pttl(client.pttl(keys.auth_blocked))
-
-
-def clear_auth_block(client: redis.Redis, keys: Keys) -> bool:
-    """Lift the block (the operator says the key is fixed); True if there was one."""
-    return bool(client.delete(keys.auth_blocked))

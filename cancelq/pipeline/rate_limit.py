@@ -36,16 +36,14 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-import redis
 from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from cancelq.core.contract import CancelRequest
 from cancelq.pipeline.gates import Defer, GateVerdict, Proceed
 from cancelq.store.audit import AuditStore
 from cancelq.store.queues import BULK_QUEUE
-from cancelq.store.scripts import Scripts
+from cancelq.store.rate_window import TurnBook, moving_window_storage
 
 log = logging.getLogger("cancelq.ratelimit")
 
@@ -87,18 +85,6 @@ class Limit:
 
     def item(self) -> RateLimitItem:
         return RateLimitItemPerSecond(self.amount, self.window_seconds)
-
-
-class TurnBook:
-    """The shared timeline of deferred bulk turns (`lua/reserve_slot.lua`)."""
-
-    def __init__(self, client: redis.Redis, key: str) -> None:
-        self.key = key
-        self._scripts = Scripts(client)
-
-    def book(self, interval: float, earliest: float) -> float:
-        """Seconds from now until this job's turn."""
-        return float(self._scripts("reserve_slot", [self.key, repr(interval), repr(earliest)]))
 
 
 class RateLimitGate:
@@ -181,10 +167,7 @@ def rate_limit_gate(store: AuditStore, per_second: float) -> RateLimitGate | Non
     limit = Limit.for_rate(per_second)
     if limit is None:
         return None
-    storage = RedisStorage(
-        "redis://", connection_pool=store.redis.connection_pool, key_prefix=store.keys.rate_limit
-    )
     return RateLimitGate(
-        MovingWindowRateLimiter(storage), limit, turns=TurnBook(store.redis, store.keys.bulk_turns),
+        MovingWindowRateLimiter(moving_window_storage(store)), limit, turns=TurnBook.of(store),
         bulk_queues=(store.queues.bulk,),
     )

@@ -77,7 +77,7 @@ def build_runtime(settings: Settings) -> Runtime:
         leases=LeaseKeeper(store, settings.lease_seconds, calls_stuck=fanout.stuck),
         # Auth first: while the key is known to be wrong, no other policy needs to run.
         # The breaker before the rate limit: a job that may not call takes no slot.
-        gates=(AuthGate(store.redis, store.keys, backoff_seconds=settings.auth_backoff_seconds),)
+        gates=(AuthGate(store, backoff_seconds=settings.auth_backoff_seconds),)
         + _breaker_gates(settings, store)
         + _rate_limit_gates(settings, store),
     )

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
+from redis.backoff import NoBackoff
+from redis.lock import Lock
+from redis.retry import Retry
 
 from cancelq.core.contract import MAX_BATCH_JOBS, CancelRequest
 from cancelq.core.lifecycle import BeginVerdict, Decision, Outcome, State, Verdict
@@ -124,6 +127,26 @@ class AuditStore:
         self.replication = Replication(client)
         self.queues = queues or Queues()  # this deployment's broker queue names
         self._riders: list[Rider] = []
+
+    # -- the connection -------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Redis's clock: the one every worker's heartbeat and every lease is measured by."""
+        seconds, micros = self.redis.time()
+        return int(seconds) + int(micros) / 1_000_000
+
+    def fail_fast(self) -> None:
+        """A probe answers now: one quick retry, not the store's patient backoff."""
+        self.redis.set_retry(Retry(NoBackoff(), 1))
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def lock(self, key: str, seconds: float) -> Lock:
+        """A lock that is taken at once or not at all (`acquire()` never waits), expires
+        after `seconds`, and may be released by another thread than the one that took it."""
+        lock: Lock = self.redis.lock(key, timeout=seconds, blocking=False, thread_local=False)
+        return lock
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -469,8 +492,7 @@ class AuditStore:
         `<victim>:attempts` does) is dropped from the list and logged here: every read of
         it would fail, and the reaper, which reads each job first, would stop on it forever.
         """
-        seconds, micros = self.redis.time()
-        now = int(seconds) + int(micros) / 1_000_000
+        now = self.now()
         ids = [decode_text(i) for i in
                self.redis.zrangebyscore(self.keys.leases, "-inf", now, start=0, num=limit)]
         if not ids:
@@ -486,6 +508,10 @@ class AuditStore:
             for job_id in poison:
                 log.error("leases: entry %.80r names no job record; dropped", job_id)
         return [job_id for job_id in ids if job_id not in poison]
+
+    def drop_lease(self, job_id: str) -> None:
+        """Forget the lease of a job that has no record any more (trimmed, or never had one)."""
+        self.redis.zrem(self.keys.leases, job_id)
 
     def reap(
         self,
@@ -596,6 +622,72 @@ class AuditStore:
                     if len(records) >= q.limit:
                         break
         return records
+
+    def queue_keys_of(self, job_ids: Sequence[str]) -> list[str | None]:
+        """The list each job's message was last pushed to (its priority step with it), one
+        round trip; None for a job that has none recorded."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(self.keys.job(job_id), "queue_key")
+        return [decode_text(key) if key else None for key in pipe.execute()]
+
+    def existing(self, job_ids: Sequence[str]) -> list[str]:
+        """The ids, in order, that have a record (one round trip)."""
+        if not job_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.exists(self.keys.job(job_id))
+        return [job_id for job_id, there in zip(job_ids, pipe.execute(), strict=True) if there]
+
+    def ids_starting_with(self, prefix: str, *, enough: int, count: int) -> list[str]:
+        """Ids in `idx:all` that start with `prefix` (SCAN, `count` a page), without
+        repeats; stops once more than `enough` are found."""
+        found: list[str] = []
+        cursor = 0
+        while True:
+            cursor, page = self.redis.zscan(
+                self.keys.index_all, cursor, match=f"{prefix}*", count=count
+            )
+            found.extend(decode_text(member) for member, _score in page)
+            if cursor == 0 or len(found) > enough:
+                return list(dict.fromkeys(found))
+
+    def next_messages(self, list_keys: Sequence[str]) -> list[str | bytes | None]:
+        """The message each broker list hands out next (kombu pops the right end), one
+        round trip; None for an empty list."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in list_keys:
+            pipe.lindex(key, -1)
+        return list(pipe.execute())
+
+    def job_fields(
+        self, job_ids: Sequence[str], fields: Sequence[str]
+    ) -> list[dict[str, str]]:
+        """Some fields of each job's record, one round trip; a field not set is left out."""
+        if not job_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(self.keys.job(job_id), *fields)
+        return [{k: decode_text(v) for k, v in zip(fields, values, strict=True) if v is not None}
+                for values in pipe.execute()]
+
+    def last_attempts(self, job_ids: Sequence[str]) -> list[str | bytes | None]:
+        """Each job's last attempt as stored (`Attempt.decode` reads it), one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.lindex(self.keys.attempts(job_id), -1)
+        return list(pipe.execute())
+
+    def index_ids(self, index: str, start: int = 0, stop: int = -1) -> list[str]:
+        """The job ids of an index (`Keys.index_state` and the like), oldest first."""
+        return [decode_text(i) for i in self.redis.zrange(index, start, stop)]
+
+    def drop_index_entries(self, index: str, job_ids: Sequence[str]) -> None:
+        """Drop entries whose record is gone (deleted behind the store's back)."""
+        if job_ids:
+            self.redis.zrem(index, *job_ids)
 
     def counters(self, run_id: str | None = None) -> dict[str, int]:
         key = self.keys.run_stats(run_id) if run_id else self.keys.stats

@@ -79,6 +79,16 @@ def probe(settings: Settings) -> None:
     raise error
 
 
+def ping(settings: Settings) -> None:
+    """One PING on `REDIS_URL`, with the usual retries; raises what the client raises (a
+    healthcheck says "unhealthy" and why, it does not explain)."""
+    client = redis_client(settings)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
 def explain_redis_error(url: str, exc: BaseException) -> ConfigError | RedisUnavailable:
     """The one-line error for a failed first contact with `url` (see `probe`)."""
     where = mask_url(url)

@@ -37,7 +37,7 @@ from typing import Any
 from cancelq.core.lifecycle import State, Verdict
 from cancelq.store.audit import AuditStore
 from cancelq.store.codec import decode_text
-from cancelq.store.messages import job_message, message_job_ids, priority_of
+from cancelq.store.messages import message_job_ids, priority_of, rerun_message
 from cancelq.store.records import Attempt
 
 log = logging.getLogger("cancelq.lost")
@@ -120,7 +120,7 @@ def republish(store: AuditStore, job_id: str, *, min_age: float) -> bool:
     if record is None:
         return False
     key = store.redis.hget(store.keys.job(job_id), "queue_key")
-    message = job_message(record, store.queues, priority_of(decode_text(key) if key else None))
+    message = rerun_message(record, store.queues, priority_of(decode_text(key) if key else None))
     note = Attempt(number=0, started_at=time.time(), duration_ms=None, http_status=None,
                    error_class="MessageLost",
                    error=f"its broker message was in no queue, unacked or delayed set for over "

@@ -23,7 +23,7 @@ import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cancelq.core.contract import BATCH_TASK_NAME, MAX_BATCH_JOBS, TASK_NAME
 from cancelq.store.queues import (
@@ -95,7 +95,7 @@ def build_batch_message(
 ) -> TaskMessage:
     """Many jobs in one message (`BATCH_TASK_NAME`), as `enqueue_many.lua` writes it.
 
-    The reference for the script's bytes (tests/store/test_batch_messages.py). The body is
+    The reference for the script's bytes (tests/store/test_messages.py). The body is
     the JSON text itself (`body_encoding` "utf-8"), not base64 as Celery's producer writes:
     the script cannot base64-encode, and kombu's virtual transport (the Redis one) only
     decodes a body whose `body_encoding` is set and not "utf-8" (`Channel.decode_body`);
@@ -197,15 +197,42 @@ def priority_of(key: str | None) -> int:
     return int(step) if step.isdigit() and int(step) in PRIORITY_STEPS else 0
 
 
-def job_message(record: JobRecord, queues: Queues, priority: int = 0) -> TaskMessage:
-    """A fresh message that runs the recorded job again, on its own (known) queue."""
-    kwargs: dict[str, Any] = {"job_id": record.job_id, "case_id": record.case_id,
-                              "event_id": record.event_id}
+class JobFields(Protocol):
+    """What a one-job message carries besides the job id: a `CancelRequest` or a `JobRecord`."""
+
+    @property
+    def case_id(self) -> str: ...
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def run_id(self) -> str | None: ...
+    @property
+    def requested_by(self) -> str | None: ...
+    @property
+    def reason(self) -> str | None: ...
+
+
+def job_message(
+    job_id: str, job: JobFields, *, queue: str, priority: int = 0, task_id: str | None = None
+) -> TaskMessage:
+    """The one builder of a one-job message, for a producer, a retry and a replay alike.
+
+    Its kwargs, in this order, are what `message_job_ids` reads back and the task validates;
+    an empty optional field is left out, as a request's unset one is.
+    """
+    kwargs: dict[str, Any] = {"job_id": job_id, "case_id": job.case_id,
+                              "event_id": job.event_id}
     for name in ("run_id", "requested_by", "reason"):
-        value = getattr(record, name)
+        value = getattr(job, name)
         if value:
             kwargs[name] = value
-    return build_task_message(kwargs, queue=queues.known(record.queue), priority=priority)
+    return build_task_message(kwargs, queue=queue, task_id=task_id, priority=priority)
+
+
+def rerun_message(record: JobRecord, queues: Queues, priority: int = 0) -> TaskMessage:
+    """A fresh message that runs the recorded job again, on its own (known) queue."""
+    return job_message(record.job_id, record, queue=queues.known(record.queue),
+                       priority=priority)
 
 
 #: The parts of a `BatchTemplate` that change per batch message (`enqueue_many.lua` fills them)

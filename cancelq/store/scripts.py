@@ -3,11 +3,12 @@
 Every script runs as three parts, in this order:
 
 1. the prelude, generated here from the Python that defines the schema: the lifecycle names
-   (`cancelq.core.lifecycle`: `STATE`, `OUTCOME`, `DECISION`, `BEGIN_VERDICT`, `VERDICT`),
-   one key builder per kind of key (`cancelq.store.keys.LAYOUT`: `KEY.job(p, job_id)`, ...),
-   one builder per counter field (`keys.COUNTERS`: `COUNTER.state(state)`, ...) and the
-   fields of an attempt's JSON (`cancelq.store.records.ATTEMPT_FIELDS`). A name spelled in
-   Python is therefore never spelled again in Lua, and cannot drift;
+   (`cancelq.core.lifecycle`: `STATE`, `OUTCOME`, `DECISION`, `BEGIN_VERDICT`, `VERDICT`,
+   `BREAKER`), one key builder per kind of key (`cancelq.store.keys.LAYOUT`:
+   `KEY.job(p, job_id)`, ...), one builder per counter field (`keys.COUNTERS`:
+   `COUNTER.state(state)`, ...) and the fields of an attempt's JSON
+   (`cancelq.store.records.ATTEMPT_FIELDS`). A name spelled in Python is therefore never
+   spelled again in Lua, and cannot drift;
 2. `lua/lib.lua`: what several scripts do (create a job, move it between states, count,
    write an attempt's JSON), written once;
 3. the script itself.

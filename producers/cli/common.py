@@ -127,7 +127,7 @@ def store_from_env(*, probe_first: bool = True) -> Iterator[tuple[Settings, Audi
     try:
         yield settings, store
     finally:
-        store.redis.close()
+        store.close()
 
 
 def print_json(value: Any) -> None:

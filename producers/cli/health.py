@@ -16,7 +16,6 @@ from cancelq.ops.health import (
     DEFAULT_MAX_AGE_SECONDS,
     Selector,
     check,
-    fail_fast,
     this_host,
 )
 from producers.cli.common import EXIT_FAILED, epilog, one_line_errors, print_json, store_from_env
@@ -47,7 +46,7 @@ def health(max_age: float, nodes: tuple[str, ...], this_host_only: bool, as_json
     selector = Selector(nodes=nodes, host=this_host() if this_host_only else None)
     try:
         with store_from_env() as (_, store):
-            fail_fast(store.redis)
+            store.fail_fast()
             verdict = check(store, max_age=max_age, selector=selector)
     except redis.RedisError as exc:
         click.echo(f"unhealthy: cannot reach Redis ({type(exc).__name__})", err=True)

@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 from prometheus_client.parser import text_string_to_metric_families
 
 from cancelq.core.settings import load_settings
-from cancelq.ops.health import Heartbeat, redis_now, write_heartbeat
+from cancelq.ops.health import Heartbeat, write_heartbeat
 from cancelq.store.audit import AuditStore, audit_store
 from producers.cli import main
 from producers.enqueue import enqueue_cancellation
@@ -40,7 +40,7 @@ def acme(redis_url: str) -> Iterator[AuditStore]:
     """The acme store with a job waiting an hour and a live worker idle for an hour."""
     store = audit_store(load_settings(REDIS_URL=redis_url, KEY_PREFIX=PREFIX))
     job = enqueue_cancellation(str(uuid.uuid4()), str(uuid.uuid4()), store=store).job_id
-    now = redis_now(store.redis)
+    now = store.now()
     store.redis.hset(store.keys.job(job), mapping={"created_at": now - HOUR,
                                                     "updated_at": now - HOUR})
     write_heartbeat(store, Heartbeat(

@@ -22,9 +22,10 @@ from cancelq.core.settings import load_settings
 from cancelq.ops.deadletters import dead_job_ids, list_dead, replay
 from cancelq.ops.stats import snapshot
 from cancelq.pipeline.attempt import AttemptResult, run_attempt
-from cancelq.pipeline.auth_gate import AuthGate, blocked_for
+from cancelq.pipeline.auth_gate import AuthGate
 from cancelq.pipeline.runtime import Runtime
 from cancelq.store.audit import AuditStore
+from cancelq.store.auth_block import blocked_for
 from cancelq.store.messages import build_task_message
 from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE, queue_key
 from cancelq.store.records import JobRecord
@@ -59,7 +60,7 @@ def runtime(store: AuditStore, upstream: Upstream, *, gate: bool = True,
                       retry_max_seconds=0.02, auth_backoff_seconds=backoff)
     client = Care360Client(s.care360_base_url, SecretStr(API_KEY), timeout_seconds=2.0,
                            transport=httpx.MockTransport(upstream))
-    gates = (AuthGate(store.redis, store.keys, backoff_seconds=backoff),) if gate else ()
+    gates = (AuthGate(store, backoff_seconds=backoff),) if gate else ()
     return Runtime(settings=s, store=store, client=client, rand=lambda: 0.0, gates=gates)
 
 
@@ -223,7 +224,7 @@ def test_a_401_blocks_calls_for_every_following_job_until_cleared(
     assert upstream.calls == 1
     assert {r.outcome for r in results} == {"unauthorized"}
     assert [r.called for r in results] == [True, False, False, False, False]
-    remaining = blocked_for(fake_store.redis, fake_store.keys)
+    remaining = blocked_for(fake_store)
     assert remaining is not None and 0 < remaining <= 60
     note = get(fake_store, "j3").attempts[-1]
     assert note.error_class == "NotCalled" and "CARE360_AUTH_BACKOFF_SECONDS" in (note.error or "")
@@ -232,7 +233,7 @@ def test_a_401_blocks_calls_for_every_following_job_until_cleared(
     upstream.status = 200
     report = replay(fake_store, dead_job_ids(fake_store), who="ops@box")
     assert report.ok and report.auth_block_cleared
-    assert blocked_for(fake_store.redis, fake_store.keys) is None
+    assert blocked_for(fake_store) is None
     assert Counter(run_out(rt).outcome for _ in range(5)) == {"cancelled": 5}
     assert upstream.calls == 6
 
@@ -244,14 +245,14 @@ def test_a_zero_backoff_turns_the_gate_off(fake_store: AuditStore) -> None:
         submit(fake_store, f"j{n}", n)
         run_out(rt)
     assert upstream.calls == 3
-    assert blocked_for(fake_store.redis, fake_store.keys) is None
+    assert blocked_for(fake_store) is None
 
 
 def test_other_answers_do_not_block(fake_store: AuditStore) -> None:
     rt = runtime(fake_store, Upstream(500), max_attempts=1)
     submit(fake_store, "j1")
     run_out(rt)
-    assert blocked_for(fake_store.redis, fake_store.keys) is None
+    assert blocked_for(fake_store) is None
 
 
 def test_a_hand_made_block_without_ttl_lasts_until_cleared(fake_store: AuditStore) -> None:
@@ -273,7 +274,7 @@ def test_replaying_only_exhausted_jobs_leaves_the_auth_block(fake_store: AuditSt
     fake_store.redis.set(fake_store.keys.auth_blocked, "x", ex=60)
     report = replay(fake_store, ["j1"], who="a@h")
     assert report.ok and not report.auth_block_cleared
-    assert blocked_for(fake_store.redis, fake_store.keys) is not None
+    assert blocked_for(fake_store) is not None
 
 
 # -- the live snapshot --------------------------------------------------------------------

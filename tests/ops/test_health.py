@@ -20,14 +20,13 @@ from cancelq.ops.health import (
     Selector,
     forget_gone,
     judge,
-    message_job_id,
     queue_heads,
     read_heartbeats,
     remove_heartbeat,
     write_heartbeat,
 )
 from cancelq.store.audit import AuditStore
-from cancelq.store.messages import build_batch_message, build_task_message
+from cancelq.store.messages import build_task_message
 from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE
 from cancelq.store.records import Attempt
 
@@ -129,19 +128,6 @@ def enqueue(store: AuditStore, *, queue: str = RT, now: float, priority: int = 0
                                  queue=queue, task_id=job_id, priority=priority)
     store.enqueue(job_id, request, message, queue=queue, now=now)
     return job_id
-
-
-def test_message_job_id_reads_our_messages_and_refuses_junk() -> None:
-    message = build_task_message({"job_id": "J1", "case_id": "c"}, queue=RT, task_id="T1")
-    assert message_job_id(message.payload) == "J1"
-    no_arg = build_task_message({"case_id": "c"}, queue=RT, task_id="T2")
-    assert message_job_id(no_arg.payload) == "T2"  # a foreign producer's: the task id
-    for junk in ("", "{}", '{"body": "!!"}', "[]"):
-        assert message_job_id(junk) is None
-    batch = build_batch_message([{"job_id": "J3", "case_id": "c", "event_id": "e"},
-                                 {"job_id": "J4", "case_id": "c", "event_id": "f"}],
-                                queue=RT, run_id="r", requested_by=None, task_id="T3")
-    assert message_job_id(batch.payload) == "J3"  # a bulk batch: its first job
 
 
 def test_queue_heads_name_the_job_a_worker_takes_next(fake_store: AuditStore) -> None:

@@ -31,6 +31,7 @@ from cancelq.ops.metrics import (
 )
 from cancelq.pipeline.gates import Defer, EndWithoutCall, Gate, GateVerdict, Proceed
 from cancelq.store.audit import AuditStore
+from cancelq.store.keys import Keys
 from cancelq.store.messages import build_task_message
 from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE
 
@@ -120,19 +121,20 @@ def test_flush_adds_counts_to_the_shared_hash_and_keeps_them_on_failure() -> Non
     server = fakeredis.FakeServer()
     fake_redis = fakeredis.FakeRedis(server=server, decode_responses=True)
     metrics = WorkerMetrics(CollectorRegistry())
+    store = AuditStore(fake_redis, Keys("t"))
     for status in (200, 200, None):
         metrics.observe_call(status, 0.01)
     metrics.observe_verdict("rate_limit", "defer")
-    assert metrics.flush(fake_redis, "t:telemetry") == 4
+    assert metrics.flush(store) == 4
     assert fake_redis.hgetall("t:telemetry") == {"calls:200": "2", "calls:none": "1",
                                                  "gate:rate_limit:defer": "1"}
-    assert metrics.flush(fake_redis, "t:telemetry") == 0  # nothing new: nothing added twice
+    assert metrics.flush(store) == 0  # nothing new: nothing added twice
     metrics.observe_call(200, 0.01)
     server.connected = False
     with pytest.raises(redis.ConnectionError):
-        metrics.flush(fake_redis, "t:telemetry")
+        metrics.flush(store)
     server.connected = True
-    assert metrics.flush(fake_redis, "t:telemetry") == 1
+    assert metrics.flush(store) == 1
     assert fake_redis.hget("t:telemetry", "calls:200") == "3"
 
 

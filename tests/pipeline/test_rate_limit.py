@@ -21,12 +21,12 @@ from cancelq.pipeline.rate_limit import (
     BULK_WAIT_SECONDS,
     Limit,
     RateLimitGate,
-    TurnBook,
     rate_limit_gate,
 )
 from cancelq.pipeline.runtime import Runtime, build_runtime
 from cancelq.store.audit import AuditStore
 from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE
+from cancelq.store.rate_window import TurnBook
 from producers.enqueue import submit
 from tests.conftest import API_KEY
 

@@ -11,6 +11,7 @@ import ast
 import base64
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,8 @@ from kombu import Connection, Queue
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
-from cancelq.core.contract import BATCH_TASK_NAME, MAX_BATCH_JOBS, TASK_NAME
+from cancelq.core.contract import BATCH_TASK_NAME, MAX_BATCH_JOBS, TASK_NAME, CancelRequest
+from cancelq.core.lifecycle import State
 from cancelq.store.messages import (
     BatchTemplate,
     batch_job,
@@ -27,9 +29,13 @@ from cancelq.store.messages import (
     build_task_message,
     job_fragment,
     job_fragment_of,
+    job_message,
     kwargs_repr,
+    message_job_ids,
+    rerun_message,
 )
-from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE, queue_key
+from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE, Queues, queue_key
+from cancelq.store.records import JobRecord
 
 KWARGS: dict[str, Any] = {
     "job_id": "4a6f2a63-9e0e-4f57-9d1c-0d0e1f2a3b4c",
@@ -248,3 +254,67 @@ def test_the_template_filled_is_build_batch_message(run_id: str, requested_by: s
     ref_tag = decode(ref.payload)["properties"]["delivery_tag"]
     assert filled.payload == ref.payload.replace(ref_tag, "tag")
     assert template.parts[1::2].count("I") == 3
+
+
+# -- the one builder of a one-job message, and its parser -------------------------------
+
+REQUEST = CancelRequest.parse(**{k: v for k, v in KWARGS.items() if k != "job_id"})
+
+
+def test_job_message_is_what_celery_writes_for_the_request() -> None:
+    task_id = str(uuid.uuid4())
+    ours = decode(job_message(KWARGS["job_id"], REQUEST, queue=BULK_QUEUE,
+                              task_id=task_id).payload)
+    ref = celery_reference(KWARGS, queue=BULK_QUEUE, task_id=task_id)
+    assert_same_frame(ours, ref)
+    body = json.loads(base64.b64decode(ours["body"]))
+    assert body == json.loads(base64.b64decode(ref["body"]))
+    assert list(body[1]) == list(KWARGS)  # the order every builder writes
+
+
+@pytest.mark.parametrize("optional", [{}, {"reason": "r"}, {"run_id": "r", "requested_by": "o"}])
+def test_a_request_and_its_record_make_the_same_body(optional: dict[str, str]) -> None:
+    """A producer's message, a retry's and a replay's (from the record) carry the same bytes."""
+    request = CancelRequest.parse(case_id=KWARGS["case_id"], event_id=KWARGS["event_id"],
+                                  **optional)
+    record = JobRecord(job_id=KWARGS["job_id"], case_id=request.case_id,
+                       event_id=request.event_id, run_id=request.run_id,
+                       requested_by=request.requested_by, reason=request.reason,
+                       state=State.RETRYING, outcome=None, attempt_count=1, created_at=0.0,
+                       updated_at=0.0, settled_at=None, next_attempt_at=None,
+                       queue=BULK_QUEUE)
+    old = build_task_message({"job_id": KWARGS["job_id"], **request.model_dump(exclude_none=True)},
+                             queue=BULK_QUEUE, priority=3)
+    new = job_message(KWARGS["job_id"], request, queue=BULK_QUEUE, priority=3)
+    rerun = rerun_message(record, Queues(), priority=3)
+    for message in (new, rerun):
+        assert message.queue_key == old.queue_key
+        assert decode(message.payload)["body"] == decode(old.payload)["body"]
+        assert decode(message.payload)["headers"]["kwargsrepr"] == \
+            decode(old.payload)["headers"]["kwargsrepr"]
+        assert message_job_ids(message.payload) == [KWARGS["job_id"]]
+
+
+def test_message_job_ids_reads_our_messages_and_refuses_junk() -> None:
+    message = build_task_message({"job_id": "J1", "case_id": "c"}, queue=REALTIME_QUEUE,
+                                 task_id="T1")
+    assert message_job_ids(message.payload) == ["J1"]
+    no_arg = build_task_message({"case_id": "c"}, queue=REALTIME_QUEUE, task_id="T2")
+    assert message_job_ids(no_arg.payload) == ["T2"]  # a foreign producer's: the task id
+    for junk in ("", "{}", '{"body": "!!"}', "[]"):
+        assert message_job_ids(junk) == []
+    batch = build_batch_message([batch_job("J3", "c", "e", None), batch_job("J4", "c", "f", "x")],
+                                queue=REALTIME_QUEUE, run_id="r", requested_by=None)
+    assert message_job_ids(batch.payload) == ["J3", "J4"]
+
+
+def test_one_job_messages_are_built_by_job_message_only() -> None:
+    """No module but this one frames a one-job message: one builder beside its parser."""
+    root = Path(__file__).resolve().parents[2]
+    callers = [
+        str(path.relative_to(root))
+        for package in ("cancelq", "worker", "producers")
+        for path in sorted((root / package).rglob("*.py"))
+        if path.name != "messages.py" and "build_task_message(" in path.read_text("utf-8")
+    ]
+    assert callers == []

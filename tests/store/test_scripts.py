@@ -11,6 +11,7 @@ import json
 import re
 import time
 from importlib import resources
+from pathlib import Path
 from typing import Any, get_args
 
 import fakeredis
@@ -27,6 +28,7 @@ from cancelq.store.scripts import (
     lua_string,
     prelude,
     source,
+    vocabulary,
     with_library,
 )
 
@@ -114,6 +116,15 @@ def test_lua_has_every_lifecycle_name_python_defines(
         " out[#out + 1] = v end return out",
     )
     assert dict(zip(flat[0::2], flat[1::2], strict=True)) == LIFECYCLE[table]
+
+
+@pytest.mark.parametrize("path", [
+    "cancelq/core/lifecycle.py", "cancelq/store/scripts.py", "cancelq/store/lua/lib.lua",
+])
+def test_the_places_that_list_the_lua_tables_list_them_all(path: str) -> None:
+    """Three docs list the prelude's tables for a reader of the scripts: all of them."""
+    text = (Path(__file__).resolve().parents[2] / path).read_text(encoding="utf-8")
+    assert [table for table in vocabulary() if table not in text] == []
 
 
 def test_lua_strings_survive_any_text(fake_redis: fakeredis.FakeRedis) -> None:

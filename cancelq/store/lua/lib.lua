@@ -1,6 +1,6 @@
 -- The shared library of the store's scripts: what more than one script does, written once.
 -- `cancelq/store/scripts.py` puts it in front of every script, after the generated prelude,
--- which defines the names used here: STATE, OUTCOME, DECISION, BEGIN_VERDICT, VERDICT
+-- which defines the names used here: STATE, OUTCOME, DECISION, BEGIN_VERDICT, VERDICT, BREAKER
 -- (cancelq/core/lifecycle.py), KEY.<kind>(p, ...) and COUNTER.<kind>(...)
 -- (cancelq/store/keys.py), ATTEMPT_FIELDS and ATTEMPT_OPTIONAL (cancelq/store/records.py).
 -- `p` is always the key prefix; a job of no run has run_id ''.

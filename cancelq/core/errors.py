@@ -31,6 +31,9 @@ process of its own, so no caller of the project's API ever sees it.
                            as one check line
     FlowerAuthError        (worker/flower_auth) Flower's start is refused, one line, exit 2
     Unhealthy              (worker/healthcheck) a container healthcheck's failure, exit 1
+    PrimaryMoved           (store/replication) a write went to a primary Sentinel no longer
+                           names; a redis-py ConnectionError, so that every caller treats it
+                           as the outage it is (the write is run again on the new primary)
     SimulatorControlError, FaultConfigError, SeedError, _ControlError
                            (simulator/) the simulator imports nothing of cancelq: it stands
                            alone, as the vendor it plays does

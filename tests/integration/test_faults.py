@@ -62,6 +62,24 @@ def all_final(store: AuditStore, job_ids: Sequence[str]) -> list[JobRecord] | No
     return None
 
 
+def settle_through_failover(
+    store: AuditStore, job_ids: Sequence[str], *, timeout: float
+) -> list[JobRecord]:
+    """Every job final (polling through the failover's errors), or which are not and why."""
+    def settled() -> list[JobRecord] | None:
+        try:
+            return all_final(store, job_ids)
+        except redis.RedisError:
+            return None
+
+    try:
+        return wait_for(settled, timeout=timeout, interval=0.5)  # type: ignore[no-any-return]
+    except AssertionError:
+        states = [(r.job_id[:8], r.state.value, [a.error_class for a in r.attempts])
+                  for r in store.get_many(list(job_ids)) if r.state not in FINAL]
+        raise AssertionError(f"not settled: {states}") from None
+
+
 def calls_made(record: JobRecord) -> list[Attempt]:
     """The attempts that were calls (a note is number 0; a lost worker's is not a call)."""
     return [a for a in record.attempts if a.number > 0 and a.error_class != "WorkerLost"]
@@ -446,18 +464,7 @@ def test_sentinel_failover_while_jobs_run_loses_no_accepted_job(
     wait_for(lambda: sentinel.replica.info("replication")["role"] == "master", timeout=30)
     simulator.control.set_faults(latency_ms=0)
 
-    def settled() -> list[JobRecord] | None:
-        try:
-            return all_final(store, job_ids)
-        except redis.RedisError:
-            return None
-
-    try:
-        records = wait_for(settled, timeout=120, interval=0.5)
-    except AssertionError:
-        states = [(r.job_id[:8], r.state.value, [a.error_class for a in r.attempts])
-                  for r in store.get_many(job_ids) if r.state not in FINAL]
-        raise AssertionError(f"not settled: {states}") from None
+    records = settle_through_failover(store, job_ids, timeout=120)
     recovered = time.monotonic() - failed_over
     assert pending > 0  # the failover came mid-run
     assert store.redis.connection_pool.get_master_address() == (  # type: ignore[attr-defined]
@@ -492,7 +499,7 @@ def test_a_failover_under_a_bulk_run_records_every_answer_it_received(
     store = audit_store(load_settings(redis_url=sentinel.url, redis_sentinel_master=MASTER))
     pairs = seed(simulator, 300)
     simulator.control.set_faults(latency_ms=20)
-    worker = start_worker(**env)
+    start_worker(**env)
     writer = BulkWriter(store, run_id="failover", requested_by="test", batch_size=20)
     job_ids = [j.job_id for j in writer.send([BulkRow(i + 1, c, e)
                                               for i, (c, e) in enumerate(pairs)])]
@@ -504,17 +511,7 @@ def test_a_failover_under_a_bulk_run_records_every_answer_it_received(
     finally:
         watcher.close()
 
-    def settled() -> list[JobRecord] | None:
-        try:
-            return all_final(store, job_ids)
-        except redis.RedisError:
-            return None
-
-    try:
-        records = wait_for(settled, timeout=150, interval=0.5)
-    except AssertionError:
-        states = Counter(r.state.value for r in store.get_many(job_ids, with_attempts=False))
-        raise AssertionError(f"not settled: {states}\n{worker.log()[-3000:]}") from None
+    records = settle_through_failover(store, job_ids, timeout=150)
     calls = simulator.control.calls()
     applied = Counter(c["event_id"] for c in calls if c["applied"])
     assert applied == Counter(e for _c, e in pairs)  # each event cancelled exactly once

@@ -4,6 +4,7 @@
     ├── ConfigError            a setting is wrong: the process refuses to start
     ├── InvalidInput           a request field is wrong: nothing was sent anywhere
     ├── RedisUnavailable       REDIS_URL looks right but nothing answers there (yet)
+    ├── ArchiveUnavailable     ARCHIVE_URL looks right but the database cannot be used now
     └── Care360Error           a call to Care360 gave no final answer
         └── RetryableError     try again later (optionally after `delay` seconds)
             ├── TransportError         the request did not complete
@@ -38,6 +39,11 @@ class InvalidInput(CancelqError, ValueError):
 
 class RedisUnavailable(CancelqError):
     """Redis did not answer (refused, down, silent); the message names REDIS_URL, masked."""
+
+
+class ArchiveUnavailable(CancelqError):
+    """The archive database refused, is missing, or is behind the code's schema; the
+    message is one line naming ARCHIVE_URL (masked) and what to do."""
 
 
 class Care360Error(CancelqError):

@@ -16,7 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cancelq.core.errors import ConfigError
-from cancelq.core.urls import check_care360_url, check_redis_url, mask_url
+from cancelq.core.urls import check_archive_url, check_care360_url, check_redis_url, mask_url
 
 BASE_URLS: dict[str, str] = {
     "production": "https://api.care360-next.carevalidate.com",
@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = Field(None, alias="FLOWER_BASIC_AUTH")
     cleanup_schedule: str | None = Field(None, alias="CLEANUP_SCHEDULE")
     cleanup_inbox: Path | None = Field(None, alias="CLEANUP_INBOX")
+    #: where settled and dead jobs are archived for good (cancelq.archive); unset: no archive,
+    #: and retention deletes jobs from Redis as before. postgresql+psycopg://... or sqlite:///
+    archive_url: str | None = Field(None, alias="ARCHIVE_URL")
     # Off by default: a worker serves its own Prometheus metrics (docs/metrics.md) when set.
     worker_metrics_port: int | None = Field(None, ge=1, le=65535, alias="WORKER_METRICS_PORT")
 
@@ -130,6 +133,15 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url(cls, value: str) -> str:
         check_redis_url(value)
+        return value.strip()
+
+    @field_validator("archive_url")
+    @classmethod
+    def _archive_url(cls, value: str | None) -> str | None:
+        """Set but empty means no archive; anything else must be a database URL we speak."""
+        if value is None or not value.strip():
+            return None
+        check_archive_url(value)
         return value.strip()
 
     @field_validator("care360_base_url_override")
@@ -236,4 +248,4 @@ def _one_line(exc: ValidationError) -> str:
 
 
 #: Values never repeated in an error line: secrets, and values already quoted masked.
-_NEVER_ECHOED = frozenset({"CV_API_KEY", "FLOWER_BASIC_AUTH", "REDIS_URL"})
+_NEVER_ECHOED = frozenset({"CV_API_KEY", "FLOWER_BASIC_AUTH", "REDIS_URL", "ARCHIVE_URL"})

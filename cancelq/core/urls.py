@@ -2,6 +2,8 @@
 
     mask_url(text)          every `scheme://user:password@` in `text` -> `scheme://user:***@`
     check_redis_url(url)    REDIS_URL's shape (scheme, host, port, db); a one-line reason
+    check_archive_url(url)  ARCHIVE_URL's shape: postgresql+psycopg:// with a host and a
+                            database, or sqlite:/// with a path
     check_care360_url(url)  CARE360_BASE_URL: http(s), a host, https unless loopback
 
 `mask_url` is the one function every printer of a URL goes through (the settings' repr, the
@@ -66,6 +68,37 @@ def _check_redis_part(part: str, *, sentinel_list: bool) -> None:
     db = split.path.strip("/")
     if db and not (db.isascii() and db.isdigit() and int(db) < 1_000_000):
         raise ValueError(f"the database must be a number, as in /0 ({mask_url(part)!r})")
+
+
+ARCHIVE_SCHEMES = frozenset({"postgresql+psycopg", "postgresql", "sqlite"})
+
+
+def check_archive_url(url: str) -> None:
+    """Raise `ValueError` (one line, password masked) unless `url` names a database the
+    archive can use: PostgreSQL through psycopg 3 (`postgresql://` means the same), with a
+    host and a database name, or SQLite with a file path."""
+    text = url.strip()
+    split = _split(text)
+    scheme = split.scheme.lower()
+    if scheme not in ARCHIVE_SCHEMES or "://" not in text:
+        raise ValueError(
+            "expected postgresql+psycopg://user@host:5432/db or sqlite:///path/archive.db, "
+            f"got {mask_url(text)!r}"
+        )
+    if scheme == "sqlite":
+        if not split.path.strip("/"):
+            raise ValueError(f"sqlite:/// needs a file path ({mask_url(text)!r})")
+        return
+    if not split.hostname:
+        raise ValueError(f"no host in {mask_url(text)!r}")
+    try:
+        split.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError(
+            f"the port must be a number from 1 to 65535 ({mask_url(text)!r})"
+        ) from None
+    if not split.path.strip("/"):
+        raise ValueError(f"no database name in {mask_url(text)!r} (as in .../cancelq)")
 
 
 def _split(url: str) -> SplitResult:

@@ -20,7 +20,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 import redis
 
-from cancelq.core.errors import ConfigError, InvalidInput, RedisUnavailable
+from cancelq.core.errors import ArchiveUnavailable, ConfigError, InvalidInput, RedisUnavailable
 from cancelq.core.lifecycle import Outcome
 from cancelq.core.settings import Settings, load_settings
 from cancelq.core.urls import mask_url
@@ -79,6 +79,8 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
             fail(str(exc), EXIT_FAILED)
         except RedisUnavailable as exc:
             fail(f"cannot reach Redis: {exc}", EXIT_FAILED)
+        except ArchiveUnavailable as exc:
+            fail(f"archive unavailable: {exc}", EXIT_FAILED)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             fail(f"cannot reach Redis ({type(exc).__name__}): check REDIS_URL", EXIT_FAILED)
         except redis.RedisError as exc:

@@ -1,0 +1,69 @@
+"""The archive's schema version: bring it to the code's (`cancelq archive migrate`), or
+refuse to write to one that is behind, in one line that says what to run.
+
+Alembic is driven from here with a connection we opened, never from an ini file: the
+migrations ship inside the package (`migrations/`), so an installed cancelq migrates its
+own archive with nothing else on disk.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from cancelq.archive.database import explain
+from cancelq.core.errors import ArchiveUnavailable
+
+#: Alembic's version table, named for us so it never meets another application's.
+VERSION_TABLE = "cancelq_alembic_version"
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location",
+                           str(resources.files("cancelq.archive").joinpath("migrations")))
+    return config
+
+
+def head() -> str:
+    """The schema version this code writes and reads."""
+    found = ScriptDirectory.from_config(_config()).get_current_head()
+    assert found is not None, "the archive ships at least one migration"
+    return found
+
+
+def current(conn: Connection) -> str | None:
+    """The version the database is at (None: never migrated)."""
+    context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Migrate to the code's version; returns (version before, version now). A database
+    error is one `ArchiveUnavailable` line."""
+    try:
+        with engine.begin() as conn:
+            before = current(conn)
+            config = _config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+    except SQLAlchemyError as exc:
+        raise explain(exc, engine.url.render_as_string(hide_password=False)) from None
+    return before, head()
+
+
+def require_current(conn: Connection, where: str) -> None:
+    """Raise `ArchiveUnavailable` unless the schema is the code's version."""
+    found, wanted = current(conn), head()
+    if found != wanted:
+        at = f"at version {found}" if found else "not migrated"
+        raise ArchiveUnavailable(
+            f"ARCHIVE_URL {where}: the archive schema is {at}, this cancelq needs {wanted}: "
+            "run `cancelq archive migrate`"
+        )

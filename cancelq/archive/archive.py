@@ -158,6 +158,27 @@ class Archive:
                     _add(out, counter("outcome", outcome=outcome), n)
         return out
 
+    def run_jobs(self, run_id: str, page: int = 1_000) -> Iterator[JobRecord]:
+        """Every archived job of a run with its attempts, in job id order, a page at a time
+        (keyset paging on the job id: a run of a million jobs is never held at once)."""
+        after = ""
+        while True:
+            stmt = (select(jobs).where(jobs.c.run_id == run_id, jobs.c.job_id > after)
+                    .order_by(jobs.c.job_id).limit(page))
+            with self._connect() as conn:
+                found = self._records(conn, stmt, with_attempts=True)
+            yield from found
+            if len(found) < page:
+                return
+            after = found[-1].job_id
+
+    def run_started(self, run_id: str) -> float | None:
+        """When the run's first archived job was created."""
+        stmt = select(func.min(jobs.c.created_at)).where(jobs.c.run_id == run_id)
+        with self._connect() as conn:
+            first = conn.execute(stmt).scalar_one_or_none()
+        return rows.from_time(first) if first is not None else None
+
     def count_jobs(self) -> int:
         with self._connect() as conn:
             return int(conn.execute(select(func.count()).select_from(jobs)).scalar_one())

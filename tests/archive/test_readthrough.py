@@ -86,8 +86,8 @@ def test_run_counts_come_from_the_archive_once_redis_forgot_the_run(
     settle_jobs(real_store, 2)
     assert json.loads(cli(env, "run", "run-a", "--json").output)["source"] == "redis"
     Archiver(real_store, pg_archive).drain()
-    real_store.redis.zadd(real_store.keys.expiry, {m: 0 for m in real_store.redis.zrange(
-        real_store.keys.expiry, 0, -1)})
+    due: list[str] = real_store.redis.zrange(real_store.keys.expiry, 0, -1)  # type: ignore[assignment]
+    real_store.redis.zadd(real_store.keys.expiry, dict.fromkeys(due, 0))
     assert real_store.trim(archived_only=True) == 2
     run = json.loads(cli(env, "run", "run-a", "--json").output)
     assert (run["source"], run["jobs"], run["done"], run["finished"]) == ("archive", 2, 2, True)

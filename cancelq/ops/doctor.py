@@ -23,7 +23,10 @@ import httpx
 import redis
 from pydantic import SecretStr
 
+from cancelq.archive import migrate
+from cancelq.archive.archive import Archive
 from cancelq.care360.client import PATH
+from cancelq.core.errors import ArchiveUnavailable
 from cancelq.core.settings import Settings
 from cancelq.ops.health import fail_fast, queue_heads, read_heartbeats, redis_now
 from cancelq.ops.stats import snapshot
@@ -170,6 +173,40 @@ def check_workers(store: AuditStore) -> Check:
     return Check("workers", "ok", summary, details, data)
 
 
+# -- the archive --------------------------------------------------------------------------
+
+#: A settled job waiting longer than this for the archive is worth a warning.
+ARCHIVE_LAG_WARN_SECONDS = 300.0
+
+
+def check_archive(settings: Settings, store: AuditStore | None) -> Check:
+    """Reachable, migrated, and keeping up (the backlog needs Redis: None skips it)."""
+    if not settings.archive_url:
+        return Check("archive", "skip", "ARCHIVE_URL not set: settled jobs live only in "
+                     "Redis, until AUDIT_RETENTION_DAYS")
+    archive = Archive(settings.archive_url)
+    try:
+        archive.check()
+    except ArchiveUnavailable as exc:
+        return Check("archive", "fail", str(exc), data={"url": archive.where})
+    finally:
+        archive.close()
+    data: dict[str, Any] = {"url": archive.where, "schema": migrate.head()}
+    if store is None:
+        return Check("archive", "ok", f"{archive.where}: schema {migrate.head()}; backlog "
+                     "unknown (needs Redis)", data=data)
+    pending, oldest = store.archive_backlog()
+    lag = max(0.0, redis_now(store.redis) - oldest) if oldest is not None else 0.0
+    data.update(pending=pending, oldest_pending_age_seconds=round(lag, 3))
+    summary = (f"{archive.where}: schema {migrate.head()}, {pending:,} job(s) waiting"
+               + (f", oldest settled {_ago(lag)} ago" if pending else ""))
+    if lag > ARCHIVE_LAG_WARN_SECONDS:
+        return Check("archive", "warn", summary, (
+            "the archiver is behind: is a worker (or `cancelq archive run --follow`) "
+            "running with ARCHIVE_URL? Redis keeps these jobs until they are archived",), data)
+    return Check("archive", "ok", summary, data=data)
+
+
 # -- Care360 ------------------------------------------------------------------------------
 
 
@@ -244,6 +281,7 @@ def run_checks(
             checks.append(run(store))
         except redis.RedisError as exc:
             checks.append(Check(name, "fail", f"Redis failed mid-check ({type(exc).__name__})"))
+    checks.append(check_archive(settings, store if reachable else None))
     checks.append(check_care360(settings, transport))
     return checks
 

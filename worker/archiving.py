@@ -15,7 +15,7 @@ import logging
 
 from redis.exceptions import RedisError
 
-from cancelq.archive.archive import Archive
+from cancelq.archive.archive import Archive, open_archive
 from cancelq.archive.archiver import Archiver
 from cancelq.core.errors import ArchiveUnavailable
 from cancelq.core.settings import Settings
@@ -59,8 +59,9 @@ class ArchiverThread:
 
 def start_archiver(settings: Settings, store: AuditStore) -> ArchiverThread | None:
     """The archiver thread, started, when `ARCHIVE_URL` is set; None otherwise."""
-    if not settings.archive_url:
+    archive = open_archive(settings)
+    if archive is None:
         return None
-    thread = ArchiverThread(store, Archive(settings.archive_url))
+    thread = ArchiverThread(store, archive)
     thread.start()
     return thread

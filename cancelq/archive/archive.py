@@ -206,7 +206,8 @@ def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
 
 def open_archive(settings: Settings) -> Archive | None:
     """The archive at `ARCHIVE_URL`, or None when none is configured (nothing connected)."""
-    return Archive(settings.archive_url) if settings.archive_url else None
+    dsn = settings.archive_dsn()
+    return Archive(dsn) if dsn else None
 
 
 ArchiveFactory = Callable[[Settings], Archive | None]

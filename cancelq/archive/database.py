@@ -28,6 +28,9 @@ _HINTS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"password authentication failed|no password supplied", re.I),
      "the database refused the user or password"),
     (re.compile(r"timeout expired|timed out", re.I), "the database did not answer in time"),
+    (re.compile(r"permission denied for (\w+ \w+)", re.I),
+     "permission denied for {0}: this role may read and write the tables only; months "
+     "and schema changes are the owner's (`cancelq archive migrate`, docs/operations.md)"),
     (re.compile(r"unable to open database file", re.I),
      "cannot open the SQLite file (does its folder exist, may we write there?)"),
 )

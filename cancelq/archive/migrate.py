@@ -8,6 +8,7 @@ own archive with nothing else on disk.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from importlib import resources
 
 from alembic import command
@@ -18,7 +19,13 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from cancelq.archive.database import explain
+from cancelq.archive.partitions import ensure_months, months_from
 from cancelq.core.errors import ArchiveUnavailable
+
+#: Monthly partitions made ahead by every `migrate` (this month and the next ones): a
+#: writer role without DDL rights archives into them; run `migrate` monthly (or give
+#: the writer the tables) to stay ahead (docs/operations.md).
+PREPARED_MONTHS = 13
 
 #: Alembic's version table, named for us so it never meets another application's.
 VERSION_TABLE = "cancelq_alembic_version"
@@ -45,14 +52,16 @@ def current(conn: Connection) -> str | None:
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str]:
-    """Migrate to the code's version; returns (version before, version now). A database
-    error is one `ArchiveUnavailable` line."""
+    """Migrate to the code's version and prepare the coming months' partitions; returns
+    (version before, version now). A database error is one `ArchiveUnavailable` line."""
     try:
         with engine.begin() as conn:
             before = current(conn)
             config = _config()
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+            now = datetime.now(UTC)
+            ensure_months(conn, months_from(now.year, now.month, PREPARED_MONTHS))
     except SQLAlchemyError as exc:
         raise explain(exc, engine.url.render_as_string(hide_password=False)) from None
     return before, head()

@@ -28,11 +28,17 @@ def _bounds(year: int, month: int) -> tuple[str, str]:
 
 
 def ensure_months(conn: Connection, months: Iterable[tuple[int, int]]) -> None:
-    """Create the partitions of these (year, month)s that do not exist yet (PostgreSQL)."""
+    """Create the partitions of these (year, month)s that do not exist yet (PostgreSQL).
+
+    Months that exist are not touched, so a role without DDL rights (docs/operations.md)
+    archives into the months `cancelq archive migrate` prepared."""
     if conn.dialect.name != "postgresql":
         return
+    missing = set(months) - existing_months(conn)
+    if not missing:
+        return
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PARTITION_LOCK})
-    for year, month in sorted(set(months)):
+    for year, month in sorted(missing):
         low, high = _bounds(year, month)
         for table, _column in TABLES:
             conn.execute(text(
@@ -50,3 +56,9 @@ def existing_months(conn: Connection) -> set[tuple[int, int]]:
         "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'cancelq_jobs'"
     )).scalars()
     return {(int(n[-7:-3]), int(n[-2:])) for n in names}
+
+
+def months_from(year: int, month: int, count: int) -> list[tuple[int, int]]:
+    """`count` consecutive (year, month)s starting at this one."""
+    first = year * 12 + month - 1
+    return [((first + i) // 12, (first + i) % 12 + 1) for i in range(count)]

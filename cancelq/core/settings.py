@@ -16,7 +16,13 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cancelq.core.errors import ConfigError
-from cancelq.core.urls import check_archive_url, check_care360_url, check_redis_url, mask_url
+from cancelq.core.urls import (
+    check_archive_url,
+    check_care360_url,
+    check_redis_url,
+    mask_url,
+    with_password,
+)
 
 BASE_URLS: dict[str, str] = {
     "production": "https://api.care360-next.carevalidate.com",
@@ -121,6 +127,9 @@ class Settings(BaseSettings):
     #: where settled and dead jobs are archived for good (cancelq.archive); unset: no archive,
     #: and retention deletes jobs from Redis as before. postgresql+psycopg://... or sqlite:///
     archive_url: str | None = Field(None, alias="ARCHIVE_URL")
+    #: a file holding the archive database's password (a mounted secret), put into
+    #: ARCHIVE_URL's user part when the URL carries none
+    archive_password_file: Path | None = Field(None, alias="ARCHIVE_PASSWORD_FILE")
     # Off by default: a worker serves its own Prometheus metrics (docs/metrics.md) when set.
     worker_metrics_port: int | None = Field(None, ge=1, le=65535, alias="WORKER_METRICS_PORT")
 
@@ -216,6 +225,19 @@ class Settings(BaseSettings):
         if self.cv_api_key is not None and self.cv_api_key.get_secret_value().strip():
             return SecretStr(self.cv_api_key.get_secret_value().strip())
         return None
+
+    def archive_dsn(self) -> str | None:
+        """The archive URL to connect with: ARCHIVE_URL, with the password from
+        ARCHIVE_PASSWORD_FILE when it has none (None: no archive). Never printed: show
+        `mask_url` of it."""
+        if self.archive_url is None or self.archive_password_file is None:
+            return self.archive_url
+        try:
+            password = self.archive_password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"ARCHIVE_PASSWORD_FILE: cannot read "
+                              f"{self.archive_password_file}: {exc.strerror}") from None
+        return with_password(self.archive_url, password)
 
     def require_api_key(self) -> SecretStr:
         """The worker cannot do its job without a key; producers never need one."""

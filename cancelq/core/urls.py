@@ -4,6 +4,7 @@
     check_redis_url(url)    REDIS_URL's shape (scheme, host, port, db); a one-line reason
     check_archive_url(url)  ARCHIVE_URL's shape: postgresql+psycopg:// with a host and a
                             database, or sqlite:/// with a path
+    with_password(url, pw)  a URL with a password from a secret file put in its user part
     check_care360_url(url)  CARE360_BASE_URL: http(s), a host, https unless loopback
 
 `mask_url` is the one function every printer of a URL goes through (the settings' repr, the
@@ -16,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 MASK = "***"
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "sentinel"})
@@ -99,6 +100,15 @@ def check_archive_url(url: str) -> None:
         ) from None
     if not split.path.strip("/"):
         raise ValueError(f"no database name in {mask_url(text)!r} (as in .../cancelq)")
+
+
+def with_password(url: str, password: str) -> str:
+    """`url` with `password` (percent-encoded) after its user, unless it has one already."""
+    split = _split(url)
+    if not password or split.password is not None or not split.username:
+        return url
+    user, host = split.netloc.split("@", 1)
+    return urlunsplit(split._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
 
 
 def _split(url: str) -> SplitResult:

@@ -184,7 +184,7 @@ def check_archive(settings: Settings, store: AuditStore | None) -> Check:
     if not settings.archive_url:
         return Check("archive", "skip", "ARCHIVE_URL not set: settled jobs live only in "
                      "Redis, until AUDIT_RETENTION_DAYS")
-    archive = Archive(settings.archive_url)
+    archive = Archive(settings.archive_dsn() or "")
     try:
         archive.check()
     except ArchiveUnavailable as exc:

@@ -21,7 +21,7 @@ def _archive_url(settings: Settings) -> str:
     if not settings.archive_url:
         raise ConfigError("ARCHIVE_URL: not set (e.g. postgresql+psycopg://cancelq@db/cancelq "
                           "or sqlite:///var/lib/cancelq/archive.db)")
-    return settings.archive_url
+    return settings.archive_dsn() or settings.archive_url
 
 
 @click.group(epilog=epilog(

@@ -4,6 +4,7 @@ is what is read back, twice is once, and every failure is one line naming ARCHIV
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -126,3 +127,18 @@ def test_a_bad_archive_url_is_refused_in_one_line_naming_it(url: str, expected: 
 def test_no_archive_url_is_no_archive() -> None:
     assert load_settings().archive_url is None
     assert load_settings(ARCHIVE_URL=" ").archive_url is None
+
+
+def test_the_password_file_fills_a_url_without_one(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("p@ss/word\n")
+    url = "postgresql+psycopg://cancelq@db:5432/cancelq"
+    settings = load_settings(ARCHIVE_URL=url, ARCHIVE_PASSWORD_FILE=str(secret))
+    assert settings.archive_dsn() == "postgresql+psycopg://cancelq:p%40ss%2Fword@db:5432/cancelq"
+    assert "p%40ss" not in repr(settings) and settings.archive_url == url
+    given = load_settings(ARCHIVE_URL=url.replace("cancelq@", "cancelq:own@"),
+                          ARCHIVE_PASSWORD_FILE=str(secret))
+    assert given.archive_dsn() == url.replace("cancelq@", "cancelq:own@")  # the URL's wins
+    missing = load_settings(ARCHIVE_URL=url, ARCHIVE_PASSWORD_FILE=str(tmp_path / "none"))
+    with pytest.raises(ConfigError, match="ARCHIVE_PASSWORD_FILE: cannot read"):
+        missing.archive_dsn()

@@ -1,11 +1,14 @@
 """`Archive`: settled and dead jobs written for good, and read back as the store's records.
 
-Writes are idempotent and a batch is one transaction: multi-row `INSERT ... ON CONFLICT`,
-so archiving a job twice (an archiver killed between the commit and taking the job off
-Redis's pending set, two archivers at once) leaves one row, and a job's attempts land with
-it or not at all. A job row is replaced only by a newer version of itself (`updated_at`
-later: a dead job replayed, settled again, archived again); an attempt row never changes,
-because Redis only appends to a job's attempt list.
+Writes are idempotent and a batch is one transaction: one `INSERT ... ON CONFLICT` per
+table, compiled once and sent with every row of the batch (psycopg 3 pipelines them; it
+measured ~5x faster than a multi-row VALUES statement per batch, whose compilation in
+SQLAlchemy cost more than the database's work). So archiving a job twice (an archiver
+killed between the commit and taking the job off Redis's pending set, two archivers at
+once) leaves one row, and a job's attempts land with it or not at all. A job row is
+replaced only by a newer version of itself (`updated_at` later: a dead job replayed,
+settled again, archived again); an attempt row never changes, because Redis only appends
+to a job's attempt list.
 
 Reads take the same `Query` filters as `AuditStore.query` and return the same `JobRecord`
 and `Attempt` values, so a caller never needs to know where a job was found.
@@ -32,9 +35,6 @@ from cancelq.store.keys import counter
 from cancelq.store.records import Attempt, JobRecord, Query
 
 T = TypeVar("T")
-#: Rows per INSERT statement: well under PostgreSQL's 65,535 and SQLite's 32,766 parameters.
-JOB_ROWS_PER_INSERT = 1_000
-ATTEMPT_ROWS_PER_INSERT = 2_000
 
 
 class Archive:
@@ -83,17 +83,16 @@ class Archive:
         with self._connect(write=True) as conn:
             if months:
                 ensure_months(conn, months)
-            for chunk in _chunks(job_rows, JOB_ROWS_PER_INSERT):
-                conn.execute(self._upsert_jobs(conn, chunk))
-            for chunk in _chunks(attempt_rows, ATTEMPT_ROWS_PER_INSERT):
-                conn.execute(self._insert_attempts(conn, chunk))
+            conn.execute(self._upsert_jobs(conn), job_rows)
+            if attempt_rows:
+                conn.execute(self._insert_attempts(conn), attempt_rows)
         self._months |= months
         return len(records)
 
     @staticmethod
-    def _upsert_jobs(conn: Connection, chunk: list[dict[str, Any]]) -> Any:
+    def _upsert_jobs(conn: Connection) -> Any:
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        stmt = insert(jobs).values(chunk)
+        stmt = insert(jobs)
         keys = {"job_id", "created_at"}
         return stmt.on_conflict_do_update(
             index_elements=[jobs.c.job_id, jobs.c.created_at],
@@ -102,9 +101,9 @@ class Archive:
         )
 
     @staticmethod
-    def _insert_attempts(conn: Connection, chunk: list[dict[str, Any]]) -> Any:
+    def _insert_attempts(conn: Connection) -> Any:
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        return insert(attempts).values(chunk).on_conflict_do_nothing(
+        return insert(attempts).on_conflict_do_nothing(
             index_elements=[attempts.c.job_id, attempts.c.job_created_at, attempts.c.seq])
 
     # -- reads ----------------------------------------------------------------------------
@@ -197,11 +196,6 @@ class Archive:
 
 def _add(counts: dict[str, int], field: str, n: int) -> None:
     counts[field] = counts.get(field, 0) + n
-
-
-def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def open_archive(settings: Settings) -> Archive | None:

@@ -34,12 +34,15 @@ from sqlalchemy import (
 #: The cap on a body excerpt kept in the archive (the store keeps up to a few KiB).
 BODY_EXCERPT_CHARS: Final = 2_000
 
+#: Byte-order job ids on PostgreSQL: a typed prefix is an index range (see the migration).
+JOB_ID = String(36).with_variant(String(36, collation="C"), "postgresql")
+
 metadata = MetaData()
 
 jobs = Table(
     "cancelq_jobs",
     metadata,
-    Column("job_id", String(36), primary_key=True),
+    Column("job_id", JOB_ID, primary_key=True),
     Column("created_at", DateTime(timezone=True), primary_key=True),
     Column("case_id", String(36), nullable=False),
     Column("event_id", String(36), nullable=False),
@@ -64,7 +67,7 @@ jobs = Table(
 attempts = Table(
     "cancelq_attempts",
     metadata,
-    Column("job_id", String(36), primary_key=True),
+    Column("job_id", JOB_ID, primary_key=True),
     Column("job_created_at", DateTime(timezone=True), primary_key=True),
     Column("seq", Integer, primary_key=True),
     Column("number", Integer, nullable=False),

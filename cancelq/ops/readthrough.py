@@ -65,7 +65,10 @@ class ReadThrough:
             if self.archive is None:
                 raise
         prefix = canonical_prefix(text, field)
-        found = self.archive.job_ids_with_prefix(prefix, MAX_CANDIDATES + 1)
+        if len(prefix) == 36:  # a whole id: one key lookup
+            found = [prefix] if self.archive.get(prefix, with_attempts=False) else []
+        else:
+            found = self.archive.job_ids_with_prefix(prefix, MAX_CANDIDATES + 1)
         if not found:
             raise JobNotFound(field, text.strip())
         if len(found) > 1:

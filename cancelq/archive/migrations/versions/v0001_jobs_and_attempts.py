@@ -15,12 +15,15 @@ branch_labels = None
 depends_on = None
 
 TZ = sa.DateTime(timezone=True)
+#: Job ids compare byte by byte on PostgreSQL ("C"), so a prefix (`LIKE 'abcd%'`, what an
+#: operator types) is an index range; SQLite's default comparison already is.
+JOB_ID = sa.String(36).with_variant(sa.String(36, collation="C"), "postgresql")
 
 
 def upgrade() -> None:
     op.create_table(
         "cancelq_jobs",
-        sa.Column("job_id", sa.String(36), primary_key=True),
+        sa.Column("job_id", JOB_ID, primary_key=True),
         sa.Column("created_at", TZ, primary_key=True),
         sa.Column("case_id", sa.String(36), nullable=False),
         sa.Column("event_id", sa.String(36), nullable=False),
@@ -43,7 +46,7 @@ def upgrade() -> None:
     op.create_index("ix_cancelq_jobs_settled", "cancelq_jobs", ["settled_at"])
     op.create_table(
         "cancelq_attempts",
-        sa.Column("job_id", sa.String(36), primary_key=True),
+        sa.Column("job_id", JOB_ID, primary_key=True),
         sa.Column("job_created_at", TZ, primary_key=True),
         sa.Column("seq", sa.Integer, primary_key=True),
         sa.Column("number", sa.Integer, nullable=False),

@@ -9,7 +9,7 @@ import click
 
 from cancelq.archive import migrate as schema
 from cancelq.archive.archive import Archive
-from cancelq.archive.archiver import Archiver
+from cancelq.archive.archiver import BATCH, Archiver
 from cancelq.archive.database import make_engine
 from cancelq.core.errors import ArchiveUnavailable, ConfigError
 from cancelq.core.settings import Settings, load_settings
@@ -64,11 +64,13 @@ def migrate(as_json: bool) -> None:
 @click.option("--follow", is_flag=True, help="Keep archiving as jobs settle, until stopped.")
 @click.option("--interval", type=click.FloatRange(0.05, 3600), default=1.0, show_default=True,
               help="Seconds between passes with --follow.")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=BATCH, show_default=True,
+              help="Jobs per transaction.")
 @one_line_errors
-def run(follow: bool, interval: float) -> None:
+def run(follow: bool, interval: float, batch: int) -> None:
     """Move settled and dead jobs from Redis into the archive (each committed first)."""
     with store_from_env() as (settings, store):
-        archiver = Archiver(store, Archive(_archive_url(settings)))
+        archiver = Archiver(store, Archive(_archive_url(settings)), batch=batch)
         try:
             if not follow:
                 archiver.drain()

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from cancelq.archive.archive import Archive
 from cancelq.bulk.runs import RunJob, RunProgress, run_progress
+from cancelq.core.errors import ArchiveUnavailable, InvalidInput
+from cancelq.ops.deadletters import ReplayReport
 from cancelq.ops.lookup import (
     MAX_CANDIDATES,
     AmbiguousJobId,
@@ -111,6 +113,38 @@ class ReadThrough:
             return LocatedRun(progress, "redis")
         started = self.archive.run_started(run_id)
         return LocatedRun(RunProgress(run_id, started, counts), "archive")
+
+    def explain_missing(self, report: ReplayReport) -> ReplayReport:
+        """A replay's "no such job" said exactly, for a job the archive still holds: it
+        cannot be replayed (its record, lease and pair are gone from Redis), and what to
+        run instead (a new job for its case and event)."""
+        if self.archive is None:
+            return report
+        try:
+            return self._explained(report)
+        except ArchiveUnavailable:
+            return report  # the replays are done: report them as Redis saw them
+
+    def _explained(self, report: ReplayReport) -> ReplayReport:
+        results = []
+        for result in report.results:
+            found = self._archived(result.job_id) if result.status == "missing" else None
+            if found is not None:
+                result = dataclasses.replace(
+                    result, job_id=found.job_id, state=found.state.value,
+                    outcome=found.outcome, detail=(
+                        f"in the archive only ({found.state.value}, {found.outcome}): "
+                        "retention deleted it from Redis, so it cannot be replayed; to try "
+                        f"again: cancelq enqueue {found.case_id} {found.event_id}"))
+            results.append(result)
+        return dataclasses.replace(report, results=tuple(results))
+
+    def _archived(self, text: str) -> JobRecord | None:
+        assert self.archive is not None
+        try:
+            return self.archive.get(self.resolve(text), with_attempts=False)
+        except (JobNotFound, InvalidInput):
+            return None
 
     def archived_run_jobs(self, run_id: str) -> Iterator[RunJob]:
         """Every archived job of a run, with its last attempt, for the CSV export."""

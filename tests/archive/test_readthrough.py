@@ -97,3 +97,21 @@ def test_run_counts_come_from_the_archive_once_redis_forgot_the_run(
     assert len(rows) == 2 and {r["outcome"] for r in rows} == {"cancelled"}
     assert {r["last_http_status"] for r in rows} == {"200"}
     assert cli(env, "run", "run-a", "--follow").exit_code == 0
+
+
+def test_replaying_a_dead_job_only_the_archive_holds_says_why_not_and_what_to_run(
+    real_store: AuditStore, pg_archive: Archive, env: dict[str, str]
+) -> None:
+    [dead] = settle_jobs(real_store, 1, outcome="unauthorized")
+    record = real_store.get(dead)
+    assert record is not None
+    Archiver(real_store, pg_archive).drain()
+    real_store.redis.zadd(real_store.keys.expiry, {dead: 0})
+    assert real_store.trim(archived_only=True) == 1
+    result = cli(env, "dlq", "replay", dead[:8], "--json")
+    assert result.exit_code == 1
+    [one] = json.loads(result.stdout)["results"]
+    assert (one["job_id"], one["status"], one["state"]) == (dead, "missing", "dead")
+    assert one["detail"] == (
+        "in the archive only (dead, unauthorized): retention deleted it from Redis, so it "
+        f"cannot be replayed; to try again: cancelq enqueue {record.case_id} {record.event_id}")

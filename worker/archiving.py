@@ -15,6 +15,7 @@ import logging
 
 from redis.exceptions import RedisError
 
+from cancelq.archive import migrate
 from cancelq.archive.archive import Archive, open_archive
 from cancelq.archive.archiver import Archiver
 from cancelq.core.errors import ArchiveUnavailable
@@ -58,10 +59,19 @@ class ArchiverThread:
 
 
 def start_archiver(settings: Settings, store: AuditStore) -> ArchiverThread | None:
-    """The archiver thread, started, when `ARCHIVE_URL` is set; None otherwise."""
+    """The archiver thread, started, when `ARCHIVE_URL` is set; None otherwise. With
+    `ARCHIVE_MIGRATE=1` the schema is migrated first (a failure is one line, and the
+    thread starts anyway: it says what is wrong until the database is fixed)."""
     archive = open_archive(settings)
     if archive is None:
         return None
+    if settings.archive_migrate:
+        try:
+            before, now = migrate.upgrade(archive.engine)
+            if before != now:
+                log.warning("archive: schema %s -> %s (ARCHIVE_MIGRATE)", before or "none", now)
+        except ArchiveUnavailable as exc:
+            log.error("archive: cannot migrate: %s", exc)
     thread = ArchiverThread(store, archive)
     thread.start()
     return thread

@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from cancelq.archive.database import explain
@@ -26,6 +26,9 @@ from cancelq.core.errors import ArchiveUnavailable
 #: writer role without DDL rights archives into them; run `migrate` monthly (or give
 #: the writer the tables) to stay ahead (docs/operations.md).
 PREPARED_MONTHS = 13
+
+#: Any fixed number: the advisory lock two migrating processes take in turn.
+MIGRATE_LOCK = 836_016
 
 #: Alembic's version table, named for us so it never meets another application's.
 VERSION_TABLE = "cancelq_alembic_version"
@@ -56,6 +59,8 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     (version before, version now). A database error is one `ArchiveUnavailable` line."""
     try:
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # workers starting together: one at a time
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK})
             before = current(conn)
             config = _config()
             config.attributes["connection"] = conn

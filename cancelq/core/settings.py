@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     #: a file holding the archive database's password (a mounted secret), put into
     #: ARCHIVE_URL's user part when the URL carries none
     archive_password_file: Path | None = Field(None, alias="ARCHIVE_PASSWORD_FILE")
+    #: the worker migrates the archive's schema when it starts (one process at a time);
+    #: off by default: a DBA may want to run `cancelq archive migrate` as another role
+    archive_migrate: bool = Field(False, alias="ARCHIVE_MIGRATE")
     # Off by default: a worker serves its own Prometheus metrics (docs/metrics.md) when set.
     worker_metrics_port: int | None = Field(None, ge=1, le=65535, alias="WORKER_METRICS_PORT")
 

@@ -32,3 +32,19 @@ def test_a_worker_archives_settled_jobs_before_its_retention_trims_them(
     assert all(len(r.attempts) == 1 and r.attempts[0].http_status == 200 for r in archived)
     wait_for(lambda: real_store.get_many(job_ids) == [], timeout=30)  # then trimmed
     assert real_store.archive_backlog() == (0, None)
+
+
+def test_a_worker_asked_to_migrates_an_empty_archive_then_archives(
+    start_worker: WorkerFactory, simulator: Simulator, real_store: AuditStore, pg_url: str,
+) -> None:
+    case, event = str(uuid.uuid4()), str(uuid.uuid4())
+    simulator.control.add_events([{"case_id": case, "event_id": event}])
+    start_worker(ARCHIVE_URL=pg_url, ARCHIVE_MIGRATE="1")  # never migrated before
+    job_id = submit(CancelRequest.parse(case_id=case, event_id=event), store=real_store,
+                    queue=REALTIME_QUEUE).job_id
+    archive = Archive(pg_url)
+    try:
+        archived = wait_for(lambda: archive.get(job_id), timeout=30)
+    finally:
+        archive.close()
+    assert archived.outcome == "cancelled"

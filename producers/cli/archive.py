@@ -10,6 +10,7 @@ import click
 from cancelq.archive import migrate as schema
 from cancelq.archive.archive import Archive
 from cancelq.archive.archiver import BATCH, Archiver
+from cancelq.archive.backfill import backfill as list_ended
 from cancelq.archive.database import make_engine
 from cancelq.core.errors import ArchiveUnavailable, ConfigError
 from cancelq.core.settings import Settings, load_settings
@@ -96,3 +97,17 @@ def _follow(archiver: Archiver, interval: float) -> None:
             time.sleep(interval)
     except KeyboardInterrupt:
         return
+
+
+@archive.command(epilog=epilog("cancelq archive backfill && cancelq archive run"))
+@one_line_errors
+def backfill() -> None:
+    """List jobs that ended before the archive was set up, for the archiver to copy.
+
+    Safe to rerun: a job already waiting keeps its place. Reads Redis's state
+    indexes a page at a time; the archive itself is not touched.
+    """
+    with store_from_env() as (_, store):
+        added = list_ended(store)
+        pending, _ = store.archive_backlog()
+    click.echo(f"{added} job(s) newly listed for the archive; {pending} waiting in all")

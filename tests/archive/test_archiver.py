@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from cancelq.archive.archive import Archive
 from cancelq.archive.archiver import Archiver
+from cancelq.archive.backfill import backfill
 from cancelq.core.contract import CancelRequest
 from cancelq.core.errors import ArchiveUnavailable
 from cancelq.core.lifecycle import Decision, State
@@ -177,3 +178,14 @@ def test_a_replayed_dead_job_settled_again_is_archived_again_with_every_attempt(
     Archiver(real_store, pg_archive).drain()
     assert to_micros(pg_archive.get_many([job_id])) == to_micros(real_store.get_many([job_id]))
     assert archived_rows(pg_archive) == (1, 3)  # the dead call, the replay note, the cancel
+
+
+def test_jobs_that_ended_before_the_archive_are_backfilled_once(
+    real_store: AuditStore, pg_archive: Archive
+) -> None:
+    job_ids = settle_jobs(real_store, 3) + settle_jobs(real_store, 1, outcome="unauthorized")
+    real_store.redis.delete(real_store.keys.archive_pending)  # as an older release left them
+    assert backfill(real_store, page=2) == 4
+    assert backfill(real_store) == 0  # already listed
+    Archiver(real_store, pg_archive).drain()
+    assert sorted(r.job_id for r in pg_archive.get_many(job_ids)) == sorted(job_ids)

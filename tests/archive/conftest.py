@@ -45,20 +45,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _as_postgres(args: list[str]) -> list[str]:
+def as_postgres(args: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
 
 
-def _private_cluster(folder: Path) -> tuple[str, int, Path]:
+def private_cluster(folder: Path) -> tuple[str, int, Path]:
     if not (PG_BIN / "initdb").exists():
         pytest.fail(f"no PostgreSQL on {SHARED[0]}:{SHARED[1]} and no {PG_BIN}/initdb to "
                     "start one (apt-get install postgresql-15)")
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres")
     data, port = folder / "data", _free_port()
-    subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
+    subprocess.run(as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
                                  "-A", "trust"]), check=True, capture_output=True)
-    subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l",
+    subprocess.run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l",
                                  str(folder / "log"), "-o", f"-p {port} -k {folder} "
                                  "-c listen_addresses=127.0.0.1", "start"]),
                    check=True, capture_output=True)
@@ -72,9 +72,9 @@ def pg_server() -> Iterator[tuple[str, int]]:
         yield SHARED
         return
     folder = Path(tempfile.mkdtemp(prefix="cancelq-pg-"))
-    host, port, data = _private_cluster(folder)
+    host, port, data = private_cluster(folder)
     yield host, port
-    subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
+    subprocess.run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
                                  "stop"]), check=False, capture_output=True)
     shutil.rmtree(folder, ignore_errors=True)
 

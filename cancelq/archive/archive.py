@@ -1,9 +1,9 @@
 """`Archive`: settled and dead jobs written for good, and read back as the store's records.
 
-Writes are idempotent and a batch is one transaction: one `INSERT ... ON CONFLICT` per
-table, compiled once and sent with every row of the batch (psycopg 3 pipelines them; it
-measured ~5x faster than a multi-row VALUES statement per batch, whose compilation in
-SQLAlchemy cost more than the database's work). So archiving a job twice (an archiver
+Writes are idempotent and a batch is one transaction: on PostgreSQL the rows are streamed
+with `COPY` and moved with one `INSERT ... SELECT ... ON CONFLICT` per table
+(`cancelq.archive.copy`); on SQLite one prepared `INSERT ... ON CONFLICT` per table is sent
+with every row. So archiving a job twice (an archiver
 killed between the commit and taking the job off Redis's pending set, two archivers at
 once) leaves one row, and a job's attempts land with it or not at all. A job row is
 replaced only by a newer version of itself (`updated_at` later: a dead job replayed,
@@ -22,10 +22,11 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Select, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from cancelq.archive import migrate, rows
+from cancelq.archive.copy import copy_rows, newest_per_key, upsert_jobs_clause
 from cancelq.archive.database import explain, make_engine
 from cancelq.archive.partitions import ensure_months
 from cancelq.archive.schema import attempts, jobs
@@ -35,6 +36,8 @@ from cancelq.store.keys import counter
 from cancelq.store.records import Attempt, JobRecord, Query
 
 T = TypeVar("T")
+JOB_KEY = ("job_id", "created_at")
+ATTEMPT_KEY = ("job_id", "job_created_at", "seq")
 
 
 class Archive:
@@ -83,28 +86,33 @@ class Archive:
         with self._connect(write=True) as conn:
             if months:
                 ensure_months(conn, months)
-            conn.execute(self._upsert_jobs(conn), job_rows)
+            self._upsert_jobs(conn, job_rows)
             if attempt_rows:
-                conn.execute(self._insert_attempts(conn), attempt_rows)
+                self._insert_attempts(conn, attempt_rows)
         self._months |= months
         return len(records)
 
     @staticmethod
-    def _upsert_jobs(conn: Connection) -> Any:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        stmt = insert(jobs)
-        keys = {"job_id", "created_at"}
-        return stmt.on_conflict_do_update(
-            index_elements=[jobs.c.job_id, jobs.c.created_at],
-            set_={c.name: stmt.excluded[c.name] for c in jobs.columns if c.name not in keys},
+    def _upsert_jobs(conn: Connection, job_rows: list[dict[str, Any]]) -> None:
+        if conn.dialect.name == "postgresql":
+            copy_rows(conn, jobs, newest_per_key(job_rows, JOB_KEY),
+                      upsert_jobs_clause(jobs, JOB_KEY))
+            return
+        stmt = sqlite.insert(jobs)
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=list(JOB_KEY),
+            set_={c.name: stmt.excluded[c.name] for c in jobs.columns if c.name not in JOB_KEY},
             where=jobs.c.updated_at < stmt.excluded.updated_at,
-        )
+        ), job_rows)
 
     @staticmethod
-    def _insert_attempts(conn: Connection) -> Any:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        return insert(attempts).on_conflict_do_nothing(
-            index_elements=[attempts.c.job_id, attempts.c.job_created_at, attempts.c.seq])
+    def _insert_attempts(conn: Connection, attempt_rows: list[dict[str, Any]]) -> None:
+        if conn.dialect.name == "postgresql":
+            copy_rows(conn, attempts, attempt_rows,
+                      f"ON CONFLICT ({', '.join(ATTEMPT_KEY)}) DO NOTHING")
+            return
+        conn.execute(sqlite.insert(attempts).on_conflict_do_nothing(
+            index_elements=list(ATTEMPT_KEY)), attempt_rows)
 
     # -- reads ----------------------------------------------------------------------------
 

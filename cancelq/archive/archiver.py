@@ -27,7 +27,7 @@ from cancelq.store.audit import AuditStore
 
 log = logging.getLogger("cancelq.archive")
 
-BATCH = 500
+BATCH = 1_000
 ENDED = frozenset({State.SETTLED, State.DEAD})
 
 

@@ -101,10 +101,10 @@ def test_a_connection_killed_mid_batch_loses_nothing_and_the_next_pass_catches_u
     job_ids = settle_jobs(real_store, 4)
     real_insert = Archive._insert_attempts
 
-    def killed_mid_batch(conn: Any) -> Any:
+    def killed_mid_batch(conn: Any, rows: Any) -> Any:
         # the job rows are in, uncommitted; now the server ends this very session
         conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
-        return real_insert(conn)
+        return real_insert(conn, rows)
 
     with monkeypatch.context() as patch:
         patch.setattr(Archive, "_insert_attempts", staticmethod(killed_mid_batch))

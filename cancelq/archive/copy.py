@@ -16,13 +16,17 @@ from typing import Any
 
 from sqlalchemy import Connection, Table
 
+from cancelq.archive.migrate import head
+
 
 def copy_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
               on_conflict: str) -> None:
     """`rows` into `table` through a temporary twin, in `conn`'s transaction."""
     names = [column.name for column in table.columns]
     listed = ", ".join(names)
-    staging = f"cancelq_in_{table.name}"
+    # named for the schema version: a pooled connection's twin made before a migration
+    # is never reused for the new shape
+    staging = f"cancelq_in_{table.name}_v{head()}"
     raw = conn.connection.driver_connection
     assert raw is not None, "an open connection"
     with raw.cursor() as cursor:

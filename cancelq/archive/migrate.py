@@ -9,6 +9,7 @@ own archive with nothing else on disk.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
 from importlib import resources
 
 from alembic import command
@@ -41,6 +42,7 @@ def _config() -> Config:
     return config
 
 
+@cache
 def head() -> str:
     """The schema version this code writes and reads."""
     found = ScriptDirectory.from_config(_config()).get_current_head()

@@ -14,6 +14,7 @@ rejected, a 400 or 404 means it was accepted and the request refused on its meri
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,7 +197,8 @@ def check_archive(settings: Settings, store: AuditStore | None) -> Check:
         return Check("archive", "ok", f"{archive.where}: schema {migrate.head()}; backlog "
                      "unknown (needs Redis)", data=data)
     pending, oldest = store.archive_backlog()
-    lag = max(0.0, redis_now(store.redis) - oldest) if oldest is not None else 0.0
+    # scores are the settling workers' clocks (time.time()): compared with this host's
+    lag = max(0.0, time.time() - oldest) if oldest is not None else 0.0
     data.update(pending=pending, oldest_pending_age_seconds=round(lag, 3))
     summary = (f"{archive.where}: schema {migrate.head()}, {pending:,} job(s) waiting"
                + (f", oldest settled {_ago(lag)} ago" if pending else ""))

@@ -545,6 +545,27 @@ class AuditStore:
             args.extend((job_id, score))
         return int(self.scripts("archived", args))
 
+    def list_ended_for_archive(self, page: int = 1_000) -> int:
+        """Put every settled and dead job on the archive's pending set, once (`NX`): jobs
+        that ended before an archive was configured, or before this version listed them.
+        Reads a page of each ended-state index at a time; returns how many were new. A job
+        trimmed or replayed meanwhile is harmless: the archiver drops an entry whose job is
+        gone or live again."""
+        added = 0
+        for state in (State.SETTLED, State.DEAD):
+            index, start = self.keys.index_state(state.value), 0
+            while ids := [decode_text(i) for i in
+                          self.redis.zrange(index, start, start + page - 1)]:
+                pipe = self.redis.pipeline(transaction=False)
+                for job_id in ids:
+                    pipe.hget(self.keys.job(job_id), "settled_at")
+                ended = {i: float(at) for i, at in zip(ids, pipe.execute(), strict=True) if at}
+                if ended:
+                    added += int(self.redis.zadd(self.keys.archive_pending, dict(ended),
+                                                 nx=True) or 0)
+                start += page
+        return added
+
     def archive_backlog(self) -> tuple[int, float | None]:
         """How many settled jobs wait for the archive, and when the oldest of them ended."""
         pipe = self.redis.pipeline(transaction=False)

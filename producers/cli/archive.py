@@ -10,7 +10,6 @@ import click
 from cancelq.archive import migrate as schema
 from cancelq.archive.archive import Archive
 from cancelq.archive.archiver import BATCH, Archiver
-from cancelq.archive.backfill import backfill as list_ended
 from cancelq.archive.database import make_engine
 from cancelq.core.errors import ArchiveUnavailable, ConfigError
 from cancelq.core.settings import Settings, load_settings
@@ -108,6 +107,6 @@ def backfill() -> None:
     indexes a page at a time; the archive itself is not touched.
     """
     with store_from_env() as (_, store):
-        added = list_ended(store)
+        added = store.list_ended_for_archive()
         pending, _ = store.archive_backlog()
     click.echo(f"{added} job(s) newly listed for the archive; {pending} waiting in all")

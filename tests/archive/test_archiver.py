@@ -19,7 +19,6 @@ from sqlalchemy import text
 
 from cancelq.archive.archive import Archive
 from cancelq.archive.archiver import Archiver
-from cancelq.archive.backfill import backfill
 from cancelq.core.contract import CancelRequest
 from cancelq.core.errors import ArchiveUnavailable
 from cancelq.core.lifecycle import Decision, State
@@ -185,7 +184,7 @@ def test_jobs_that_ended_before_the_archive_are_backfilled_once(
 ) -> None:
     job_ids = settle_jobs(real_store, 3) + settle_jobs(real_store, 1, outcome="unauthorized")
     real_store.redis.delete(real_store.keys.archive_pending)  # as an older release left them
-    assert backfill(real_store, page=2) == 4
-    assert backfill(real_store) == 0  # already listed
+    assert real_store.list_ended_for_archive(page=2) == 4
+    assert real_store.list_ended_for_archive() == 0  # already listed
     Archiver(real_store, pg_archive).drain()
     assert sorted(r.job_id for r in pg_archive.get_many(job_ids)) == sorted(job_ids)

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cancelq.archive.archive import Archive
 from cancelq.core.lifecycle import State
 from cancelq.store.audit import AuditStore
+
+if TYPE_CHECKING:
+    from cancelq.archive.archive import Archive
 
 log = logging.getLogger("cancelq.archive")
 

@@ -11,17 +11,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from cancelq.archive.database import explain
 from cancelq.archive.partitions import ensure_months, months_from
 from cancelq.core.errors import ArchiveUnavailable
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 #: Monthly partitions made ahead by every `migrate` (this month and the next ones): a
 #: writer role without DDL rights archives into them; run `migrate` monthly (or give
@@ -36,6 +36,10 @@ VERSION_TABLE = "cancelq_alembic_version"
 
 
 def _config() -> Config:
+    # Alembic is imported when a schema is read or changed, not with the CLI: it costs
+    # about half a second of every `cancelq` command otherwise
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location",
                            str(resources.files("cancelq.archive").joinpath("migrations")))
@@ -45,6 +49,8 @@ def _config() -> Config:
 @cache
 def head() -> str:
     """The schema version this code writes and reads."""
+    from alembic.script import ScriptDirectory
+
     found = ScriptDirectory.from_config(_config()).get_current_head()
     assert found is not None, "the archive ships at least one migration"
     return found
@@ -52,6 +58,8 @@ def head() -> str:
 
 def current(conn: Connection) -> str | None:
     """The version the database is at (None: never migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
     context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
     return context.get_current_revision()
 
@@ -66,6 +74,8 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
             before = current(conn)
             config = _config()
             config.attributes["connection"] = conn
+            from alembic import command
+
             command.upgrade(config, "head")
             now = datetime.now(UTC)
             ensure_months(conn, months_from(now.year, now.month, PREPARED_MONTHS))

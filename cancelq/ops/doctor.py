@@ -24,8 +24,6 @@ import httpx
 import redis
 from pydantic import SecretStr
 
-from cancelq.archive import migrate
-from cancelq.archive.archive import Archive
 from cancelq.care360.client import PATH
 from cancelq.core.errors import ArchiveUnavailable
 from cancelq.core.settings import Settings
@@ -185,6 +183,9 @@ def check_archive(settings: Settings, store: AuditStore | None) -> Check:
     if not settings.archive_url:
         return Check("archive", "skip", "ARCHIVE_URL not set: settled jobs live only in "
                      "Redis, until AUDIT_RETENTION_DAYS")
+    from cancelq.archive import migrate  # SQLAlchemy and Alembic: only with an archive
+    from cancelq.archive.archive import Archive
+
     archive = Archive(settings.archive_dsn() or "")
     try:
         archive.check()

@@ -12,9 +12,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from cancelq.archive.archive import Archive
 from cancelq.bulk.runs import RunJob, RunProgress, run_progress
 from cancelq.core.errors import ArchiveUnavailable, InvalidInput
 from cancelq.ops.deadletters import ReplayReport
@@ -27,6 +26,9 @@ from cancelq.ops.lookup import (
 )
 from cancelq.store.audit import AuditStore
 from cancelq.store.records import JobRecord, Query
+
+if TYPE_CHECKING:  # not imported with the CLI: SQLAlchemy loads only when an archive is used
+    from cancelq.archive.archive import Archive
 
 Source = Literal["redis", "archive"]
 

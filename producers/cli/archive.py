@@ -7,10 +7,7 @@ import time
 
 import click
 
-from cancelq.archive import migrate as schema
-from cancelq.archive.archive import Archive
 from cancelq.archive.archiver import BATCH, Archiver
-from cancelq.archive.database import make_engine
 from cancelq.core.errors import ArchiveUnavailable, ConfigError
 from cancelq.core.settings import Settings, load_settings
 from cancelq.core.urls import mask_url
@@ -43,6 +40,9 @@ def archive() -> None:
 @one_line_errors
 def migrate(as_json: bool) -> None:
     """Create or upgrade the archive's tables to this version's schema (safe to rerun)."""
+    from cancelq.archive import migrate as schema  # SQLAlchemy, Alembic: for this verb only
+    from cancelq.archive.database import make_engine
+
     url = _archive_url(load_settings())
     engine = make_engine(url)
     try:
@@ -69,6 +69,8 @@ def migrate(as_json: bool) -> None:
 @one_line_errors
 def run(follow: bool, interval: float, batch: int) -> None:
     """Move settled and dead jobs from Redis into the archive (each committed first)."""
+    from cancelq.archive.archive import Archive
+
     with store_from_env() as (settings, store):
         archiver = Archiver(store, Archive(_archive_url(settings)), batch=batch)
         try:

@@ -20,7 +20,6 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 import redis
 
-from cancelq.archive.archive import open_archive
 from cancelq.core.errors import ArchiveUnavailable, ConfigError, InvalidInput, RedisUnavailable
 from cancelq.core.lifecycle import Outcome
 from cancelq.core.settings import Settings, load_settings
@@ -138,6 +137,8 @@ def store_from_env(*, probe_first: bool = True) -> Iterator[tuple[Settings, Audi
 def reader_from_env() -> Iterator[tuple[Settings, ReadThrough]]:
     """`store_from_env`, with the archive behind it when `ARCHIVE_URL` is set: readers find
     a job in Redis or, once retention deleted it there, in the archive."""
+    from cancelq.archive.archive import open_archive  # SQLAlchemy: only for readers
+
     with store_from_env() as (settings, store):
         archive = open_archive(settings)
         try:

@@ -30,7 +30,9 @@ DOCKERFILE = ROOT / "Dockerfile"
 #: Environment names that are not settings: Python's own, and nothing else.
 NOT_SETTINGS = frozenset({"PYTHONUNBUFFERED"})
 #: Commands that come with a third-party image, not from this project.
-IMAGE_TOOLS = {"redis": {"redis-server", "redis-cli"}}
+IMAGE_TOOLS = {"redis": {"redis-server", "redis-cli"}, "postgres": {"postgres", "pg_isready"}}
+#: The environment a third-party image reads (its own names, not cancelq settings).
+IMAGE_ENV = {"postgres": {"POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD_FILE"}}
 SECRETS_DIR = "/run/secrets/"
 
 
@@ -106,7 +108,7 @@ def resolve(argv: list[str], service: str) -> str:
 def test_every_service_has_a_healthcheck_that_resolves(
     services: dict[str, dict[str, Any]]
 ) -> None:
-    assert set(services) >= {"redis", "worker", "beat", "flower", "simulator"}
+    assert set(services) >= {"redis", "postgres", "worker", "beat", "flower", "simulator"}
     for name, service in services.items():
         check = service.get("healthcheck")
         assert check and check.get("test"), f"{name}: no healthcheck"
@@ -123,10 +125,11 @@ def test_every_command_resolves_to_the_project(services: dict[str, dict[str, Any
         assert command, f"{name}: say what runs, explicitly"
         argv = shlex.split(command) if isinstance(command, str) else list(command)
         ran[name] = resolve(argv, name)
-        if name != "redis":
+        if name not in IMAGE_TOOLS:
             assert service.get("build") == ".", f"{name}: not built from the Dockerfile"
     assert ran == {
         "redis": "image tool redis-server",
+        "postgres": "image tool postgres",
         "worker": "celery worker",
         "beat": "celery beat",
         "flower": "celery flower",
@@ -137,7 +140,7 @@ def test_every_command_resolves_to_the_project(services: dict[str, dict[str, Any
 def test_every_environment_name_is_a_setting(services: dict[str, dict[str, Any]]) -> None:
     known = setting_names() | NOT_SETTINGS
     for name, service in services.items():
-        unknown = set(environment(service)) - known
+        unknown = set(environment(service)) - known - IMAGE_ENV.get(name, set())
         assert not unknown, f"{name}: environment names no setting knows: {sorted(unknown)}"
 
 
@@ -270,3 +273,19 @@ def _seconds(duration: str) -> float:
     match = re.fullmatch(r"(\d+)(s|m)", duration)
     assert match, duration
     return int(match.group(1)) * (60 if match.group(2) == "m" else 1)
+
+
+def test_the_worker_archives_to_the_postgres_service_with_a_secret_password(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    worker, postgres = services["worker"], services["postgres"]
+    assert worker["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    settings = settings_of(worker, {})
+    assert settings.archive_url == "postgresql+psycopg://cancelq@postgres:5432/cancelq"
+    password_file = environment(worker)["ARCHIVE_PASSWORD_FILE"]
+    secret = password_file.removeprefix(SECRETS_DIR)
+    assert secret in worker["secrets"] and secret in postgres["secrets"]
+    assert environment(postgres)["POSTGRES_PASSWORD_FILE"] == password_file
+    assert "file" in compose["secrets"][secret]
+    assert settings_of(worker, {"ARCHIVE_URL": ""}).archive_url is None  # opt out
+    assert any(str(v).endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])

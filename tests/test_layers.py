@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 #: cancelq's layers, lowest first; a module may import its own layer and those before it.
-CANCELQ_LAYERS = ("core", "care360", "store", "pipeline", "bulk", "ops")
+CANCELQ_LAYERS = ("core", "care360", "store", "archive", "pipeline", "bulk", "ops")
 
 #: top-level packages, and the ones each may import from (besides itself).
 ALLOWED = {

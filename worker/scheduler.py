@@ -7,7 +7,8 @@
 - reap: an attempt whose lease expired (its worker died or hung) is closed `WorkerLost` and
   its job retried (or dead-lettered when its budget is spent): no job stays `running`;
 - trim: settled and dead jobs past `AUDIT_RETENTION_DAYS` are deleted with their index
-  entries, a small batch at a time;
+  entries, a small batch at a time (with `ARCHIVE_URL` set, only those the archive has
+  committed; the step also starts the archiver thread, `worker.archiving`);
 - lost messages: every half visibility timeout, a `queued` or `retrying` job whose broker
   message is in no queue, unacked or delayed set is published again from its record
   (`cancelq.store.lost`; one pass at a time across the deployment).
@@ -33,6 +34,7 @@ from cancelq.pipeline.retry_policy import RetryPolicy
 from cancelq.store.audit import AuditStore
 from cancelq.store.lost import find_and_republish
 from cancelq.store.messages import priority_of, rerun_message
+from worker.archiving import ArchiverThread, start_archiver
 
 log = logging.getLogger("cancelq.scheduler")
 
@@ -123,12 +125,17 @@ class RetryScheduler:
         """Delete jobs past retention, a batch at a time, until none is due."""
         trimmed = 0
         while True:
-            n = self.store.trim(TRIM_BATCH)
+            n = self.store.trim(TRIM_BATCH, archived_only=self._archived_only)
             trimmed += n
             if n < TRIM_BATCH:
                 break
         self.trimmed += trimmed
         return trimmed
+
+    @property
+    def _archived_only(self) -> bool:
+        """With an archive, retention deletes only jobs the archive has committed."""
+        return self.settings is not None and self.settings.archive_url is not None
 
     def tick(self) -> None:
         """One pass of every duty; trimming only every `trim_interval` seconds."""
@@ -166,6 +173,7 @@ class RetrySchedulerStep(bootsteps.StartStopStep):
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self.scheduler: RetryScheduler | None = None
+        self.archiver: ArchiverThread | None = None
 
     def start(self, worker: Any) -> None:
         from cancelq.pipeline.runtime import get_runtime
@@ -176,10 +184,13 @@ class RetrySchedulerStep(bootsteps.StartStopStep):
             settings=rt.settings, trim_interval_seconds=trim_interval(rt.settings),
         )
         self.scheduler.start()
+        self.archiver = start_archiver(rt.settings, rt.store)
 
     def stop(self, worker: Any) -> None:
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self.archiver is not None:
+            self.archiver.stop()
 
 
 @signals.worker_shutdown.connect

@@ -7,6 +7,7 @@
     │   └── AmbiguousJobId         (ops/lookup) a job-id prefix names several jobs (exit 2)
     ├── JobNotFound            (ops/lookup) no stored job has this id or prefix (exit 1)
     ├── RedisUnavailable       REDIS_URL looks right but nothing answers there (yet)
+    ├── ArchiveUnavailable     ARCHIVE_URL looks right but the database cannot be used now
     └── Care360Error           a call to Care360 gave no final answer
         └── RetryableError     try again later (optionally after `delay` seconds)
             ├── TransportError         the request did not complete
@@ -61,6 +62,11 @@ class InvalidInput(CancelqError, ValueError):
 
 class RedisUnavailable(CancelqError):
     """Redis did not answer (refused, down, silent); the message names REDIS_URL, masked."""
+
+
+class ArchiveUnavailable(CancelqError):
+    """The archive database refused, is missing, or is behind the code's schema; the
+    message is one line naming ARCHIVE_URL (masked) and what to do."""
 
 
 class Care360Error(CancelqError):

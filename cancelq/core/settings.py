@@ -16,7 +16,13 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cancelq.core.errors import ConfigError
-from cancelq.core.urls import check_care360_url, check_redis_url, mask_url
+from cancelq.core.urls import (
+    check_archive_url,
+    check_care360_url,
+    check_redis_url,
+    mask_url,
+    with_password,
+)
 
 BASE_URLS: dict[str, str] = {
     "production": "https://api.care360-next.carevalidate.com",
@@ -120,6 +126,15 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = Field(None, alias="FLOWER_BASIC_AUTH")
     cleanup_schedule: str | None = Field(None, alias="CLEANUP_SCHEDULE")
     cleanup_inbox: Path | None = Field(None, alias="CLEANUP_INBOX")
+    #: where settled and dead jobs are archived for good (cancelq.archive); unset: no archive,
+    #: and retention deletes jobs from Redis as before. postgresql+psycopg://... or sqlite:///
+    archive_url: str | None = Field(None, alias="ARCHIVE_URL")
+    #: a file holding the archive database's password (a mounted secret), put into
+    #: ARCHIVE_URL's user part when the URL carries none
+    archive_password_file: Path | None = Field(None, alias="ARCHIVE_PASSWORD_FILE")
+    #: the worker migrates the archive's schema when it starts (one process at a time);
+    #: off by default: a DBA may want to run `cancelq archive migrate` as another role
+    archive_migrate: bool = Field(False, alias="ARCHIVE_MIGRATE")
     # Off by default: a worker serves its own Prometheus metrics (docs/metrics.md) when set.
     worker_metrics_port: int | None = Field(None, ge=1, le=65535, alias="WORKER_METRICS_PORT")
     #: Where `cancelq metrics` and a worker's metrics listen: loopback unless said otherwise
@@ -138,6 +153,15 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url(cls, value: str) -> str:
         check_redis_url(value)
+        return value.strip()
+
+    @field_validator("archive_url")
+    @classmethod
+    def _archive_url(cls, value: str | None) -> str | None:
+        """Set but empty means no archive; anything else must be a database URL we speak."""
+        if value is None or not value.strip():
+            return None
+        check_archive_url(value)
         return value.strip()
 
     @field_validator("care360_base_url_override")
@@ -213,6 +237,19 @@ class Settings(BaseSettings):
             return SecretStr(self.cv_api_key.get_secret_value().strip())
         return None
 
+    def archive_dsn(self) -> str | None:
+        """The archive URL to connect with: ARCHIVE_URL, with the password from
+        ARCHIVE_PASSWORD_FILE when it has none (None: no archive). Never printed: show
+        `mask_url` of it."""
+        if self.archive_url is None or self.archive_password_file is None:
+            return self.archive_url
+        try:
+            password = self.archive_password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"ARCHIVE_PASSWORD_FILE: cannot read "
+                              f"{self.archive_password_file}: {exc.strerror}") from None
+        return with_password(self.archive_url, password)
+
     def require_api_key(self) -> SecretStr:
         """The worker cannot do its job without a key; producers never need one."""
         key = self.api_key
@@ -244,4 +281,4 @@ def _one_line(exc: ValidationError) -> str:
 
 
 #: Values never repeated in an error line: secrets, and values already quoted masked.
-_NEVER_ECHOED = frozenset({"CV_API_KEY", "FLOWER_BASIC_AUTH", "REDIS_URL"})
+_NEVER_ECHOED = frozenset({"CV_API_KEY", "FLOWER_BASIC_AUTH", "REDIS_URL", "ARCHIVE_URL"})

@@ -3,6 +3,9 @@
     mask_url(text)          every `scheme://user:password@` in `text` -> `scheme://user:***@`
     url_list(text)          a `;`-separated list of URLs (Sentinel), split as `mask_url` does
     check_redis_url(url)    REDIS_URL's shape (scheme, host, port, db); a one-line reason
+    check_archive_url(url)  ARCHIVE_URL's shape: postgresql+psycopg:// with a host and a
+                            database, or sqlite:/// with a path
+    with_password(url, pw)  a URL with a password from a secret file put in its user part
     check_care360_url(url)  CARE360_BASE_URL: http(s), a host, https unless loopback
 
 `mask_url` is the one function every printer of a URL goes through (the settings' repr, the
@@ -16,7 +19,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import Iterator
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 MASK = "***"
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "sentinel"})
@@ -154,6 +157,46 @@ def _check_redis_part(part: str, *, sentinel_list: bool) -> None:
     db = split.path.strip("/")
     if db and not (db.isascii() and db.isdigit() and int(db) < 1_000_000):
         raise ValueError(f"the database must be a number, as in /0 ({mask_url(part)!r})")
+
+
+ARCHIVE_SCHEMES = frozenset({"postgresql+psycopg", "postgresql", "sqlite"})
+
+
+def check_archive_url(url: str) -> None:
+    """Raise `ValueError` (one line, password masked) unless `url` names a database the
+    archive can use: PostgreSQL through psycopg 3 (`postgresql://` means the same), with a
+    host and a database name, or SQLite with a file path."""
+    text = url.strip()
+    split = _split(text)
+    scheme = split.scheme.lower()
+    if scheme not in ARCHIVE_SCHEMES or "://" not in text:
+        raise ValueError(
+            "expected postgresql+psycopg://user@host:5432/db or sqlite:///path/archive.db, "
+            f"got {mask_url(text)!r}"
+        )
+    if scheme == "sqlite":
+        if not split.path.strip("/"):
+            raise ValueError(f"sqlite:/// needs a file path ({mask_url(text)!r})")
+        return
+    if not split.hostname:
+        raise ValueError(f"no host in {mask_url(text)!r}")
+    try:
+        split.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError(
+            f"the port must be a number from 1 to 65535 ({mask_url(text)!r})"
+        ) from None
+    if not split.path.strip("/"):
+        raise ValueError(f"no database name in {mask_url(text)!r} (as in .../cancelq)")
+
+
+def with_password(url: str, password: str) -> str:
+    """`url` with `password` (percent-encoded) after its user, unless it has one already."""
+    split = _split(url)
+    if not password or split.password is not None or not split.username:
+        return url
+    user, host = split.netloc.split("@", 1)
+    return urlunsplit(split._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
 
 
 def _split(url: str) -> SplitResult:

@@ -13,6 +13,7 @@ rejected, a 400 or 404 means it was accepted and the request refused on its meri
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ import redis
 from pydantic import SecretStr
 
 from cancelq.care360.client import PATH
+from cancelq.core.errors import ArchiveUnavailable
 from cancelq.core.settings import Settings
 from cancelq.core.urls import mask_url
 from cancelq.ops.health import queue_heads, read_heartbeats
@@ -157,6 +159,44 @@ def check_workers(store: AuditStore) -> Check:
     return Check("workers", "ok", summary, details, data)
 
 
+# -- the archive --------------------------------------------------------------------------
+
+#: A settled job waiting longer than this for the archive is worth a warning.
+ARCHIVE_LAG_WARN_SECONDS = 300.0
+
+
+def check_archive(settings: Settings, store: AuditStore | None) -> Check:
+    """Reachable, migrated, and keeping up (the backlog needs Redis: None skips it)."""
+    if not settings.archive_url:
+        return Check("archive", "skip", "ARCHIVE_URL not set: settled jobs live only in "
+                     "Redis, until AUDIT_RETENTION_DAYS")
+    from cancelq.archive import migrate  # SQLAlchemy and Alembic: only with an archive
+    from cancelq.archive.archive import Archive
+
+    archive = Archive(settings.archive_dsn() or "")
+    try:
+        archive.check()
+    except ArchiveUnavailable as exc:
+        return Check("archive", "fail", str(exc), data={"url": archive.where})
+    finally:
+        archive.close()
+    data: dict[str, Any] = {"url": archive.where, "schema": migrate.head()}
+    if store is None:
+        return Check("archive", "ok", f"{archive.where}: schema {migrate.head()}; backlog "
+                     "unknown (needs Redis)", data=data)
+    pending, oldest = store.archive_backlog()
+    # scores are the settling workers' clocks (time.time()): compared with this host's
+    lag = max(0.0, time.time() - oldest) if oldest is not None else 0.0
+    data.update(pending=pending, oldest_pending_age_seconds=round(lag, 3))
+    summary = (f"{archive.where}: schema {migrate.head()}, {pending:,} job(s) waiting"
+               + (f", oldest settled {_ago(lag)} ago" if pending else ""))
+    if lag > ARCHIVE_LAG_WARN_SECONDS:
+        return Check("archive", "warn", summary, (
+            "the archiver is behind: is a worker (or `cancelq archive run --follow`) "
+            "running with ARCHIVE_URL? Redis keeps these jobs until they are archived",), data)
+    return Check("archive", "ok", summary, data=data)
+
+
 # -- Care360 ------------------------------------------------------------------------------
 
 
@@ -231,6 +271,7 @@ def run_checks(
             checks.append(run(store))
         except redis.RedisError as exc:
             checks.append(Check(name, "fail", f"Redis failed mid-check ({type(exc).__name__})"))
+    checks.append(check_archive(settings, store if reachable else None))
     checks.append(check_care360(settings, transport))
     return checks
 

@@ -254,6 +254,7 @@ class ClusterCollector(Collector):
             calls.add_metric([status], count)
         yield calls
         yield from self._shared_families(now, snap.breaker.state)
+        yield from _archive_families(store, now)
 
     def _shared_families(self, now: float, breaker_state: str) -> Iterator[Metric]:
         state = GaugeMetricFamily("cancelq_breaker_state",
@@ -279,6 +280,17 @@ class ClusterCollector(Collector):
         yield idle
         yield _gauge("cancelq_workers_online", "Workers with a recent heartbeat",
                      sum(1 for b in beats if b.online(now)))
+
+
+def _archive_families(store: AuditStore, now: float) -> Iterator[Metric]:
+    """The archive's backlog, from Redis's pending set (with ARCHIVE_URL: jobs not yet
+    archived; without, settled jobs still in retention, which nobody archives)."""
+    pending, oldest = store.archive_backlog()
+    yield _gauge("cancelq_archive_pending", "Settled and dead jobs not yet in the archive",
+                 pending)
+    yield _gauge("cancelq_archive_oldest_pending_age_seconds",
+                 "Since the oldest job not yet archived ended (0: none waiting)",
+                 max(0.0, now - oldest) if oldest is not None else 0.0)
 
 
 def _job_families(

@@ -546,10 +546,13 @@ class AuditStore:
             log.error("leases: entry %.80r names no job record; dropped", job_id)
         return decode_text(state) if int(reaped) else None
 
-    def trim(self, limit: int = 200) -> int:
+    def trim(self, limit: int = 200, *, archived_only: bool = False) -> int:
         """Delete up to `limit` jobs whose retention has ended (`lua/trim.lua`); returns how
-        many. An entry that cannot be trimmed is dropped from the expiry set and logged."""
-        deleted, *bad = self.scripts("trim", [self.keys.prefix, limit])
+        many. An entry that cannot be trimmed is dropped from the expiry set and logged.
+        `archived_only` (an archive is configured): a job the archive has not committed yet
+        is kept, and looked at again a minute later."""
+        args: list[str | int] = [self.keys.prefix, limit, "1" if archived_only else "0"]
+        deleted, *bad = self.scripts("trim", args)
         for job_id in bad:
             log.error("retention: entry %.80r could not be trimmed; dropped from %s",
                       decode_text(job_id), self.keys.expiry)
@@ -567,6 +570,52 @@ class AuditStore:
     def delayed_bad(self) -> dict[str, str]:
         """The delayed entries `promote` set aside, by job id."""
         return decode_hash(self.redis.hgetall(self.keys.delayed_bad))
+
+    def archive_pending(self, limit: int) -> list[tuple[str, str]]:
+        """The oldest `limit` jobs settled but not yet archived: (job id, score as Redis
+        wrote it). The score goes back to `archived`, which removes only that entry."""
+        raw = cast(list[tuple[Any, Any]], self.redis.zrange(
+            self.keys.archive_pending, 0, limit - 1, withscores=True, score_cast_func=decode_text))
+        return [(decode_text(job_id), str(score)) for job_id, score in raw]
+
+    def archived(self, entries: Sequence[tuple[str, str]]) -> int:
+        """Take jobs the archive has committed off the pending set (`lua/archived.lua`);
+        an entry whose score changed since it was read (the job settled again) stays."""
+        if not entries:
+            return 0
+        args: list[str] = [self.keys.prefix]
+        for job_id, score in entries:
+            args.extend((job_id, score))
+        return int(self.scripts("archived", args))
+
+    def list_ended_for_archive(self, page: int = 1_000) -> int:
+        """Put every settled and dead job on the archive's pending set, once (`NX`): jobs
+        that ended before an archive was configured, or before this version listed them.
+        Reads a page of each ended-state index at a time; returns how many were new. A job
+        trimmed or replayed meanwhile is harmless: the archiver drops an entry whose job is
+        gone or live again."""
+        added = 0
+        for state in (State.SETTLED, State.DEAD):
+            index, start = self.keys.index_state(state.value), 0
+            while ids := [decode_text(i) for i in
+                          self.redis.zrange(index, start, start + page - 1)]:
+                pipe = self.redis.pipeline(transaction=False)
+                for job_id in ids:
+                    pipe.hget(self.keys.job(job_id), "settled_at")
+                ended = {i: float(at) for i, at in zip(ids, pipe.execute(), strict=True) if at}
+                if ended:
+                    added += int(self.redis.zadd(self.keys.archive_pending, dict(ended),
+                                                 nx=True) or 0)
+                start += page
+        return added
+
+    def archive_backlog(self) -> tuple[int, float | None]:
+        """How many settled jobs wait for the archive, and when the oldest of them ended."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(self.keys.archive_pending)
+        pipe.zrange(self.keys.archive_pending, 0, 0, withscores=True)
+        count, oldest = pipe.execute()
+        return int(count), (float(oldest[0][1]) if oldest else None)
 
     # -- reads ----------------------------------------------------------------------------
 

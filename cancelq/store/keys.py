@@ -57,6 +57,10 @@ LAYOUT: Final[Mapping[str, str]] = {
     "lost_lock": "lost:lock",
     # ZSET settled and dead job ids, by when retention ends: the trimmer's list
     "expiry": "expiry",
+    # ZSET settled and dead job ids not yet in the archive, by when they settled: added in
+    # the script that settles a job, removed only after the archive committed the job
+    # (cancelq.archive.archiver); retention keeps a job listed here when an archive is set
+    "archive_pending": "archive:pending",
     # HASH the shared circuit breaker: state (BreakerState), opened_at, failures, ...
     "breaker": "breaker",
     # STRING who may probe Care360 while the breaker is open, and until when (TTL)
@@ -177,6 +181,10 @@ class Keys:
     @property
     def expiry(self) -> str:
         return self.key("expiry")
+
+    @property
+    def archive_pending(self) -> str:
+        return self.key("archive_pending")
 
     @property
     def breaker(self) -> str:

@@ -35,7 +35,7 @@ from cancelq.store.keys import COUNTERS, LAYOUT
 from cancelq.store.records import ATTEMPT_FIELDS, ATTEMPT_OPTIONAL
 
 ScriptName = Literal[
-    "begin", "breaker", "defer", "enqueue", "enqueue_many", "finish", "promote", "reap",
+    "archived", "begin", "breaker", "defer", "enqueue", "enqueue_many", "finish", "promote", "reap",
     "reject", "republish", "renew", "replay", "reserve_slot", "trim",
 ]
 SCRIPT_NAMES: tuple[ScriptName, ...] = get_args(ScriptName)

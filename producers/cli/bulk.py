@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -37,7 +37,15 @@ from cancelq.bulk.intake import (
     new_run_id,
     read_rows,
 )
-from cancelq.bulk.runs import RunProgress, export_csv, list_runs, run_progress, wait_for_run
+from cancelq.bulk.runs import (
+    RunJob,
+    RunProgress,
+    iter_run_jobs,
+    list_runs,
+    run_progress,
+    wait_for_run,
+    write_csv,
+)
 from cancelq.core.errors import CancelqError
 from cancelq.core.settings import load_settings
 from cancelq.store.audit import AuditStore
@@ -49,6 +57,7 @@ from producers.cli.common import (
     fail,
     one_line_errors,
     print_json,
+    reader_from_env,
     store_from_env,
 )
 from producers.cli.follow import follow as follow_run
@@ -253,22 +262,26 @@ def run(
 ) -> None:
     """Show a run's progress and outcome counts (from its counters, not a scan)."""
     waited = follow or wait_seconds is not None
-    with store_from_env() as (_, store):
-        progress = run_progress(store, run_id)
+    with reader_from_env() as (_, reader):
+        store, located = reader.store, reader.run(run_id)
+        progress, hot = located.progress, located.source == "redis"
         if not progress.exists:
             fail(f"RUN_ID: no run {run_id!r} (cancelq runs lists them)", EXIT_FAILED)
         started = time.monotonic()
-        if waited:
+        if waited and hot:  # an archived run has ended: nothing to wait for
             progress = _wait(store, run_id, follow, wait_seconds)
         if csv_path is not None:
-            count = _export(store, run_id, csv_path)
+            jobs = iter_run_jobs(store, run_id) if hot else reader.archived_run_jobs(run_id)
+            count = _export(jobs, csv_path)
             click.echo(f"{count} job(s) written to {csv_path}", err=True)
     if csv_path == "-":
         pass  # stdout carries the CSV
     elif as_json:
-        print_json(progress.to_json())
+        print_json({**progress.to_json(), "source": located.source})
     else:
         _print_progress(progress, time.monotonic() - started if follow else None)
+        if not hot:
+            click.echo("(from the archive: retention has deleted this run from Redis)")
     if waited:
         _exit_by_outcome(progress, wait_seconds)
 
@@ -295,12 +308,12 @@ def _exit_by_outcome(progress: RunProgress, seconds: float | None) -> None:
              f"ended otherwise than cancelled ({mix})", EXIT_FAILED)
 
 
-def _export(store: AuditStore, run_id: str, csv_path: str) -> int:
+def _export(jobs: Iterable[RunJob], csv_path: str) -> int:
     if csv_path == "-":
-        return export_csv(store, run_id, sys.stdout)
+        return write_csv(jobs, sys.stdout)
     try:
         with open(csv_path, "w", newline="", encoding="utf-8") as out:
-            return export_csv(store, run_id, out)
+            return write_csv(jobs, out)
     except OSError as exc:
         fail(f"--csv: cannot write {csv_path}: {exc.strerror}")
 

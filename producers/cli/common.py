@@ -20,11 +20,12 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 import redis
 
-from cancelq.core.errors import ConfigError, InvalidInput, RedisUnavailable
+from cancelq.core.errors import ArchiveUnavailable, ConfigError, InvalidInput, RedisUnavailable
 from cancelq.core.lifecycle import Outcome
 from cancelq.core.settings import Settings, load_settings
 from cancelq.core.urls import mask_url
 from cancelq.ops.lookup import JobNotFound
+from cancelq.ops.readthrough import ReadThrough
 from cancelq.store.audit import AuditStore, audit_store
 from cancelq.store.connections import probe
 
@@ -79,6 +80,8 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
             fail(str(exc), EXIT_FAILED)
         except RedisUnavailable as exc:
             fail(f"cannot reach Redis: {exc}", EXIT_FAILED)
+        except ArchiveUnavailable as exc:
+            fail(f"archive unavailable: {exc}", EXIT_FAILED)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             fail(f"cannot reach Redis ({type(exc).__name__}): check REDIS_URL", EXIT_FAILED)
         except redis.RedisError as exc:
@@ -128,6 +131,21 @@ def store_from_env(*, probe_first: bool = True) -> Iterator[tuple[Settings, Audi
         yield settings, store
     finally:
         store.close()
+
+
+@contextmanager
+def reader_from_env() -> Iterator[tuple[Settings, ReadThrough]]:
+    """`store_from_env`, with the archive behind it when `ARCHIVE_URL` is set: readers find
+    a job in Redis or, once retention deleted it there, in the archive."""
+    from cancelq.archive.archive import open_archive  # SQLAlchemy: only for readers
+
+    with store_from_env() as (settings, store):
+        archive = open_archive(settings)
+        try:
+            yield settings, ReadThrough(store, archive)
+        finally:
+            if archive is not None:
+                archive.close()
 
 
 def print_json(value: Any) -> None:

@@ -19,6 +19,7 @@ from producers.cli.common import (
     fail,
     one_line_errors,
     print_json,
+    reader_from_env,
     store_from_env,
 )
 from producers.cli.render import (
@@ -116,10 +117,12 @@ def replay_command(
         fail("name JOB_ID... or pass --all (not both)")
     if (outcome or run_id) and not replay_all:
         fail("--outcome and --run filter --all; with JOB_IDs, name exactly the jobs")
-    with store_from_env() as (_, store):
+    with reader_from_env() as (_, reader):
+        store = reader.store
         ids = (dead_job_ids(store, outcome=outcome, run_id=run_id) if replay_all
                else resolve_job_ids(store, job_ids, keep_missing=True))
-        report = replay(store, ids, who=who or operator_name(), dry_run=dry_run)
+        report = reader.explain_missing(
+            replay(store, ids, who=who or operator_name(), dry_run=dry_run))
     if as_json:
         print_json({"dry_run": dry_run, "auth_block_cleared": report.auth_block_cleared,
                     "results": [r.to_json() for r in report.results]})

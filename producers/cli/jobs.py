@@ -10,9 +10,11 @@ import click
 
 from cancelq.bulk.runs import RunJob, write_csv
 from cancelq.core.contract import canonical_uuid
+from cancelq.core.errors import ArchiveUnavailable
 from cancelq.core.lifecycle import Outcome, State
 from cancelq.core.operator import operator_name
-from cancelq.ops.lookup import JobNotFound, resolve_job_id
+from cancelq.ops.lookup import JobNotFound
+from cancelq.ops.readthrough import Located, ReadThrough
 from cancelq.store.audit import AuditStore
 from cancelq.store.records import JobRecord, Query
 from producers.cli.common import (
@@ -23,7 +25,7 @@ from producers.cli.common import (
     fail,
     one_line_errors,
     print_json,
-    store_from_env,
+    reader_from_env,
 )
 from producers.cli.render import TIMES_NOTE, job_detail, jobs_table, limit_caption, make_console
 from producers.cli.times import RELATIVE_HELP, TIME
@@ -101,17 +103,21 @@ def enqueue(
 @one_line_errors
 def status(job_id: str, wait_seconds: float | None, as_json: bool) -> None:
     """Show a job with its attempts. JOB_ID may be any unique prefix (at least 4 digits)."""
-    with store_from_env() as (_, store):
-        job_id = resolve_job_id(store, job_id, "JOB_ID")
-        record = store.get(job_id)
-        if record is None:
+    with reader_from_env() as (_, reader):
+        job_id = reader.resolve(job_id, "JOB_ID")
+        found = reader.get(job_id)
+        if found is None:
             raise JobNotFound("JOB_ID", job_id)
-        if wait_seconds is not None:
-            record = _wait_final(store, record, wait_seconds)
+        record = found.record
+        if wait_seconds is not None and found.source == "redis":
+            record = _wait_final(reader.store, record, wait_seconds)
+            found = Located(record, "redis")
     if as_json:
-        print_json(record.to_json())
+        print_json(found.to_json())
     else:
         job_detail(make_console(), record)
+        if found.source == "archive":
+            click.echo("(from the archive: retention has deleted this job from Redis)")
     if wait_seconds is not None:
         _exit_after_wait(record, wait_seconds)
 
@@ -191,17 +197,34 @@ def audit(
         until=until,
         limit=limit + 1,  # one more tells whether --limit cut the list
     )
-    with store_from_env() as (_, store):
-        found = store.query(query, with_attempts=as_json or as_csv)
-    records, more = found[:limit], len(found) > limit
+    with reader_from_env() as (_, reader):
+        found = _read_through(reader, query, as_json or as_csv)
+    records, more = [f.record for f in found[:limit]], len(found) > limit
     if as_json:
-        print_json([record.to_json() for record in records])
+        print_json([f.to_json() for f in found[:limit]])
     elif as_csv:
         write_csv((RunJob.of(record) for record in records), sys.stdout)
     else:
         out = make_console()
         out.print(jobs_table(
             records, width=out.width, full_ids=full_ids,
-            title=f"{len(records)} job(s), newest first ({TIMES_NOTE})",
+            title=f"{len(records)} job(s), newest first ({TIMES_NOTE})"
+            + _archived_note(found[:limit]),
             caption=limit_caption(len(records), more, limit),
         ))
+
+
+def _read_through(reader: ReadThrough, query: Query, with_attempts: bool) -> list[Located]:
+    """Redis and the archive; an archive that is down is one line on stderr, and the
+    listing is Redis's alone (never a failure: the hot jobs are still worth seeing)."""
+    try:
+        return reader.query(query, with_attempts=with_attempts)
+    except ArchiveUnavailable as exc:
+        click.echo(f"cancelq: warning: archive unavailable, Redis only: {exc}", err=True)
+        hot = reader.store.query(query, with_attempts=with_attempts)
+        return [Located(record, "redis") for record in hot]
+
+
+def _archived_note(found: list[Located]) -> str:
+    archived = sum(1 for f in found if f.source == "archive")
+    return f", {archived} from the archive" if archived else ""

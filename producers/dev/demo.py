@@ -12,12 +12,14 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import redis
 from rich.console import Console
@@ -25,6 +27,11 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from cancelq.archive import migrate
+from cancelq.archive.archive import Archive
+from cancelq.archive.archiver import Archiver
+from cancelq.archive.database import make_engine
+from cancelq.core.clock import iso_utc
 from cancelq.core.settings import load_settings
 from cancelq.core.urls import mask_url
 from cancelq.store.audit import AuditStore, audit_store
@@ -137,6 +144,8 @@ def run_demo(*, jobs_timeout: float = SETTLE_TIMEOUT_SECONDS) -> int:
         submitted = _submit(store, build_batch(control), prefix)
         records = _wait_settled(store, [job for _, job in submitted], jobs_timeout, worker)
         _show(submitted, records, store, control)
+        _archive_and_read_back(store, [job for _, job in submitted],
+                               stack.enter_context(tempfile.TemporaryDirectory()))
         wrong = [c for c, j in submitted if records.get(j) and records[j].outcome != c.expect]
         unsettled = [c for c, j in submitted if not (records.get(j) and records[j].state.is_final)]
         _say_goodbye(local, prefix)
@@ -210,6 +219,28 @@ def _submit(store: AuditStore, batch: list[Case], run_id: str) -> list[tuple[Cas
     console.print(f"[bold]4. Enqueued[/bold] {len(submitted)} jobs; the same request "
                   f"again came back as duplicate={dup.duplicate} (job {dup.job_id[:8]}…)")
     return submitted
+
+
+def _archive_and_read_back(store: AuditStore, job_ids: list[str], folder: str) -> None:
+    """What ARCHIVE_URL adds: the settled jobs copied to an archive (SQLite here, the same
+    code as PostgreSQL), then one of them read back from it (docs/archive.md)."""
+    url = f"sqlite:///{Path(folder) / 'archive.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    archive = Archive(url)
+    try:
+        Archiver(store, archive).drain()
+        archived = archive.get_many(job_ids)
+        console.print(f"[bold]6b. Archive[/bold]: {len(archived)} of {len(job_ids)} jobs "
+                      f"archived to {url} (ARCHIVE_URL; PostgreSQL in production)")
+        if archived:
+            back = archived[0]
+            console.print(Text(f"    read back from the archive: job {back.job_id[:8]}… "
+                               f"{back.outcome}, {len(back.attempts)} attempt(s), settled "
+                               f"{iso_utc(back.settled_at)}"))
+    finally:
+        archive.close()
 
 
 def _say_goodbye(local: LocalRedis, prefix: str) -> None:

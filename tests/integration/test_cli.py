@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,5 +93,7 @@ def test_demo_runs_the_whole_pipeline_and_stops_cleanly() -> None:
                     "case_not_found", "retries_exhau"):
         assert outcome in out
     assert "Every job ended in its expected, recorded outcome." in out
+    assert re.search(r"6b\. Archive: (\d+) of \1 jobs archived to sqlite:///", out), out
+    assert "read back from the archive: job" in out
     assert "duplicate=True" in out
 

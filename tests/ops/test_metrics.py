@@ -151,6 +151,7 @@ def seed(store: AuditStore) -> None:
     store.redis.hset(store.keys.stats, mapping={"state:queued": 3, "state:dead": 1,
                                                 "outcome:retries_exhausted": 1})
     store.redis.zadd(store.keys.delayed, {dead: now + 60})
+    store.redis.zadd(store.keys.archive_pending, {dead: now - 90})  # ended, not archived
     store.redis.hset(store.keys.telemetry, mapping={"calls:200": 7, "calls:503": 2,
                                                     "gate:rate_limit:defer": 11})
     store.redis.set(store.keys.auth_blocked, "{}", ex=30)
@@ -183,6 +184,8 @@ def test_the_cluster_collector_reads_the_store(fake_store: AuditStore) -> None:
     assert 0 < got[("cancelq_auth_block_remaining_seconds", ())] <= 30
     assert got[("cancelq_breaker_state", (("state", "open"),))] == 1
     assert got[("cancelq_breaker_state", (("state", "closed"),))] == 0
+    assert got[("cancelq_archive_pending", ())] == 1
+    assert got[("cancelq_archive_oldest_pending_age_seconds", ())] == pytest.approx(90, abs=2)
 
 
 def test_an_empty_store_gives_zeros_and_a_foreign_head_gives_nan(fake_store: AuditStore) -> None:
@@ -190,6 +193,8 @@ def test_an_empty_store_gives_zeros_and_a_foreign_head_gives_nan(fake_store: Aud
     assert got[("cancelq_queue_oldest_age_seconds", (("queue", REALTIME_QUEUE),))] == 0
     assert got[("cancelq_breaker_state", (("state", "closed"),))] == 1
     assert got[("cancelq_workers_online", ())] == 0
+    assert got[("cancelq_archive_pending", ())] == 0
+    assert got[("cancelq_archive_oldest_pending_age_seconds", ())] == 0
     fake_store.redis.lpush(REALTIME_QUEUE, build_task_message({}, queue=REALTIME_QUEUE).payload)
     got = samples(cluster_registry(fake_store))
     assert math.isnan(got[("cancelq_queue_oldest_age_seconds", (("queue", REALTIME_QUEUE),))])

@@ -166,7 +166,9 @@ local function clear_lease(p, job_id)
 end
 
 -- Settle or dead-letter a job now (its state index and counters move, its outcome is
--- indexed and counted), drop any retry still pending for it, and schedule its trim.
+-- indexed and counted), drop any retry still pending for it, schedule its trim, and list
+-- it for the archive (`archive_pending`, scored by when it ended: the archiver's list;
+-- without an archive, `trim.lua` drops the entry with the job).
 local function close_job(p, job_id, run_id, from, to, outcome, now, retention)
   local job = KEY.job(p, job_id)
   move_state(p, job_id, run_id, from, to, redis.call('HGET', job, 'created_at'))
@@ -176,6 +178,7 @@ local function close_job(p, job_id, run_id, from, to, outcome, now, retention)
   redis.call('ZREM', KEY.delayed(p), job_id)
   redis.call('HDEL', KEY.delayed_messages(p), job_id)
   schedule_expiry(p, job_id, tonumber(now), retention)
+  redis.call('ZADD', KEY.archive_pending(p), now, job_id)
 end
 
 -- A message that cannot run (it reuses another job's id, or breaks the contract) recorded

@@ -6,8 +6,14 @@
 -- One bad entry never stops the trim for the others: an id naming no job record
 -- (`is_poison`), or one whose deletion fails, is taken off the expiry set and named in the
 -- reply, and the rest go on.
--- ARGV: prefix, limit. Returns {number of jobs deleted, bad ids...}.
-local p, limit = ARGV[1], tonumber(ARGV[2])
+-- With an archive (`archived_only` '1'), a job still listed in `archive_pending` is not
+-- deleted: the archive has not committed it yet. Its expiry moves `ARCHIVE_RECHECK_SECONDS`
+-- later, so a backlog never hides the archived jobs behind it, and Redis keeps every record
+-- until the archive has it. A job trimmed is taken off `archive_pending` too (without an
+-- archive nobody else ever takes it off).
+-- ARGV: prefix, limit, archived_only ('1' or absent). Returns {jobs deleted, bad ids...}.
+local p, limit, archived_only = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
+local ARCHIVE_RECHECK_SECONDS = 60
 
 local function forget(id)
   local job = KEY.job(p, id)
@@ -35,16 +41,22 @@ local function forget(id)
   return 1
 end
 
-local ids = redis.call('ZRANGEBYSCORE', KEY.expiry(p), '-inf', redis_now(), 'LIMIT', 0, limit)
+local now = redis_now()
+local ids = redis.call('ZRANGEBYSCORE', KEY.expiry(p), '-inf', now, 'LIMIT', 0, limit)
 local out = {0}
 for _, id in ipairs(ids) do
-  redis.call('ZREM', KEY.expiry(p), id)
-  local ok, deleted = false, 0
-  if not is_poison(p, id) then ok, deleted = pcall(forget, id) end
-  if ok then
-    out[1] = out[1] + deleted
+  if archived_only and redis.call('ZSCORE', KEY.archive_pending(p), id) then
+    redis.call('ZADD', KEY.expiry(p), now + ARCHIVE_RECHECK_SECONDS, id)
   else
-    out[#out + 1] = id
+    redis.call('ZREM', KEY.expiry(p), id)
+    redis.call('ZREM', KEY.archive_pending(p), id)
+    local ok, deleted = false, 0
+    if not is_poison(p, id) then ok, deleted = pcall(forget, id) end
+    if ok then
+      out[1] = out[1] + deleted
+    else
+      out[#out + 1] = id
+    end
   end
 end
 return out

@@ -1,0 +1,117 @@
+"""Every reader finds a job wherever it lives and says where: `cancelq status`, `audit` and
+`run` after retention deleted the jobs from Redis, on a real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from click.testing import CliRunner, Result
+
+from cancelq.archive.archive import Archive
+from cancelq.archive.archiver import Archiver
+from cancelq.store.audit import AuditStore
+from producers.cli import main
+from tests.archive.test_archiver import settle_jobs
+
+
+def cli(env: dict[str, str], *args: str) -> Result:
+    return CliRunner().invoke(main, list(args), env={"COLUMNS": "200", **env})
+
+
+def archived_and_trimmed(store: AuditStore, archive: Archive, n: int) -> list[str]:
+    """`n` jobs of run-a settled, archived, then deleted from Redis by retention."""
+    job_ids = settle_jobs(store, n)
+    Archiver(store, archive).drain()
+    store.redis.zadd(store.keys.expiry, dict.fromkeys(job_ids, 0))
+    assert store.trim(archived_only=True) == n and store.get_many(job_ids) == []
+    return job_ids
+
+
+@pytest.fixture
+def env(real_store: AuditStore, redis_url: str, pg_url: str,
+        pg_archive: Archive) -> dict[str, str]:
+    return {"REDIS_URL": redis_url, "ARCHIVE_URL": pg_url}
+
+
+def test_status_reads_an_archived_job_and_says_so(
+    real_store: AuditStore, pg_archive: Archive, env: dict[str, str], redis_url: str
+) -> None:
+    [cold] = archived_and_trimmed(real_store, pg_archive, 1)
+    [hot] = settle_jobs(real_store, 1)
+    shown = cli(env, "status", cold[:8], "--json")
+    assert shown.exit_code == 0, shown.output
+    job = json.loads(shown.output)
+    assert (job["job_id"], job["source"], job["outcome"]) == (cold, "archive", "cancelled")
+    assert len(job["attempts"]) == 1 and job["attempts"][0]["http_status"] == 200
+    assert json.loads(cli(env, "status", hot, "--json").output)["source"] == "redis"
+    assert "from the archive" in cli(env, "status", cold).output
+    assert cli(env, "status", cold, "--wait", "1").exit_code == 0  # ended: no wait
+    without = cli({"REDIS_URL": redis_url}, "status", cold)
+    assert without.exit_code == 1 and "no job" in without.output
+
+
+def test_audit_merges_redis_and_the_archive_with_every_filter(
+    real_store: AuditStore, pg_archive: Archive, env: dict[str, str], pg_url: str
+) -> None:
+    cold = archived_and_trimmed(real_store, pg_archive, 3)
+    hot = settle_jobs(real_store, 2)
+    listed = json.loads(cli(env, "audit", "--run", "run-a", "--json").output)
+    assert sorted((j["job_id"], j["source"]) for j in listed) == sorted(
+        [(i, "archive") for i in cold] + [(i, "redis") for i in hot])
+    case = pg_archive.get(cold[1])
+    assert case is not None
+    by_case = json.loads(cli(env, "audit", "--case", case.case_id, "--json").output)
+    assert [j["job_id"] for j in by_case] == [cold[1]]
+    by_event = json.loads(cli(env, "audit", "--event", case.event_id, "--json").output)
+    assert [j["job_id"] for j in by_event] == [cold[1]]
+    assert len(json.loads(cli(env, "audit", "--outcome", "cancelled", "--limit", "4",
+                              "--json").output)) == 4
+    assert json.loads(cli(env, "audit", "--state", "queued", "--json").output) == []
+    table = cli(env, "audit", "--run", "run-a")
+    assert "3 from the archive" in table.output
+    down = cli({**env, "ARCHIVE_URL": "postgresql+psycopg://u:pw@127.0.0.1:1/x"},
+               "audit", "--json")
+    assert down.exit_code == 0 and "archive unavailable, Redis only" in down.stderr
+    assert sorted(j["job_id"] for j in json.loads(down.stdout)) == sorted(hot)
+
+
+def test_run_counts_come_from_the_archive_once_redis_forgot_the_run(
+    real_store: AuditStore, pg_archive: Archive, env: dict[str, str]
+) -> None:
+    missing = cli(env, "run", "run-a", "--json")
+    assert missing.exit_code == 1 and "no run 'run-a'" in missing.output  # not in either
+    settle_jobs(real_store, 2)
+    assert json.loads(cli(env, "run", "run-a", "--json").output)["source"] == "redis"
+    Archiver(real_store, pg_archive).drain()
+    due: list[str] = real_store.redis.zrange(real_store.keys.expiry, 0, -1)  # type: ignore[assignment]
+    real_store.redis.zadd(real_store.keys.expiry, dict.fromkeys(due, 0))
+    assert real_store.trim(archived_only=True) == 2
+    run = json.loads(cli(env, "run", "run-a", "--json").output)
+    assert (run["source"], run["jobs"], run["done"], run["finished"]) == ("archive", 2, 2, True)
+    assert run["outcomes"] == {"cancelled": 2} and run["started_at"]
+    exported = cli(env, "run", "run-a", "--csv", "-")
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert len(rows) == 2 and {r["outcome"] for r in rows} == {"cancelled"}
+    assert {r["last_http_status"] for r in rows} == {"200"}
+    assert cli(env, "run", "run-a", "--follow").exit_code == 0
+
+
+def test_replaying_a_dead_job_only_the_archive_holds_says_why_not_and_what_to_run(
+    real_store: AuditStore, pg_archive: Archive, env: dict[str, str]
+) -> None:
+    [dead] = settle_jobs(real_store, 1, outcome="unauthorized")
+    record = real_store.get(dead)
+    assert record is not None
+    Archiver(real_store, pg_archive).drain()
+    real_store.redis.zadd(real_store.keys.expiry, {dead: 0})
+    assert real_store.trim(archived_only=True) == 1
+    result = cli(env, "dlq", "replay", dead[:8], "--json")
+    assert result.exit_code == 1
+    [one] = json.loads(result.stdout)["results"]
+    assert (one["job_id"], one["status"], one["state"]) == (dead, "missing", "dead")
+    assert one["detail"] == (
+        "in the archive only (dead, unauthorized): retention deleted it from Redis, so it "
+        f"cannot be replayed; to try again: cancelq enqueue {record.case_id} {record.event_id}")

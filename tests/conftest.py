@@ -218,6 +218,16 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
     return value
 
 
+def stop_process(process: subprocess.Popen[Any], grace: float = 10) -> None:
+    """SIGTERM, and SIGKILL to its whole group if it has not ended within `grace` seconds."""
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+
 def wait_for_http(process: subprocess.Popen[Any], url: str, log: Path, timeout: float = 30) -> None:
     """Poll `url` until it answers 200, failing with the process's log if it exits first."""
     def up() -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import os
 import re
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from tests.conftest import (
     ROOT,
     Simulator,
     WorkerFactory,
+    stop_process,
     wait_for,
     wait_for_http,
     worker_env,
@@ -72,12 +72,7 @@ def flower(redis_url: str, simulator: Simulator, tmp_path: Path) -> Iterator[str
         wait_for_http(process, f"{url}/healthcheck", log)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait(5)
+        stop_process(process)
 
 
 def test_flower_lists_real_jobs_behind_auth_and_never_the_key(
@@ -237,12 +232,7 @@ def test_flower_log_lines_mask_the_broker_password(
         assert refused_post(port, f"/api/task/revoke/x?u={password_url}") == 403
         wait_for(lambda: "403 POST" in log.read_text(), timeout=20)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait(5)
+        stop_process(process)
     text = log.read_text()
     for secret in (BROKER_PASSWORD, quote(BROKER_PASSWORD, safe=""), "Br0ker"):
         assert secret not in text, text

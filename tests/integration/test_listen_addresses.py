@@ -7,7 +7,6 @@ the kernel (psutil), not from what they print.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -17,7 +16,7 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 
 from producers.dev.local_redis import free_port
-from tests.conftest import ROOT, Simulator, WorkerFactory, wait_for, worker_env
+from tests.conftest import ROOT, Simulator, WorkerFactory, stop_process, wait_for, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -37,12 +36,7 @@ def listening(pid: int, port: int) -> set[str]:
 
 
 def stop(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, 9)
-        process.wait(5)
+    stop_process(process, grace=15)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ Flower started from another directory still demands its login."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from tests.conftest import (
     ROOT,
     Simulator,
     WorkerFactory,
+    stop_process,
     wait_for_http,
     worker_env,
 )
@@ -59,9 +59,4 @@ def test_flower_started_elsewhere_still_requires_its_login(
         assert httpx.get(url + "/tasks", auth=("ops", "pw-elsewhere"), timeout=5).status_code \
             == 200
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait(5)
+        stop_process(process)

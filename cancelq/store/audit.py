@@ -652,24 +652,38 @@ class AuditStore:
         return decode_text(value) if value is not None else None
 
     def query(self, q: Query, *, with_attempts: bool = False) -> list[JobRecord]:
-        """Newest first. Reads the most selective index, then filters the few records read."""
+        """Newest first. Reads the most selective index, then filters the few records read.
+
+        Pages go by score, not by offset: the index changes while it is read (new jobs land
+        at the newest end, jobs leave a state's index), and an offset then re-reads a job or
+        skips one. Each page starts at the last score read, inclusive, and ids already read
+        are skipped, so jobs sharing a score are neither lost nor doubled.
+        """
         index = self._index_for(q)
         low = q.since if q.since is not None else "-inf"
         # The outcome index is scored by settled time: only `_matches` can apply `until` there.
         by_created = not (q.outcome and index == self.keys.index_outcome(q.outcome))
-        high = q.until if q.until is not None and by_created else "+inf"
+        high: float | str = q.until if q.until is not None and by_created else "+inf"
         records: list[JobRecord] = []
-        offset, page = 0, max(q.limit, 50)
+        seen: set[str] = set()
+        page = max(q.limit, 50)
         while len(records) < q.limit:
-            ids = self.redis.zrevrangebyscore(index, high, low, start=offset, num=page)
-            if not ids:
-                break
-            offset += len(ids)
-            for record in self.get_many([decode_text(i) for i in ids], with_attempts=with_attempts):
+            scored = cast("list[tuple[Any, float]]", self.redis.zrevrangebyscore(
+                index, high, low, start=0, num=page, withscores=True))
+            fresh = [decode_text(member) for member, _ in scored
+                     if decode_text(member) not in seen]
+            if not fresh and len(scored) == page:
+                page *= 2  # a whole page shares one score, all read: look further
+                continue
+            seen.update(fresh)
+            for record in self.get_many(fresh, with_attempts=with_attempts):
                 if _matches(record, q):
                     records.append(record)
                     if len(records) >= q.limit:
                         break
+            if len(scored) < page:
+                break
+            high = scored[-1][1]
         return records
 
     def queue_keys_of(self, job_ids: Sequence[str]) -> list[str | None]:

@@ -650,3 +650,32 @@ def test_record_json_schema(fake_store: AuditStore) -> None:
     assert data["created_at"] == "1970-01-01T00:00:00.250Z"
     assert data["settled_at"] is None
     assert (data["state"], data["outcome"], data["attempts"]) == ("queued", None, [])
+
+
+def test_query_pages_over_a_changing_index_without_doubles_or_gaps(
+    fake_store: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs land at the newest end (and leave a state's index) while a query pages: each
+    job still comes out once. Paging by offset read `j59` twice here."""
+    for i in range(60):
+        enqueue(fake_store, f"j{i:02d}", req(CASE, f"{EVENT[:-2]}{i:02x}"), now=float(i))
+    read = fake_store.get_many
+    arrived = iter(range(60, 70))
+
+    def get_many_while_jobs_arrive(ids: list[str], **kw: bool) -> list[JobRecord]:
+        n = next(arrived, None)
+        if n is not None:  # a newer job, during the read of a page
+            enqueue(fake_store, f"j{n:02d}", req(CASE, f"{EVENT[:-2]}{n:02x}"), now=100.0 + n)
+        return read(ids, **kw)
+
+    monkeypatch.setattr(fake_store, "get_many", get_many_while_jobs_arrive)
+    got = [rec.job_id for rec in fake_store.query(Query(state="queued", limit=1000))]
+    assert len(got) == len(set(got))
+    assert set(got) >= {f"j{i:02d}" for i in range(60)}
+
+
+def test_query_reads_past_a_page_of_jobs_sharing_one_score(fake_store: AuditStore) -> None:
+    for i in range(120):
+        enqueue(fake_store, f"j{i:03d}", req(CASE, f"{EVENT[:-3]}{i:03x}"), now=5.0)
+    got = [rec.job_id for rec in fake_store.query(Query(state="queued", limit=100))]
+    assert len(got) == len(set(got)) == 100

@@ -99,7 +99,7 @@ def test_a_worker_waiting_for_a_redis_that_is_down_is_quiet_and_stops_on_sigterm
         env={**env, "PYTHONPATH": str(ROOT), "CV_API_KEY": API_KEY,
              "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"},
     )
-    time.sleep(12)  # some reconnect attempts (not a wait for a state: we want them to pass)
+    time.sleep(6)  # a few reconnect attempts (not a wait for a state: we want them to pass)
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=30)
     assert process.returncode is not None

@@ -5,7 +5,15 @@
 - reads on a large archive: `Archive.get` (what `cancelq status` does for an archived job)
   and `Archive.query(Query(case_id=...))` (`cancelq audit --case`), median and p95 of server
   round trips, on an archive of `--jobs` rows (1,000,000 for the target; fewer for a quick
-  look).
+  look);
+- Redis RAM over a simulated week (`--week-jobs`, 100,000 for the target): jobs settled every
+  hour of seven simulated days through the store's own scripts (enqueue, begin, finish) on a
+  private redis-server, with a one-day retention; after each simulated hour the archiver
+  drains the pending set into the archive and retention trims (archived jobs only) on the
+  simulated clock, as a worker does every second and every minute. At the end of each day:
+  Redis's `used_memory`, the bytes of the keys under the prefix (`MEMORY USAGE`), and the
+  jobs in Redis and in the archive. Flat after the first day means only the window's jobs
+  stay in Redis.
 
 It makes a database of its own on the local PostgreSQL (`--pg`, trust auth as on this kind
 of machine) and drops it at the end.
@@ -18,16 +26,26 @@ import statistics
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
+import redis
 
 from cancelq.archive import migrate
 from cancelq.archive.archive import Archive
+from cancelq.archive.archiver import Archiver
 from cancelq.archive.database import make_engine
+from cancelq.core.contract import CancelRequest
 from cancelq.core.lifecycle import State
+from cancelq.store.audit import AuditStore
+from cancelq.store.messages import build_task_message
+from cancelq.store.queues import REALTIME_QUEUE
 from cancelq.store.records import Attempt, JobRecord, Query
+from producers.dev.local_redis import start_redis_server
 
 BATCH = 1_000
+DAY = 86_400.0
+TRIM_BATCH = 200  # the worker's (worker/scheduler.py)
 
 
 def records(n: int, cases: int, start: float) -> Iterator[list[JobRecord]]:
@@ -68,16 +86,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--rate-jobs", type=int, default=50_000)
+    parser.add_argument("--week-jobs", type=int, default=100_000,
+                        help="Jobs settled over the simulated week (0: skip that part).")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
+    if args.jobs:
+        with scratch_database(args.pg) as url:
+            run(url, args.jobs, args.rate_jobs)
+    if args.week_jobs:
+        with scratch_database(args.pg) as url:
+            week(url, args.week_jobs)
+
+
+@contextmanager
+def scratch_database(pg: str) -> Iterator[str]:
+    """A database of its own on the local PostgreSQL, dropped at the end."""
     name = f"cancelq_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(args.pg, autocommit=True) as admin:
+    with psycopg.connect(pg, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    url = args.pg.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + name
     try:
-        run(url, args.jobs, args.rate_jobs)
+        yield pg.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + name
     finally:
-        with psycopg.connect(args.pg, autocommit=True) as admin:
+        with psycopg.connect(pg, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -105,6 +135,81 @@ def run(url: str, jobs: int, rate_jobs: int) -> None:
     print(f"| `audit --case X` (Archive.query) on {total:,} jobs | median {case_ms[0]:.2f} ms, "
           f"p95 {case_ms[1]:.2f} ms | <= 50 ms |")
     archive.close()
+
+
+def settle_hour(store: AuditStore, n: int, start: float) -> None:
+    """`n` jobs enqueued, begun and settled through the store's scripts within the simulated
+    hour from `start`, with a one-day retention; their broker messages are then taken off
+    the queue, as a worker's fetch does."""
+    pipe = store.redis.pipeline(transaction=False)
+    calls = []
+    for i in range(n):
+        at = start + i * 3600 / n
+        job_id = str(uuid.uuid4())
+        request = CancelRequest(case_id=str(uuid.uuid4()), event_id=str(uuid.uuid4()),
+                                run_id=f"week-{int(start // DAY)}")
+        message = build_task_message({"job_id": job_id, **request.model_dump(exclude_none=True)},
+                                     queue=REALTIME_QUEUE, task_id=job_id)
+        store.enqueue(job_id, request, message, queue=REALTIME_QUEUE, now=at, pipe=pipe)
+        calls.append((job_id, request, at))
+    pipe.execute()
+    store.redis.delete(message.queue_key)  # the messages a worker would have fetched
+    for job_id, request, at in calls:
+        store.begin(job_id, request, max_attempts=8, queue=REALTIME_QUEUE,
+                    queue_key=REALTIME_QUEUE, owner="bench", lease_seconds=30, now=at)
+        call = Attempt(1, at + 0.05, 48.0, 200, None, None, "cancelled")
+        store.finish(job_id, attempt=call, owner="bench", decision="settle",
+                     outcome="cancelled", retention_seconds=DAY, now=at + 0.1)
+
+
+def prefix_bytes(store: AuditStore) -> tuple[int, int]:
+    """(keys, bytes) under the store's prefix, by `MEMORY USAGE` of each key."""
+    keys = list(store.redis.scan_iter(match=f"{store.keys.prefix}:*", count=1_000))
+    total = 0
+    for start in range(0, len(keys), 1_000):
+        pipe = store.redis.pipeline(transaction=False)
+        for key in keys[start : start + 1_000]:
+            pipe.memory_usage(key, samples=0)
+        total += sum(int(n or 0) for n in pipe.execute())
+    return len(keys), total
+
+
+def week(url: str, jobs: int, days: int = 7) -> None:
+    """Redis RAM with an archive and a one-day hot window, `jobs` settled over `days`."""
+    migrate.upgrade(make_engine(url))
+    archive = Archive(url)
+    server = start_redis_server()
+    store = AuditStore(redis.Redis.from_url(server.url, decode_responses=True))
+    archiver = Archiver(store, archive)
+    per_hour = max(1, jobs // (days * 24))
+    start = (time.time() // DAY - days - 1) * DAY  # a midnight, the week ending yesterday
+    print(f"| day | jobs settled | jobs in Redis | pending | Redis used_memory | keys under "
+          f"`{store.keys.prefix}:` (bytes) | jobs in the archive | s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    try:
+        for day in range(days):
+            t0 = time.perf_counter()
+            for hour in range(24):
+                at = start + day * DAY + hour * 3600
+                settle_hour(store, per_hour, at)
+                archiver.drain()
+                while store.trim(TRIM_BATCH, archived_only=True, now=at + 3600) == TRIM_BATCH:
+                    pass
+            print(day_row(store, archive, day, per_hour * 24 * (day + 1),
+                          time.perf_counter() - t0), flush=True)
+    finally:
+        store.redis.close()
+        server.stop()
+        archive.close()
+
+
+def day_row(store: AuditStore, archive: Archive, day: int, settled: int, seconds: float) -> str:
+    used = int(store.redis.info("memory")["used_memory"])
+    keys, size = prefix_bytes(store)
+    in_redis = int(store.redis.zcard(store.keys.index_all))
+    pending, _ = store.archive_backlog()
+    return (f"| {day + 1} | {settled:,} | {in_redis:,} | {pending:,} | {used / 2**20:.1f} MiB | "
+            f"{keys:,} keys, {size / 2**20:.1f} MiB | {archive.count_jobs():,} | {seconds:.0f} |")
 
 
 if __name__ == "__main__":

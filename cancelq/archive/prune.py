@@ -23,7 +23,13 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, text
 
-from cancelq.archive.partitions import PARTITION_LOCK, TABLES, existing_months, partition_name
+from cancelq.archive.partitions import (
+    PARTITION_LOCK,
+    TABLES,
+    existing_months,
+    month_bounds,
+    partition_name,
+)
 from cancelq.archive.schema import attempts, jobs
 from cancelq.core.errors import InvalidInput
 
@@ -80,7 +86,9 @@ def _prune_partitions(conn: Connection, before: Month, dry_run: bool) -> list[Pr
     out = []
     for year, month in sorted(m for m in existing_months(conn) if m < before):
         names = tuple(partition_name(table, year, month) for table, _ in reversed(TABLES))
-        count = conn.execute(text(f"SELECT count(*) FROM {names[-1]}")).scalar_one()
+        low, high = month_bounds(year, month)  # through the parent: a reader's grant
+        count = conn.execute(text("SELECT count(*) FROM cancelq_jobs WHERE created_at >= "
+                                  f"'{low}' AND created_at < '{high}'")).scalar_one()
         out.append(PrunedMonth(year, month, int(count), names))
     if dry_run or not out:
         return out

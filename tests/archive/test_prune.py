@@ -114,3 +114,20 @@ def test_the_cli_refuses_this_month_in_one_line_and_drops_nothing(
     line = refused.output.strip()
     assert "\n" not in line and f"--before: {this_month} is not in the past" in line
     assert rows(sqlite_archive) == (7, 14)
+
+
+def test_a_month_locked_by_a_long_query_is_not_waited_for_and_nothing_is_dropped(
+    pg_archive: Archive, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain DETACH needs the parent table to itself: behind a long report it gives up
+    after `LOCK_TIMEOUT` (one line, exit 1) instead of queueing every archiver behind it."""
+    monkeypatch.setattr("cancelq.archive.prune.LOCK_TIMEOUT", "500ms")
+    fill(pg_archive)
+    with pg_archive.engine.connect() as report:
+        report.execute(text("SELECT count(*) FROM cancelq_jobs"))  # its lock lasts until it ends
+        refused = cli(pg_url, "--before", "2020-12")
+        report.rollback()
+    assert refused.exit_code == 1
+    assert refused.output.strip().endswith(
+        "the archive's tables stayed locked by another session (a long query?): try again")
+    assert len(partitions(pg_archive)) == 6 and rows(pg_archive) == (7, 14)

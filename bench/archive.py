@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import psycopg
 import redis
@@ -95,7 +96,7 @@ def main() -> None:
             run(url, args.jobs, args.rate_jobs)
     if args.week_jobs:
         with scratch_database(args.pg) as url:
-            week(url, args.week_jobs)
+            print_week(url, args.week_jobs)
 
 
 @contextmanager
@@ -174,7 +175,27 @@ def prefix_bytes(store: AuditStore) -> tuple[int, int]:
     return len(keys), total
 
 
-def week(url: str, jobs: int, days: int = 7) -> None:
+@dataclass(frozen=True)
+class Day:
+    """What Redis and the archive hold at the end of one simulated day."""
+
+    day: int
+    settled: int
+    in_redis: int
+    pending: int
+    used_memory: int
+    keys: int
+    key_bytes: int
+    archived: int
+    seconds: float
+
+    def row(self) -> str:
+        return (f"| {self.day} | {self.settled:,} | {self.in_redis:,} | {self.pending:,} | "
+                f"{self.used_memory / 2**20:.1f} MiB | {self.keys:,} keys, "
+                f"{self.key_bytes / 2**20:.1f} MiB | {self.archived:,} | {self.seconds:.0f} |")
+
+
+def week(url: str, jobs: int, days: int = 7) -> Iterator[Day]:
     """Redis RAM with an archive and a one-day hot window, `jobs` settled over `days`."""
     migrate.upgrade(make_engine(url))
     archive = Archive(url)
@@ -183,9 +204,6 @@ def week(url: str, jobs: int, days: int = 7) -> None:
     archiver = Archiver(store, archive)
     per_hour = max(1, jobs // (days * 24))
     start = (time.time() // DAY - days - 1) * DAY  # a midnight, the week ending yesterday
-    print(f"| day | jobs settled | jobs in Redis | pending | Redis used_memory | keys under "
-          f"`{store.keys.prefix}:` (bytes) | jobs in the archive | s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     try:
         for day in range(days):
             t0 = time.perf_counter()
@@ -195,21 +213,28 @@ def week(url: str, jobs: int, days: int = 7) -> None:
                 archiver.drain()
                 while store.trim(TRIM_BATCH, archived_only=True, now=at + 3600) == TRIM_BATCH:
                     pass
-            print(day_row(store, archive, day, per_hour * 24 * (day + 1),
-                          time.perf_counter() - t0), flush=True)
+            yield end_of_day(store, archive, day + 1, per_hour * 24 * (day + 1),
+                             time.perf_counter() - t0)
     finally:
         store.redis.close()
         server.stop()
         archive.close()
 
 
-def day_row(store: AuditStore, archive: Archive, day: int, settled: int, seconds: float) -> str:
-    used = int(store.redis.info("memory")["used_memory"])
+def end_of_day(store: AuditStore, archive: Archive, day: int, settled: int,
+               seconds: float) -> Day:
     keys, size = prefix_bytes(store)
-    in_redis = int(store.redis.zcard(store.keys.index_all))
-    pending, _ = store.archive_backlog()
-    return (f"| {day + 1} | {settled:,} | {in_redis:,} | {pending:,} | {used / 2**20:.1f} MiB | "
-            f"{keys:,} keys, {size / 2**20:.1f} MiB | {archive.count_jobs():,} | {seconds:.0f} |")
+    return Day(day, settled, int(store.redis.zcard(store.keys.index_all)),
+               store.archive_backlog()[0], int(store.redis.info("memory")["used_memory"]),
+               keys, size, archive.count_jobs(), seconds)
+
+
+def print_week(url: str, jobs: int) -> None:
+    print("| day | jobs settled | jobs in Redis | pending | Redis used_memory | keys under "
+          "the prefix (bytes) | jobs in the archive | s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for day in week(url, jobs):
+        print(day.row(), flush=True)
 
 
 if __name__ == "__main__":

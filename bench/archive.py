@@ -97,6 +97,7 @@ def main() -> None:
     if args.week_jobs:
         with scratch_database(args.pg) as url:
             print_week(url, args.week_jobs)
+        print_week(None, args.week_jobs)
 
 
 @contextmanager
@@ -183,6 +184,7 @@ class Day:
     settled: int
     in_redis: int
     pending: int
+    pending_bytes: int
     used_memory: int
     keys: int
     key_bytes: int
@@ -190,18 +192,22 @@ class Day:
     seconds: float
 
     def row(self) -> str:
-        return (f"| {self.day} | {self.settled:,} | {self.in_redis:,} | {self.pending:,} | "
+        return (f"| {self.day} | {self.settled:,} | {self.in_redis:,} | {self.pending:,} "
+                f"({self.pending_bytes / 1024:,.0f} KiB) | "
                 f"{self.used_memory / 2**20:.1f} MiB | {self.keys:,} keys, "
                 f"{self.key_bytes / 2**20:.1f} MiB | {self.archived:,} | {self.seconds:.0f} |")
 
 
-def week(url: str, jobs: int, days: int = 7) -> Iterator[Day]:
-    """Redis RAM with an archive and a one-day hot window, `jobs` settled over `days`."""
-    migrate.upgrade(make_engine(url))
-    archive = Archive(url)
+def week(url: str | None, jobs: int, days: int = 7) -> Iterator[Day]:
+    """Redis RAM with a one-day hot window, `jobs` settled over `days`: with the archive at
+    `url`, or with none (`url` None: retention trims every job due, and with it the job's
+    entry on the archive's pending set, which nobody else takes off)."""
+    archive = None
+    if url is not None:
+        migrate.upgrade(make_engine(url))
+        archive = Archive(url)
     server = start_redis_server()
     store = AuditStore(redis.Redis.from_url(server.url, decode_responses=True))
-    archiver = Archiver(store, archive)
     per_hour = max(1, jobs // (days * 24))
     start = (time.time() // DAY - days - 1) * DAY  # a midnight, the week ending yesterday
     try:
@@ -210,28 +216,34 @@ def week(url: str, jobs: int, days: int = 7) -> Iterator[Day]:
             for hour in range(24):
                 at = start + day * DAY + hour * 3600
                 settle_hour(store, per_hour, at)
-                archiver.drain()
-                while store.trim(TRIM_BATCH, archived_only=True, now=at + 3600) == TRIM_BATCH:
+                if archive is not None:
+                    Archiver(store, archive).drain()
+                while store.trim(TRIM_BATCH, archived_only=archive is not None,
+                                 now=at + 3600) == TRIM_BATCH:
                     pass
             yield end_of_day(store, archive, day + 1, per_hour * 24 * (day + 1),
                              time.perf_counter() - t0)
     finally:
         store.redis.close()
         server.stop()
-        archive.close()
+        if archive is not None:
+            archive.close()
 
 
-def end_of_day(store: AuditStore, archive: Archive, day: int, settled: int,
+def end_of_day(store: AuditStore, archive: Archive | None, day: int, settled: int,
                seconds: float) -> Day:
     keys, size = prefix_bytes(store)
     return Day(day, settled, int(store.redis.zcard(store.keys.index_all)),
-               store.archive_backlog()[0], int(store.redis.info("memory")["used_memory"]),
-               keys, size, archive.count_jobs(), seconds)
+               store.archive_backlog()[0],
+               int(store.redis.memory_usage(store.keys.archive_pending, samples=0) or 0),
+               int(store.redis.info("memory")["used_memory"]), keys, size,
+               archive.count_jobs() if archive is not None else 0, seconds)
 
 
-def print_week(url: str, jobs: int) -> None:
-    print("| day | jobs settled | jobs in Redis | pending | Redis used_memory | keys under "
-          "the prefix (bytes) | jobs in the archive | s |")
+def print_week(url: str | None, jobs: int) -> None:
+    print(f"{'With the archive' if url else 'Without an archive'}, AUDIT_RETENTION_DAYS=1:")
+    print("| day | jobs settled | jobs in Redis | pending (bytes) | Redis used_memory | keys "
+          "under the prefix (bytes) | jobs in the archive | s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for day in week(url, jobs):
         print(day.row(), flush=True)

@@ -22,7 +22,7 @@ from cancelq.store.records import Attempt, JobRecord
 PAGE = 1_000
 OPEN_STATES = ("queued", "running", "retrying")
 FINAL_STATES = ("settled", "dead")
-DEAD = frozenset(outcome.value for outcome in DEAD_OUTCOMES)
+DEAD_OUTCOME_NAMES = frozenset(outcome.value for outcome in DEAD_OUTCOMES)
 CSV_COLUMNS = (
     "job_id", "case_id", "event_id", "state", "outcome", "attempts", "last_http_status",
     "last_error", "reason", "created_at", "settled_at",
@@ -52,7 +52,8 @@ class RunProgress:
         if name not in FINAL_STATES:
             return live
         dead = name == "dead"
-        ended = sum(n for outcome, n in self.outcomes.items() if (outcome in DEAD) == dead)
+        ended = sum(n for outcome, n in self.outcomes.items()
+                    if (outcome in DEAD_OUTCOME_NAMES) == dead)
         return max(live, ended)
 
     @property

@@ -186,7 +186,7 @@ def dead_table(
     cases = id_formatter([letter.record.case_id for letter in letters], full=full_ids)
     rows = [
         (
-            ids[letter.record.job_id],
+            ids[letter.record.job_id] + (" (archive)" if letter.source == "archive" else ""),
             letter.record.outcome or "-",
             cell_time(letter.record.settled_at),
             letter.why,

@@ -163,6 +163,7 @@ def test_dlq_list_finds_dead_jobs_only_the_archive_holds_and_says_where_each_is(
     assert one["why"] == "HTTP 200: retries_exhausted" and one["calls"] == 1  # its attempts
     table = cli(env, "dlq", "list")
     assert "5 dead job(s)" in table.output and "3 from the archive" in table.output
+    assert table.output.count("(archive)") == 3  # which ones: replay cannot take them
     assert dlq_json({"REDIS_URL": redis_url}) == sorted([(both, "redis"), (hot, "redis")])
     down = cli({**env, "ARCHIVE_URL": "postgresql+psycopg://u:pw@127.0.0.1:1/x"},
                "dlq", "list", "--json")

@@ -109,8 +109,21 @@ def scratch_database(pg: str) -> Iterator[str]:
     try:
         yield pg.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + name
     finally:
-        with psycopg.connect(pg, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(pg, name)
+
+
+def drop_database(pg: str, name: str, tries: int = 5) -> None:
+    """DROP ... WITH (FORCE) waits 5 s for the sessions it ends; on a busy machine one may
+    take longer to go: try again."""
+    for attempt in range(tries):
+        try:
+            with psycopg.connect(pg, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except psycopg.errors.ObjectInUse:
+            if attempt == tries - 1:
+                raise
+            time.sleep(2)
 
 
 def run(url: str, jobs: int, rate_jobs: int) -> None:
@@ -204,7 +217,9 @@ def week(url: str | None, jobs: int, days: int = 7) -> Iterator[Day]:
     entry on the archive's pending set, which nobody else takes off)."""
     archive = None
     if url is not None:
-        migrate.upgrade(make_engine(url))
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
         archive = Archive(url)
     server = start_redis_server()
     store = AuditStore(redis.Redis.from_url(server.url, decode_responses=True))

@@ -29,6 +29,7 @@ from cancelq.archive import migrate, rows
 from cancelq.archive.copy import copy_rows, newest_per_key, upsert_jobs_clause
 from cancelq.archive.database import explain, make_engine
 from cancelq.archive.partitions import ensure_months
+from cancelq.archive.prune import Month, PrunedMonth, prune
 from cancelq.archive.schema import attempts, jobs
 from cancelq.core.settings import Settings
 from cancelq.core.urls import mask_url
@@ -76,21 +77,43 @@ class Archive:
 
     def write(self, records: Sequence[JobRecord]) -> int:
         """Archive these settled or dead jobs with their attempts, in one transaction;
-        returns how many were given. Running it again with the same records changes nothing."""
+        returns how many were given. Running it again with the same records changes nothing.
+
+        Months known to exist are not looked up again; if a batch fails while it relied on
+        that (a month pruned since by another process, `cancelq archive prune`), it is tried
+        once more with every month looked up and made again."""
         if not records:
             return 0
         now = datetime.now(UTC)
         job_rows = [rows.job_row(record, now) for record in records]
         attempt_rows = [row for record in records for row in rows.attempt_rows(record)]
-        months = rows.months_of(records) - self._months
+        months = rows.months_of(records)
+        try:
+            self._write(months - self._months, job_rows, attempt_rows)
+        except Exception:
+            if not months & self._months:
+                raise
+            self._months.clear()
+            self._write(months, job_rows, attempt_rows)
+        self._months |= months
+        return len(records)
+
+    def _write(self, months: set[tuple[int, int]], job_rows: list[dict[str, Any]],
+               attempt_rows: list[dict[str, Any]]) -> None:
         with self._connect(write=True) as conn:
             if months:
                 ensure_months(conn, months)
             self._upsert_jobs(conn, job_rows)
             if attempt_rows:
                 self._insert_attempts(conn, attempt_rows)
-        self._months |= months
-        return len(records)
+
+    def prune(self, before: Month, *, dry_run: bool = False) -> list[PrunedMonth]:
+        """Drop every archived month before `before` (`cancelq.archive.prune`), oldest first;
+        `dry_run` only lists them."""
+        with self._connect(write=not dry_run) as conn:
+            found = prune(conn, before, dry_run=dry_run)
+        self._months -= {(m.year, m.month) for m in found}
+        return found
 
     @staticmethod
     def _upsert_jobs(conn: Connection, job_rows: list[dict[str, Any]]) -> None:

@@ -31,6 +31,11 @@ _HINTS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"permission denied for (\w+ \w+)", re.I),
      "permission denied for {0}: this role may read and write the tables only; months "
      "and schema changes are the owner's (`cancelq archive migrate`, docs/operations.md)"),
+    (re.compile(r"must be owner of table", re.I),
+     "only the tables' owner may drop months: run `cancelq archive prune` with the owner's "
+     "role (docs/operations.md)"),
+    (re.compile(r"lock timeout", re.I),
+     "the archive's tables stayed locked by another session (a long query?): try again"),
     (re.compile(r"unable to open database file", re.I),
      "cannot open the SQLite file (does its folder exist, may we write there?)"),
 )

@@ -22,7 +22,8 @@ def partition_name(table: str, year: int, month: int) -> str:
     return f"{table}_y{year:04d}m{month:02d}"
 
 
-def _bounds(year: int, month: int) -> tuple[str, str]:
+def month_bounds(year: int, month: int) -> tuple[str, str]:
+    """The month's partition bounds: from its first instant (UTC) to the next month's."""
     after = (year + 1, 1) if month == 12 else (year, month + 1)
     return f"{year:04d}-{month:02d}-01 00:00:00+00", f"{after[0]:04d}-{after[1]:02d}-01 00:00:00+00"
 
@@ -39,7 +40,7 @@ def ensure_months(conn: Connection, months: Iterable[tuple[int, int]]) -> None:
         return
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PARTITION_LOCK})
     for year, month in sorted(missing):
-        low, high = _bounds(year, month)
+        low, high = month_bounds(year, month)
         for table, _column in TABLES:
             conn.execute(text(
                 f"CREATE TABLE IF NOT EXISTS {partition_name(table, year, month)} "

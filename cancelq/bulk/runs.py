@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from cancelq.core.clock import iso_utc
+from cancelq.core.lifecycle import DEAD_OUTCOMES
 from cancelq.store import run_index
 from cancelq.store.audit import AuditStore
 from cancelq.store.records import Attempt, JobRecord
@@ -21,6 +22,7 @@ from cancelq.store.records import Attempt, JobRecord
 PAGE = 1_000
 OPEN_STATES = ("queued", "running", "retrying")
 FINAL_STATES = ("settled", "dead")
+DEAD_OUTCOME_NAMES = frozenset(outcome.value for outcome in DEAD_OUTCOMES)
 CSV_COLUMNS = (
     "job_id", "case_id", "event_id", "state", "outcome", "attempts", "last_http_status",
     "last_error", "reason", "created_at", "settled_at",
@@ -42,7 +44,23 @@ class RunProgress:
         return self.counters.get("jobs", 0)
 
     def state(self, name: str) -> int:
-        return self.counters.get(f"state:{name}", 0)
+        """Jobs of the run in this state. An ended job that retention deleted from Redis has
+        left its state counter (which counts records) but not its outcome counter (a
+        lifetime total, taken back only by a replay): settled and dead are counted by
+        outcome, so a run partly trimmed still counts each of its jobs once."""
+        live = self.counters.get(f"state:{name}", 0)
+        if name not in FINAL_STATES:
+            return live
+        dead = name == "dead"
+        ended = sum(n for outcome, n in self.outcomes.items()
+                    if (outcome in DEAD_OUTCOME_NAMES) == dead)
+        return max(live, ended)
+
+    @property
+    def trimmed(self) -> int:
+        """Jobs of the run that retention deleted from Redis (still counted here)."""
+        live = sum(self.counters.get(f"state:{name}", 0) for name in (*OPEN_STATES, *FINAL_STATES))
+        return max(0, self.jobs - live)
 
     @property
     def done(self) -> int:

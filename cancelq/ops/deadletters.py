@@ -29,6 +29,7 @@ class DeadLetter:
     """A dead job and why it died: the last attempt (or note) before it was dead-lettered."""
 
     record: JobRecord
+    source: Literal["redis", "archive"] = "redis"
 
     @property
     def cause(self) -> Attempt | None:
@@ -69,6 +70,7 @@ class DeadLetter:
             "replays": self.replays,
             "why": self.why,
             "last_attempt": cause.to_json() if cause is not None else None,
+            "source": self.source,
         }
 
 

@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from cancelq.bulk.runs import RunJob, RunProgress, run_progress
+from cancelq.bulk.runs import PAGE, RunJob, RunProgress, iter_run_jobs, run_progress
 from cancelq.core.errors import ArchiveUnavailable, InvalidInput
-from cancelq.ops.deadletters import ReplayReport
+from cancelq.core.lifecycle import State
+from cancelq.ops.deadletters import DeadLetter, ReplayReport
 from cancelq.ops.lookup import (
     MAX_CANDIDATES,
     AmbiguousJobId,
@@ -90,19 +91,36 @@ class ReadThrough:
         return None
 
     def query(self, q: Query, *, with_attempts: bool = False) -> list[Located]:
-        """Newest first (by created time), up to `q.limit`, from both; Redis's copy of a
-        job found in both wins."""
+        """Newest first (by created time), up to `q.limit`, from both. A job Redis still
+        holds is Redis's alone, even where Redis's copy no longer matches `q` (a dead job
+        replayed and settled since it was archived is not dead any more)."""
         hot = [Located(r, "redis") for r in self.store.query(q, with_attempts=with_attempts)]
         if self.archive is None:
             return hot
-        seen = {found.record.job_id for found in hot}
-        # as many more as Redis may repeat, so the merge still holds the newest `limit`
-        wider = dataclasses.replace(q, limit=q.limit + len(hot))
-        cold = [Located(r, "archive")
-                for r in self.archive.query(wider, with_attempts=with_attempts)
-                if r.job_id not in seen]
+        cold = [Located(r, "archive") for r in self._archive_only(_newer(q, hot), with_attempts)]
         merged = sorted(hot + cold, key=lambda found: found.record.created_at, reverse=True)
         return merged[:q.limit]
+
+    def _archive_only(self, q: Query, with_attempts: bool) -> list[JobRecord]:
+        """The archive's newest `q.limit` jobs matching `q` that Redis does not hold: asked
+        for more until that many are left once Redis's are set aside, or none are left."""
+        assert self.archive is not None
+        want = q.limit
+        while True:
+            found = self.archive.query(dataclasses.replace(q, limit=want),
+                                       with_attempts=with_attempts)
+            hot = set(self.store.existing([r.job_id for r in found]))
+            cold = [r for r in found if r.job_id not in hot]
+            if len(found) < want or len(cold) >= q.limit:
+                return cold[:q.limit]
+            want *= 2
+
+    def dead(self, q: Query) -> list[DeadLetter]:
+        """Dead jobs matching `q` (its state set to dead), newest first, with their attempts,
+        wherever they are: `cancelq dlq list`."""
+        query = dataclasses.replace(q, state=State.DEAD.value)
+        return [DeadLetter(found.record, found.source)
+                for found in self.query(query, with_attempts=True)]
 
     def run(self, run_id: str) -> LocatedRun:
         """A run's progress from its Redis counters, or, once Redis has forgotten the run,
@@ -115,6 +133,18 @@ class ReadThrough:
             return LocatedRun(progress, "redis")
         started = self.archive.run_started(run_id)
         return LocatedRun(RunProgress(run_id, started, counts), "archive")
+
+    def archive_only_dead(self, *, outcome: str | None, run_id: str | None,
+                          cap: int = 10_000) -> int:
+        """How many dead jobs matching the filters only the archive holds (up to `cap`):
+        `dlq replay --all` cannot replay them and says so. 0 when the archive is down."""
+        if self.archive is None:
+            return 0
+        q = Query(state=State.DEAD.value, outcome=outcome, run_id=run_id, limit=cap)
+        try:
+            return len(self._archive_only(q, with_attempts=False))
+        except ArchiveUnavailable:
+            return 0
 
     def explain_missing(self, report: ReplayReport) -> ReplayReport:
         """A replay's "no such job" said exactly, for a job the archive still holds: it
@@ -154,3 +184,37 @@ class ReadThrough:
             return
         for record in self.archive.run_jobs(run_id):
             yield RunJob.of(record)
+
+    def run_jobs(self, run: RunProgress) -> Iterator[RunJob]:
+        """Every job of a run Redis still knows, once, for the CSV export: Redis's jobs, then
+        the archived ones Redis no longer holds (the archive is asked only when retention
+        deleted some of the run: `RunProgress.trimmed`). A job trimmed between the two
+        passes is written twice rather than missed (retention deletes only archived jobs)."""
+        yield from iter_run_jobs(self.store, run.run_id)
+        if self.archive is None or not run.trimmed:
+            return
+        page: list[JobRecord] = []
+        for record in self.archive.run_jobs(run.run_id, page=PAGE):
+            page.append(record)
+            if len(page) == PAGE:
+                yield from self._not_in_redis(page)
+                page = []
+        yield from self._not_in_redis(page)
+
+    def _not_in_redis(self, records: list[JobRecord]) -> Iterator[RunJob]:
+        hot = set(self.store.existing([r.job_id for r in records]))
+        for record in records:
+            if record.job_id not in hot:
+                yield RunJob.of(record)
+
+
+def _newer(q: Query, hot: list[Located]) -> Query:
+    """`q`, bounded below by the created time of Redis's `limit`-th newest job when Redis
+    fills the page: an archived job older than that cannot make the merged page. (In the
+    usual case, the hot window's jobs archived but not trimmed yet, this keeps the archive's
+    answer to about a page, instead of reading past every job Redis also holds.)"""
+    if len(hot) < q.limit:
+        return q
+    times = sorted((found.record.created_at for found in hot), reverse=True)
+    floor = times[q.limit - 1]
+    return dataclasses.replace(q, since=floor if q.since is None else max(q.since, floor))

@@ -546,12 +546,17 @@ class AuditStore:
             log.error("leases: entry %.80r names no job record; dropped", job_id)
         return decode_text(state) if int(reaped) else None
 
-    def trim(self, limit: int = 200, *, archived_only: bool = False) -> int:
+    def trim(self, limit: int = 200, *, archived_only: bool = False,
+             now: float | None = None) -> int:
         """Delete up to `limit` jobs whose retention has ended (`lua/trim.lua`); returns how
         many. An entry that cannot be trimmed is dropped from the expiry set and logged.
         `archived_only` (an archive is configured): a job the archive has not committed yet
-        is kept, and looked at again a minute later."""
+        is kept, and looked at again a minute later. Without it, a trimmed job's entry on the
+        archive's pending set goes with it (nobody else would ever take it off). `now`: Redis's
+        clock unless given (a simulated week in bench/archive.py)."""
         args: list[str | int] = [self.keys.prefix, limit, "1" if archived_only else "0"]
+        if now is not None:
+            args.append(repr(now))
         deleted, *bad = self.scripts("trim", args)
         for job_id in bad:
             log.error("retention: entry %.80r could not be trimmed; dropped from %s",

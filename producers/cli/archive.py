@@ -112,3 +112,38 @@ def backfill() -> None:
         added = store.list_ended_for_archive()
         pending, _ = store.archive_backlog()
     click.echo(f"{added} job(s) newly listed for the archive; {pending} waiting in all")
+
+
+@archive.command(epilog=epilog(
+    "cancelq archive prune --before 2020-11 --dry-run   # what would go",
+    "cancelq archive prune --before 2020-11             # drop the older months",
+    notes=["PostgreSQL: each month's two partitions are detached and dropped (cheap, no",
+           "bloat); SQLite: the month's rows are deleted. Needs the schema owner's role",
+           "(docs/operations.md)."],
+))
+@click.option("--before", "before_text", required=True, metavar="YYYY-MM",
+              help="Drop every month before this one (it must be in the past).")
+@click.option("--dry-run", is_flag=True, help="List the months that would go; drop nothing.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"dry_run", "before", "months": [{"month", "jobs", "tables"}]}.')
+@one_line_errors
+def prune(before_text: str, dry_run: bool, as_json: bool) -> None:
+    """Drop the archive's months before a given month, whole (docs/archive.md)."""
+    from cancelq.archive.archive import Archive
+    from cancelq.archive.prune import parse_month
+
+    before = parse_month(before_text)
+    archive = Archive(_archive_url(load_settings()))
+    try:
+        months = archive.prune(before, dry_run=dry_run)
+    finally:
+        archive.close()
+    if as_json:
+        print_json({"dry_run": dry_run, "before": before_text.strip(),
+                    "months": [m.to_json() for m in months]})
+        return
+    verb = "would drop" if dry_run else "dropped"
+    for month in months:
+        click.echo(f"{month.name}: {verb} {month.jobs:,} job(s) ({', '.join(month.tables)})")
+    total = sum(m.jobs for m in months)
+    click.echo(f"{verb} {len(months)} month(s) before {before_text.strip()}, {total:,} job(s)")

@@ -40,7 +40,6 @@ from cancelq.bulk.intake import (
 from cancelq.bulk.runs import (
     RunJob,
     RunProgress,
-    iter_run_jobs,
     list_runs,
     run_progress,
     wait_for_run,
@@ -271,7 +270,7 @@ def run(
         if waited and hot:  # an archived run has ended: nothing to wait for
             progress = _wait(store, run_id, follow, wait_seconds)
         if csv_path is not None:
-            jobs = iter_run_jobs(store, run_id) if hot else reader.archived_run_jobs(run_id)
+            jobs = reader.run_jobs(progress) if hot else reader.archived_run_jobs(run_id)
             count = _export(jobs, csv_path)
             click.echo(f"{count} job(s) written to {csv_path}", err=True)
     if csv_path == "-":
@@ -282,6 +281,9 @@ def run(
         _print_progress(progress, time.monotonic() - started if follow else None)
         if not hot:
             click.echo("(from the archive: retention has deleted this run from Redis)")
+        elif progress.trimmed:
+            click.echo(f"({progress.trimmed:,} of its jobs ended and were deleted from Redis "
+                       "by retention: counted by outcome; --csv reads them from the archive)")
     if waited:
         _exit_by_outcome(progress, wait_seconds)
 

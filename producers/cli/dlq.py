@@ -9,10 +9,18 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from cancelq.core.errors import ArchiveUnavailable
 from cancelq.core.lifecycle import DEAD_OUTCOMES
 from cancelq.core.operator import operator_name
-from cancelq.ops.deadletters import DeadLetter, dead_job_ids, list_dead, replay
+from cancelq.ops.deadletters import (
+    DeadLetter,
+    ReplayReport,
+    dead_job_ids,
+    list_dead,
+    replay,
+)
 from cancelq.ops.lookup import resolve_job_ids
+from cancelq.store.records import Query
 from producers.cli.common import (
     EXIT_FAILED,
     epilog,
@@ -20,7 +28,6 @@ from producers.cli.common import (
     one_line_errors,
     print_json,
     reader_from_env,
-    store_from_env,
 )
 from producers.cli.render import (
     TIMES_NOTE,
@@ -67,10 +74,19 @@ def list_command(
     full_ids: bool,
     as_json: bool,
 ) -> None:
-    """List dead jobs, newest first, with why they died and when (UTC)."""
-    with store_from_env() as (_, store):
-        found = list_dead(store, outcome=outcome, run_id=run_id, limit=limit + 1,
-                          since=since, until=until)
+    """List dead jobs, newest first, with why they died and when (UTC).
+
+    With ARCHIVE_URL, dead jobs retention deleted from Redis are listed from the archive
+    too ("source": "archive" in --json); an archive that is down is one warning line.
+    """
+    query = Query(outcome=outcome, run_id=run_id, limit=limit + 1, since=since, until=until)
+    with reader_from_env() as (_, reader):
+        try:
+            found = reader.dead(query)
+        except ArchiveUnavailable as exc:
+            click.echo(f"cancelq: warning: archive unavailable, Redis only: {exc}", err=True)
+            found = list_dead(reader.store, outcome=outcome, run_id=run_id, limit=limit + 1,
+                              since=since, until=until)
     letters, more = found[:limit], len(found) > limit
     if as_json:
         print_json([letter.to_json() for letter in letters])
@@ -123,21 +139,32 @@ def replay_command(
                else resolve_job_ids(store, job_ids, keep_missing=True))
         report = reader.explain_missing(
             replay(store, ids, who=who or operator_name(), dry_run=dry_run))
+        cold = reader.archive_only_dead(outcome=outcome, run_id=run_id) if replay_all else 0
     if as_json:
         print_json({"dry_run": dry_run, "auth_block_cleared": report.auth_block_cleared,
                     "results": [r.to_json() for r in report.results]})
     else:
-        for result in report.results:
-            line = f"{result.job_id}  {result.detail}"
-            click.echo(line if result.ok else f"cancelq: {line}", err=not result.ok)
-        done = sum(1 for r in report.results if r.ok)
-        verb = "would replay" if dry_run else "replayed"
-        summary = f"{verb} {done} of {len(report.results)} job(s)"
-        if report.auth_block_cleared:
-            summary += "; auth block cleared"
-        click.echo(summary, err=True)
+        _print_report(report, dry_run)
+    if cold:
+        click.echo(f"cancelq: note: {cold:,}{'+' if cold >= 10_000 else ''} dead job(s) only "
+                   "in the archive were not replayed (retention deleted them from Redis; "
+                   "cancelq dlq list --json shows them, \"source\": \"archive\"): cancelq "
+                   "enqueue CASE EVENT makes a new job for one", err=True)
     if not report.ok:
         raise SystemExit(EXIT_FAILED)
+
+
+def _print_report(report: ReplayReport, dry_run: bool) -> None:
+    """One line per job (refusals on stderr), then the summary."""
+    for result in report.results:
+        line = f"{result.job_id}  {result.detail}"
+        click.echo(line if result.ok else f"cancelq: {line}", err=not result.ok)
+    done = sum(1 for r in report.results if r.ok)
+    verb = "would replay" if dry_run else "replayed"
+    summary = f"{verb} {done} of {len(report.results)} job(s)"
+    if report.auth_block_cleared:
+        summary += "; auth block cleared"
+    click.echo(summary, err=True)
 
 
 DEAD_COLUMNS = (
@@ -159,7 +186,7 @@ def dead_table(
     cases = id_formatter([letter.record.case_id for letter in letters], full=full_ids)
     rows = [
         (
-            ids[letter.record.job_id],
+            ids[letter.record.job_id] + (" (archive)" if letter.source == "archive" else ""),
             letter.record.outcome or "-",
             cell_time(letter.record.settled_at),
             letter.why,
@@ -170,5 +197,7 @@ def dead_table(
         )
         for letter in letters
     ]
+    archived = sum(1 for letter in letters if letter.source == "archive")
+    note = f", {archived} from the archive" if archived else ""
     return fit_table(DEAD_COLUMNS, rows, width=width, caption=caption,
-                     title=f"{len(letters)} dead job(s), newest first ({TIMES_NOTE})")
+                     title=f"{len(letters)} dead job(s), newest first ({TIMES_NOTE}){note}")

@@ -22,11 +22,13 @@ from cancelq.archive.archiver import Archiver
 from cancelq.core.contract import CancelRequest
 from cancelq.core.errors import ArchiveUnavailable
 from cancelq.core.lifecycle import Decision, State
+from cancelq.core.settings import load_settings
 from cancelq.store.audit import AuditStore
 from cancelq.store.queues import REALTIME_QUEUE
 from cancelq.store.records import Attempt
 from tests.archive.records import to_micros
 from tests.store.test_audit import msg
+from worker.scheduler import RetryScheduler
 
 LONG_AGO = time.time() - 3600  # settled an hour ago: a retention of a minute has ended
 
@@ -156,6 +158,33 @@ def test_without_an_archive_trim_is_unchanged_and_drops_the_pending_entries(
     assert pending(real_store) == 3
     assert real_store.trim() == 3
     assert real_store.get_many(job_ids) == [] and pending(real_store) == 0
+
+
+def test_without_an_archive_the_workers_retention_leaves_no_pending_entry_behind(
+    real_store: AuditStore,
+) -> None:
+    """Nobody archives without ARCHIVE_URL: the entries go with the jobs retention trims (the
+    worker's own pass), and those of jobs still in retention stay until their turn."""
+    trimmed = settle_jobs(real_store, 450)  # more than one of the worker's trim batches
+    kept = settle_jobs(real_store, 2, retention=86_400, now=time.time())
+    settings = load_settings(archive_url=None)
+    assert settings.archive_url is None
+    scheduler = RetryScheduler(real_store, interval_seconds=0.1, settings=settings)
+    assert scheduler.trim_once() == 450
+    assert real_store.get_many(trimmed) == []
+    assert sorted(i for i, _ in real_store.archive_pending(10)) == sorted(kept)
+
+
+def test_trim_on_a_given_clock_deletes_only_what_that_clock_has_expired(
+    real_store: AuditStore,
+) -> None:
+    """The simulated week of bench/archive.py: retention judged by the clock it is given."""
+    day = 86_400.0
+    first = settle_jobs(real_store, 2, retention=day, now=LONG_AGO - 3 * day)
+    second = settle_jobs(real_store, 2, retention=day, now=LONG_AGO - day)
+    assert real_store.trim(now=LONG_AGO - 1.5 * day) == 2  # the first day's only
+    assert real_store.get_many(first) == [] and len(real_store.get_many(second)) == 2
+    assert real_store.trim(now=LONG_AGO - 1.5 * day) == 0
 
 
 def test_a_replayed_dead_job_settled_again_is_archived_again_with_every_attempt(

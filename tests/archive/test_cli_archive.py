@@ -4,6 +4,7 @@ what they print (the password never), and one line for every failure."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -64,3 +65,16 @@ def test_the_cli_loads_sqlalchemy_and_alembic_only_when_an_archive_is_used() -> 
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_readers_without_an_archive_never_import_sqlalchemy(redis_url: str) -> None:
+    """`status`, `audit`, `run` and `dlq list` read through the archive only when
+    ARCHIVE_URL is set; without it they cost no SQLAlchemy import."""
+    probe = ("import sys; from click.testing import CliRunner; from producers.cli import main; "
+             "codes = [CliRunner().invoke(main, args).exit_code for args in "
+             "(['dlq', 'list', '--json'], ['audit', '--json'], ['run', 'nope'])]; "
+             "print(codes, 'sqlalchemy' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "ARCHIVE_URL"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=ROOT, check=True, env={**env, "REDIS_URL": redis_url}).stdout
+    assert out.strip() == "[0, 0, 1] False"

@@ -56,4 +56,11 @@ def test_a_writer_without_ddl_rights_archives_into_the_prepared_months(
         writer.write([settled(created_at=1_500_000_000.0)])  # 2017: no partition prepared
     assert "permission denied" in str(raised.value) and "cancelq archive migrate" in str(
         raised.value)
+    owner = Archive(owner_url)
+    owner.write([settled(created_at=1_500_000_000.0)])  # the owner may make 2017-07
+    with pytest.raises(ArchiveUnavailable) as refused:
+        writer.prune((2017, 8))
+    assert "only the tables' owner may drop months" in str(refused.value)
+    assert [m.name for m in owner.prune((2017, 8))] == ["2017-07"]
     writer.close()
+    owner.close()

@@ -6,15 +6,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
+import uuid
 
 import pytest
 from click.testing import CliRunner, Result
 
 from cancelq.archive.archive import Archive
 from cancelq.archive.archiver import Archiver
+from cancelq.core.contract import CancelRequest
 from cancelq.store.audit import AuditStore
+from cancelq.store.queues import REALTIME_QUEUE
 from producers.cli import main
 from tests.archive.test_archiver import settle_jobs
+from tests.store.test_audit import msg
 
 
 def cli(env: dict[str, str], *args: str) -> Result:
@@ -115,3 +120,89 @@ def test_replaying_a_dead_job_only_the_archive_holds_says_why_not_and_what_to_ru
     assert one["detail"] == (
         "in the archive only (dead, unauthorized): retention deleted it from Redis, so it "
         f"cannot be replayed; to try again: cancelq enqueue {record.case_id} {record.event_id}")
+
+
+def archive_and_trim(store: AuditStore, archive: Archive, trim: list[str]) -> None:
+    """Archive every pending job, then let retention delete exactly `trim` from Redis."""
+    Archiver(store, archive).drain()
+    due: list[str] = store.redis.zrange(store.keys.expiry, 0, -1)  # type: ignore[assignment]
+    store.redis.zadd(store.keys.expiry, {i: 0 if i in trim else time.time() + 86_400
+                                         for i in due})
+    assert store.trim(archived_only=True) == len(trim)
+
+
+def dlq_json(env: dict[str, str], *args: str) -> list[tuple[str, str]]:
+    shown = cli(env, "dlq", "list", "--json", *args)
+    assert shown.exit_code == 0, shown.output
+    return sorted((j["job_id"], j["source"]) for j in json.loads(shown.stdout))
+
+
+def test_dlq_list_finds_dead_jobs_only_the_archive_holds_and_says_where_each_is(
+    real_store: AuditStore, pg_archive: Archive, env: dict[str, str], redis_url: str
+) -> None:
+    cold = settle_jobs(real_store, 2, outcome="unauthorized")
+    [cold_ex] = settle_jobs(real_store, 1, outcome="retries_exhausted")
+    [replayed] = settle_jobs(real_store, 1, outcome="unauthorized")
+    settled = settle_jobs(real_store, 1)
+    [both] = settle_jobs(real_store, 1, outcome="unauthorized", now=time.time())
+    archive_and_trim(real_store, pg_archive, [*cold, cold_ex, *settled])
+    record = real_store.get(replayed)
+    assert record is not None  # archived dead, then replayed: live again in Redis
+    request = CancelRequest(case_id=record.case_id, event_id=record.event_id, run_id="run-a")
+    assert real_store.replay(replayed, msg(replayed, request), who="ops").applied
+    [hot] = settle_jobs(real_store, 1, outcome="unauthorized", now=time.time())  # not archived
+    assert dlq_json(env) == sorted([(i, "archive") for i in (*cold, cold_ex)]
+                                   + [(both, "redis"), (hot, "redis")])
+    assert dlq_json(env, "--outcome", "retries_exhausted") == [(cold_ex, "archive")]
+    assert dlq_json(env, "--run", "run-a", "--until", "30m") == sorted(
+        [(i, "archive") for i in (*cold, cold_ex)])
+    assert dlq_json(env, "--since", "30m") == sorted([(both, "redis"), (hot, "redis")])
+    assert len(dlq_json(env, "--limit", "2")) == 2
+    [one] = json.loads(cli(env, "dlq", "list", "--json", "--outcome", "retries_exhausted")
+                       .stdout)
+    assert one["why"] == "HTTP 200: retries_exhausted" and one["calls"] == 1  # its attempts
+    table = cli(env, "dlq", "list")
+    assert "5 dead job(s)" in table.output and "3 from the archive" in table.output
+    assert table.output.count("(archive)") == 3  # which ones: replay cannot take them
+    assert dlq_json({"REDIS_URL": redis_url}) == sorted([(both, "redis"), (hot, "redis")])
+    down = cli({**env, "ARCHIVE_URL": "postgresql+psycopg://u:pw@127.0.0.1:1/x"},
+               "dlq", "list", "--json")
+    assert down.exit_code == 0 and "archive unavailable, Redis only" in down.stderr
+    assert len(json.loads(down.stdout)) == 2
+    replay = cli(env, "dlq", "replay", cold_ex[:8])
+    assert replay.exit_code == 1
+    [line] = [x for x in replay.stderr.splitlines() if cold_ex in x]
+    assert line.startswith(f"cancelq: {cold_ex}  in the archive only (dead, retries_exhausted)")
+    every = cli(env, "dlq", "replay", "--all", "--dry-run")
+    assert every.exit_code == 0 and "would replay 2 of 2 job(s)" in every.stderr
+    assert "note: 3 dead job(s) only in the archive were not replayed" in every.stderr
+    only = cli(env, "dlq", "replay", "--all", "--outcome", "retries_exhausted", "--json")
+    assert json.loads(only.stdout)["results"] == [] and "note: 1 dead job(s)" in only.stderr
+
+
+def test_a_run_half_trimmed_counts_and_exports_every_job_once(
+    real_store: AuditStore, pg_archive: Archive, env: dict[str, str], redis_url: str
+) -> None:
+    ended = settle_jobs(real_store, 6)
+    archive_and_trim(real_store, pg_archive, ended[:3])  # 3 archive only, 3 in both
+    [dead] = settle_jobs(real_store, 1, outcome="unauthorized")  # in Redis only
+    live = str(uuid.uuid4())
+    request = CancelRequest(case_id=str(uuid.uuid4()), event_id=str(uuid.uuid4()),
+                            run_id="run-a")
+    real_store.enqueue(live, request, msg(live, request), queue=REALTIME_QUEUE)
+    run = json.loads(cli(env, "run", "run-a", "--json").output)
+    assert (run["source"], run["jobs"], run["done"], run["pending"]) == ("redis", 8, 7, 1)
+    assert run["states"] == {"queued": 1, "running": 0, "retrying": 0, "settled": 6,
+                             "dead": 1}
+    assert run["outcomes"] == {"cancelled": 6, "unauthorized": 1} and not run["finished"]
+    exported = cli(env, "run", "run-a", "--csv", "-")
+    assert exported.exit_code == 0, exported.output
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert sorted(r["job_id"] for r in rows) == sorted([*ended, dead, live])
+    assert {r["job_id"]: r["state"] for r in rows}[ended[0]] == "settled"
+    assert "3 of its jobs ended and were deleted" in cli(env, "run", "run-a").output
+    alone = {"REDIS_URL": redis_url}  # no archive: the same counts, Redis's jobs only
+    assert json.loads(cli(alone, "run", "run-a", "--json").output)["done"] == 7
+    only_redis = list(csv.DictReader(io.StringIO(cli(alone, "run", "run-a", "--csv", "-")
+                                                 .stdout)))
+    assert len(only_redis) == 5

@@ -11,7 +11,8 @@
 -- later, so a backlog never hides the archived jobs behind it, and Redis keeps every record
 -- until the archive has it. A job trimmed is taken off `archive_pending` too (without an
 -- archive nobody else ever takes it off).
--- ARGV: prefix, limit, archived_only ('1' or absent). Returns {jobs deleted, bad ids...}.
+-- ARGV: prefix, limit, archived_only ('1' or absent), now (optional: a simulated clock, for
+-- the week-long RAM bench; Redis's own clock otherwise). Returns {jobs deleted, bad ids...}.
 local p, limit, archived_only = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local ARCHIVE_RECHECK_SECONDS = 60
 
@@ -41,7 +42,7 @@ local function forget(id)
   return 1
 end
 
-local now = redis_now()
+local now = ARGV[4] and tonumber(ARGV[4]) or redis_now()
 local ids = redis.call('ZRANGEBYSCORE', KEY.expiry(p), '-inf', now, 'LIMIT', 0, limit)
 local out = {0}
 for _, id in ipairs(ids) do

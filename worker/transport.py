@@ -27,6 +27,15 @@ queue (or in `unacked`, restored after the visibility timeout); its job's outcom
 recorded, so the second copy is acked without a call. Here that ack is logged and dropped,
 and so is the hand-back of unacked messages that kombu tries when it closes such a channel.
 
+And it talks through one Redis client per channel (`_OneClient`): kombu 5.7's
+`conn_or_acquire()` builds a new `redis.Redis` for every ack, reject and unacked sweep, and a
+`redis.Redis` is costly to build (a case-insensitive dict of ~100 response callbacks): py-spy
+put that at ~12% of the worker's CPU on the real-time path. The connections already come from
+the channel's pool, and a `redis.Redis` over a pool is thread-safe, so one client serves every
+task thread; it is rebuilt whenever kombu replaces the pool (after a fork, a close, a
+connection error). (It was tried once before the atomic fetch and taken out when the SIGKILL
+test failed one run in four; that failure was the fetch window above, not this client.)
+
 celeryconfig sets `broker_transport` to `Transport` (or `SentinelTransport` with
 REDIS_SENTINEL_MASTER); URLs, options and every other behaviour are kombu's.
 """
@@ -35,6 +44,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from time import time
 from typing import Any
 
@@ -205,14 +216,37 @@ class _AtomicFetch:
         return reply
 
 
-class Channel(_AtomicFetch, kombu_redis.Channel):
-    """kombu's Redis channel with the atomic fetch."""
+class _OneClient:
+    """Channel mixin: `conn_or_acquire` hands out the channel's one sync client (module doc)."""
+
+    _one_client: Any = None
+    _one_client_pool: Any = None
+
+    def _channel_client(self) -> Any:
+        """The cached client, rebuilt when kombu has replaced the channel's pool."""
+        chan: Any = self
+        pool = chan.pool  # kombu's property: builds the pool again if it was dropped
+        client, built_on = self._one_client, self._one_client_pool
+        if client is None or built_on is not pool:
+            client = chan._create_client()
+            self._one_client, self._one_client_pool = client, pool
+        return client
+
+    @contextmanager
+    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
+        """The given client, else the channel's one client (kombu builds one per call)."""
+        yield client if client else self._channel_client()
+
+
+class Channel(_OneClient, _AtomicFetch, kombu_redis.Channel):
+    """kombu's Redis channel with the atomic fetch and one client."""
 
     QoS = AtomicQoS
 
 
-class SentinelChannel(_AtomicFetch, kombu_redis.SentinelChannel):
-    """kombu's Sentinel channel with the atomic fetch (follows the master's pool)."""
+class SentinelChannel(_OneClient, _AtomicFetch, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel with the atomic fetch and one client (follows the master's
+    pool)."""
 
     QoS = AtomicQoS
 

@@ -152,3 +152,41 @@ def test_an_ack_or_hand_back_on_a_channel_kombu_let_go_of_is_dropped_not_raised(
     assert raw.hlen("unacked") == 1  # still there: restored after the visibility timeout
     channel.connection.client = conn
     conn.release()
+
+
+def _count_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    builds: list[int] = []
+    original: Any = vars(kombu_redis.Channel)["_create_client"]
+
+    def counting(self: Any, asynchronous: bool = False) -> Any:
+        if not asynchronous:
+            builds.append(1)
+        return original(self, asynchronous=asynchronous)
+
+    monkeypatch.setattr(kombu_redis.Channel, "_create_client", counting)
+    return builds
+
+
+def test_many_acks_build_one_client_and_a_dropped_pool_a_new_one(
+    redis_url: str, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kombu 5.7 builds a client per ack; this channel builds one, and one more only when
+    kombu has replaced its pool (a fork, a close, a connection error)."""
+    builds = _count_builds(monkeypatch)
+    conn = _connection(redis_url, "worker.transport:Transport")
+    try:
+        queue = _publish(conn, [f"m{i}" for i in range(20)])
+        got: list[Any] = []
+        _consume(conn, queue, got.append, rounds=20)
+        for message in got:
+            message.ack()
+        assert len(got) == 20 and len(builds) == 1
+        assert raw.hlen("unacked") == 0 and raw.zcard("unacked_index") == 0
+        channel: Any = conn.default_channel
+        channel._disconnect_pools()
+        _publish(conn, ["after"])
+        _consume(conn, queue, got.append)
+        got[-1].ack()
+        assert len(builds) == 2 and raw.hlen("unacked") == 0
+    finally:
+        conn.release()

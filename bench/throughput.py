@@ -38,7 +38,7 @@ SCRIPT_ROWS = {
     "threads": "the script: 64 threads, one httpx.Client each",
     "shared": "the script: 64 threads sharing one httpx.Client",
 }
-AUTORETRY_ROW = "plain Celery: threads task, autoretry_for, result backend (-c 64)"
+AUTORETRY_ROW = "plain Celery: threads task, autoretry_for, result backend (-c 64 -E)"
 BULK_ROW = "cancelq bulk + `celery -A worker worker`"
 REALTIME_ROW = "enqueue_cancellation() x N + `celery -A worker worker`"
 DRIVER = BENCH_ROOT / "bench" / "drivers" / "realtime.py"
@@ -95,7 +95,9 @@ def _send_autoretry(redis_url: str, jobs: int) -> None:
 def run_autoretry(b: Bench, latency: int, table: str, footprint: bool = False) -> None:
     jobs, warm = b.sizes.celery_jobs, 200
     with stack(b.checkout, b.fakes[latency].url, b.logs) as s:
-        argv = [sys.executable, "-m", "celery", "-A", "bench.autoretry_app", "worker", "-c", "64"]
+        # -E: task events on, as ops run it to watch it in Flower (issue 19 compares that way)
+        argv = [sys.executable, "-m", "celery", "-A", "bench.autoretry_app", "worker", "-c", "64",
+                "-E"]
         worker = s.spawn(argv, "worker-autoretry", s.env(PYTHONPATH=str(BENCH_ROOT)),
                          cwd=BENCH_ROOT)
 

@@ -33,6 +33,7 @@ from cancelq.store.poison import is_poison
 from cancelq.store.queues import Queues
 from cancelq.store.records import Attempt, Begun, Enqueued, JobRecord, Query, Replayed
 from cancelq.store.replication import Replication
+from cancelq.store.script_pipeline import script_pipeline
 from cancelq.store.scripts import Scripts
 
 log = logging.getLogger("cancelq.store")
@@ -300,7 +301,7 @@ class AuditStore:
 
     def _replicated(self, fill: Callable[[redis.client.Pipeline], object]) -> list[Any]:
         """A pipeline of job writes; on Sentinel, confirmed by a replica (`replication`)."""
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = script_pipeline(self.redis)
         fill(pipe)
         waited = self.replication.add_wait(pipe)
         return self.replication.confirm(pipe.execute(), waited)
@@ -375,7 +376,7 @@ class AuditStore:
     def _finish_round_trip(self, calls: Sequence[FinishCall], now: float | None) -> list[bool]:
         """The finishes, then whatever the riders owe, in one pipeline. A rider's failure is
         logged, never in the way of the finishes' replies."""
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = script_pipeline(self.redis)
         for call in calls:
             self.scripts("finish", call.args(self.keys.prefix, now), client=pipe)
         handlers = [handler for rider in self._riders if (handler := rider(pipe)) is not None]

@@ -418,6 +418,17 @@ class AuditStore:
                 totals[status] = totals.get(status, 0) + count
         return totals
 
+    def calls_by_minute(self, minutes: int = 60) -> list[tuple[int, dict[str, int]]]:
+        """Calls per HTTP status in each of the last `minutes` minutes (the current one
+        last), as (epoch minute, counts): one round trip over the minute buckets."""
+        now = int(self.redis.time()[0]) // 60
+        span = range(now - minutes + 1, now + 1)
+        pipe = self.redis.pipeline(transaction=False)
+        for minute in span:
+            pipe.hgetall(self.keys.calls_minute(minute))
+        return [(minute, decode_counters(bucket))
+                for minute, bucket in zip(span, pipe.execute(), strict=True)]
+
     def replay(
         self,
         job_id: str,

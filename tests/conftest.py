@@ -38,7 +38,7 @@ API_KEY = "sk-test-NEVER-LEAK-7f3c9a1e2b4d"
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings come from the environment; tests start from none of ours."""
     for name in list(os.environ):
-        if name.startswith(("CANCEL_", "CARE360_", "CV_API_KEY", "CELERY_", "REDIS_")):
+        if name.startswith(("CANCEL_", "CARE360_", "CV_API_KEY", "CELERY_", "REDIS_", "WEB_")):
             monkeypatch.delenv(name, raising=False)
 
 

@@ -40,7 +40,7 @@ function fillTable(body, counts) {
 
 function showRun(run) {
   document.getElementById("run-bar").setAttribute("width", String(run.percent));
-  document.getElementById("run-percent").textContent = String(run.percent);
+  document.getElementById("run-percent").textContent = run.percent.toFixed(1);
   document.getElementById("run-done").textContent = String(run.done);
   document.getElementById("run-jobs").textContent = String(run.jobs);
   document.getElementById("run-status").textContent = run.finished ? "finished" : "running";

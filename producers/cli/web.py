@@ -18,8 +18,8 @@ MAX_PASSWORD_CHARS = 1000
 
 
 @click.group(invoke_without_command=True, epilog=epilog(
-    "WEB_USERS='ada:operator:$argon2id$...' WEB_SECRET_FILE=/run/secrets/web cancelq web",
-    "WEB_ADDRESS=0.0.0.0:8080 cancelq web      # behind a TLS proxy only (docs/web.md)",
+    "WEB_USERS_FILE=users WEB_SECRET_FILE=secret cancelq web",
+    "WEB_ADDRESS=0.0.0.0:8080 cancelq web   # behind a TLS proxy only",
     "cancelq web hash-password < password.txt",
     notes=["WEB_USERS: whitespace-separated name:role:hash (role viewer or operator).",
            "WEB_SECRET (or WEB_SECRET_FILE): at least 32 characters; signs sessions."],
@@ -41,7 +41,7 @@ def web(ctx: click.Context) -> None:
 @web.command(name="hash-password", epilog=epilog(
     "cancelq web hash-password < password.txt",
     "printf '%s' \"$PASSWORD\" | cancelq web hash-password",
-    "echo \"ada:operator:$(cancelq web hash-password < pw.txt)\"   # a WEB_USERS entry",
+    "echo \"ada:operator:$(cancelq web hash-password < pw.txt)\"",
 ))
 @one_line_errors
 def hash_password_command() -> None:

@@ -12,6 +12,7 @@ which `.ci/run` does when it is missing): without it these tests fail, saying so
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -55,6 +56,7 @@ class Live:
     store: AuditStore
     simulator: Simulator
     worker: WorkerProcess
+    env: dict[str, str]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +80,7 @@ def live(
     store = AuditStore(redis.Redis.from_url(redis_server.url, decode_responses=True))
     try:
         wait_for_http(web, f"{url}/healthz", log)
-        yield Live(url, store, simulator_process, worker)
+        yield Live(url, store, simulator_process, worker, env)
     finally:
         stop_process(web)
         worker.stop()
@@ -228,3 +230,12 @@ def test_a_viewer_cannot_replay_and_no_post_passes_without_its_csrf_token(
     assert operator.evaluate(post, [f"/jobs/{job}/replay", None]) == 403
     assert operator.evaluate(post, [f"/jobs/{job}/replay", "forged"]) == 403
     assert _state(live, job) == "dead"
+
+
+def test_doctor_finds_the_console_answering_and_closed_to_strangers(live: Live) -> None:
+    done = subprocess.run([sys.executable, "-m", "producers.cli", "doctor", "--json"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env={**live.env, "WEB_URL": live.url})
+    checks = {check["name"]: check for check in json.loads(done.stdout)["checks"]}
+    assert checks["web"]["status"] == "ok", checks["web"]
+    assert checks["web"]["summary"] == f"{live.url} answers, and refuses anonymous API calls"

@@ -26,10 +26,11 @@ from cancelq.ops.lookup import JobNotFound
 from cancelq.ops.readthrough import ReadThrough
 from cancelq.store.audit import audit_store
 from web import api, pages, replay, runs
-from web.auth import SESSION_SALT, Forbidden, LoginRequired, Unauthorized
+from web.auth import SESSION_SALT, Forbidden, LoginRequired, Throttled, Unauthorized
 from web.console import Console
 from web.headers import SecurityHeaders
 from web.render import HERE, make_templates, page
+from web.throttle import Throttle
 from web.users import Verifier, parse_users
 
 
@@ -53,7 +54,7 @@ def create_app(settings: Settings, reader: ReadThrough | None = None) -> FastAPI
                   description="What became of a cancellation: jobs, runs, dead letters.")
     app.state.console = Console(settings, reader, Verifier(users),
                                 URLSafeTimedSerializer(secret, salt=SESSION_SALT),
-                                make_templates())
+                                make_templates(), Throttle())
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in (pages, replay, runs, api):
@@ -81,6 +82,9 @@ def _handle_errors(app: FastAPI) -> None:
     async def forbidden(request: Request, exc: Exception) -> Response:
         return _problem(request, 403, str(exc))
 
+    async def throttled(request: Request, exc: Exception) -> Response:
+        return _problem(request, 429, str(exc))
+
     async def invalid(request: Request, exc: Exception) -> Response:
         return _problem(request, 400, f"invalid {exc}")
 
@@ -94,6 +98,7 @@ def _handle_errors(app: FastAPI) -> None:
     app.add_exception_handler(LoginRequired, login)
     app.add_exception_handler(Unauthorized, unauthorized)
     app.add_exception_handler(Forbidden, forbidden)
+    app.add_exception_handler(Throttled, throttled)
     app.add_exception_handler(InvalidInput, invalid)
     app.add_exception_handler(JobNotFound, missing)
     for outage_class in (RedisUnavailable, ArchiveUnavailable, redis.RedisError):

@@ -53,6 +53,27 @@ class Unauthorized(Exception):
     """An API call without valid credentials: 401 with a Basic challenge."""
 
 
+class Throttled(Exception):
+    """Too many failed sign-ins for this name from this client: 429 for a while."""
+
+
+def check_password(request: Request, name: str, password: str, *,
+                   remember: bool = False) -> User | None:
+    """The user if the password is theirs, with failures counted per (name, client)."""
+    console = console_of(request)
+    client = request.client.host if request.client else "-"
+    wait = console.throttle.wait_seconds(name, client)
+    if wait > 0:
+        raise Throttled(f"too many failed sign-ins for {name[:64]}: try again in "
+                        f"{wait / 60:.0f} min")
+    user = console.verifier.check(name, password, remember=remember)
+    if user is None:
+        console.throttle.failed(name, client)
+    else:
+        console.throttle.succeeded(name, client)
+    return user
+
+
 def new_session(user: User | None) -> Session:
     return Session(user.name if user else None, secrets.token_urlsafe(32),
                    user.fingerprint if user else "")
@@ -124,7 +145,7 @@ def api_user(request: Request) -> User:
     header = request.headers.get("authorization", "")
     if header[:6].lower() == "basic ":
         name, password = _basic(header[6:])
-        user = console_of(request).verifier.check(name, password, remember=True)
+        user = check_password(request, name, password, remember=True)
         if user is None:
             raise Unauthorized()
         return user

@@ -12,6 +12,7 @@ from itsdangerous import URLSafeTimedSerializer
 from cancelq.core.settings import Settings
 from cancelq.ops.readthrough import ReadThrough
 from cancelq.store.audit import AuditStore
+from web.throttle import Throttle
 from web.users import Verifier
 
 
@@ -22,6 +23,7 @@ class Console:
     verifier: Verifier
     signer: URLSafeTimedSerializer
     templates: Jinja2Templates
+    throttle: Throttle
 
     @property
     def store(self) -> AuditStore:

@@ -23,6 +23,7 @@ from web import chart
 from web.auth import (
     CSRF_FIELD,
     check_csrf,
+    check_password,
     clear_session,
     new_session,
     page_user,
@@ -73,7 +74,7 @@ def login(
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
     check_csrf(request, csrf_token)
-    user = console_of(request).verifier.check(name, password)
+    user = check_password(request, name, password)
     if user is None:
         return page(request, "login.html", 401, next=safe_next(next),
                     error="wrong name or password")

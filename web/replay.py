@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from cancelq.core.errors import InvalidInput
 from cancelq.core.lifecycle import DEAD_OUTCOMES
 from cancelq.ops.deadletters import dead_job_ids, list_dead, replay
-from cancelq.ops.lookup import short_ids
+from cancelq.ops.lookup import resolve_job_ids, short_ids
 from web.auth import CSRF_FIELD, check_csrf, page_user, require_operator
 from web.console import console_of
 from web.filters import MAX_RUN_CHARS
@@ -80,14 +80,16 @@ def replay_many(
 ) -> HTMLResponse:
     check_csrf(request, csrf_token)
     require_operator(user)
-    store = console_of(request).store
+    reader = console_of(request).reader
+    store = reader.store
     ids = (dead_job_ids(store, outcome=_outcome(outcome), run_id=run or None) if every
-           else list(dict.fromkeys(job_id or [])))
+           else resolve_job_ids(store, dict.fromkeys(job_id or []), "job_id",
+                                keep_missing=True))
     if not ids:
         raise InvalidInput("job_id", "no dead job chosen")
     if len(ids) > MAX_REPLAY:
         raise InvalidInput("job_id", f"{len(ids)} jobs: at most {MAX_REPLAY} at once "
                            "(filter by run or reason)")
-    report = replay(store, ids, who=who(user), dry_run=confirm != "1")
+    report = reader.explain_missing(replay(store, ids, who=who(user), dry_run=confirm != "1"))
     return page(request, "replayed.html", report=report, done=confirm == "1",
                 every=every, outcome=outcome, run=run, ids=ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,6 +12,7 @@ from cancelq.store.audit import AuditStore
 from tests.producers.seed import seed
 from tests.web.conftest import PASSWORDS, csrf_of, sign_in
 from web.auth import SESSION_COOKIE
+from web.throttle import LIMIT, Throttle
 
 
 def basic(name: str, password: str) -> dict[str, str]:
@@ -110,3 +112,31 @@ def test_the_api_takes_basic_auth_or_the_session_and_says_401_otherwise(
     assert client.get("/api/v1/jobs", headers=basic("bob", PASSWORDS["bob"])).status_code == 200
     sign_in(client, "ada")
     assert client.get("/api/v1/jobs").status_code == 200
+
+
+def test_failed_sign_ins_are_throttled_per_name_and_client(client: TestClient) -> None:
+    for _ in range(LIMIT):
+        form = client.get("/login")
+        answer = client.post("/login", data={"name": "ada", "password": "guess",
+                                             "csrf_token": csrf_of(form.text)})
+        assert answer.status_code == 401
+    form = client.get("/login")
+    refused = client.post("/login", data={"name": "ada", "password": PASSWORDS["ada"],
+                                          "csrf_token": csrf_of(form.text)})
+    assert refused.status_code == 429 and "too many failed sign-ins for ada" in refused.text
+    assert client.get("/api/v1/jobs", headers=basic("ada", PASSWORDS["ada"])).status_code == 429
+    assert client.get("/api/v1/jobs", headers=basic("bob", PASSWORDS["bob"])).status_code == 200
+
+
+def test_the_throttle_forgets_failures_outside_its_window_and_after_a_success() -> None:
+    throttle = Throttle(limit=2, window=0.2)
+    throttle.failed("ada", "10.0.0.1")
+    throttle.failed("ada", "10.0.0.1")
+    assert throttle.wait_seconds("ada", "10.0.0.1") > 0
+    assert throttle.wait_seconds("ada", "10.0.0.2") == 0  # another client
+    time.sleep(0.25)
+    assert throttle.wait_seconds("ada", "10.0.0.1") == 0
+    throttle.failed("ada", "10.0.0.1")
+    throttle.succeeded("ada", "10.0.0.1")
+    throttle.failed("ada", "10.0.0.1")
+    assert throttle.wait_seconds("ada", "10.0.0.1") == 0

@@ -36,6 +36,7 @@ from cancelq.core.settings import load_settings
 from cancelq.ops.health import Heartbeat, write_heartbeat
 from cancelq.ops.readthrough import ReadThrough
 from cancelq.store.audit import AuditStore
+from cancelq.store.queues import PRIORITY_STEPS, queue_key
 from cancelq.store.records import Attempt
 from producers.dev.local_redis import start_redis_server
 from web.app import create_app
@@ -59,8 +60,9 @@ def seed(store: AuditStore, jobs: int) -> list[str]:
                     for i in range(start, min(per_run, start + CHUNK))]
             writer.send(rows)
             made += len(rows)
-        for queue in store.queues.all:  # no worker here: drop the messages, keep the jobs
-            store.redis.delete(*store.redis.keys(f"{queue}*") or [queue])
+        # no worker here: drop the messages (every priority list), keep the jobs
+        store.redis.delete(*(queue_key(queue, step) for queue in store.queues.all
+                             for step in PRIORITY_STEPS))
     print(f"seeded {made:,} jobs in {RUNS} runs, {made / (time.perf_counter() - t0):,.0f}/s",
           flush=True)
     finished = random.sample(store.index_ids(store.keys.index_all, 0, 50_000), FINISHED)

@@ -192,19 +192,19 @@ def test_replay_a_dead_job_and_watch_it_settle(
 
 
 def test_follow_a_bulk_run_to_the_end(live: Live, signed_in: dict[str, Page]) -> None:
-    pairs = [(str(uuid.uuid4()), str(uuid.uuid4())) for _ in range(60)]
+    pairs = [(str(uuid.uuid4()), str(uuid.uuid4())) for _ in range(100)]
     live.simulator.control.add_events([{"case_id": c, "event_id": e} for c, e in pairs])
     page = signed_in["bob"]  # a viewer may watch
     rows = [BulkRow(i, c, e, "clinic closed") for i, (c, e) in enumerate(pairs, 1)]
     BulkWriter(live.store, run_id="clinic-42", requested_by="web test", batch_size=10).send(rows)
     page.goto(f"{live.url}/runs/clinic-42")
-    assert page.inner_text("#run-status") == "running"  # 60 calls at 20/s: ~3 s
+    assert page.inner_text("#run-status") == "running"  # 100 calls at 20/s: ~5 s
     page.evaluate("window.loadedOnce = true")  # gone if the page were reloaded
     expect(page.locator("#run-status")).to_have_text("finished", timeout=TIMEOUT_MS)
     assert page.evaluate("window.loadedOnce") is True  # the script moved the bar
     assert page.inner_text("#run-percent") == "100.0"
     assert page.get_attribute("#run-bar", "width") == "100"
-    assert "cancelled\t60" in page.inner_text("#run-outcomes")
+    assert "cancelled\t100" in page.inner_text("#run-outcomes")
     assert run_progress(live.store, "clinic-42").finished
     page.screenshot(path=str(DOCS / "web-run.png"), full_page=True)
     page.goto(f"{live.url}/")

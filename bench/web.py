@@ -129,15 +129,17 @@ def timed(call: Callable[[], int], samples: int = SAMPLES) -> tuple[float, float
 
 
 def measure(client: TestClient, store: AuditStore, finished: list[str]) -> None:
-    record = store.get(finished[1])
-    assert record is not None
+    record, dead = store.get(finished[1]), store.get(finished[0])  # finished[0] died
+    assert record is not None and dead is not None
     pages = {
         "job page (2 attempts)": lambda: f"/jobs/{random.choice(finished)}",
         "jobs ?case=": lambda: f"/jobs?case={record.case_id}",
         "jobs ?event=": lambda: f"/jobs?event={record.event_id}",
         "jobs ?run= (10,000 jobs)": lambda: f"/jobs?run={record.run_id}",
         "jobs ?run=&state=queued": lambda: f"/jobs?run={record.run_id}&state=queued",
+        "jobs ?run=&state=dead (a few of 10,000)": lambda: f"/jobs?run={dead.run_id}&state=dead",
         "jobs ?state=dead": lambda: "/jobs?state=dead",
+        "dead letters ?run=": lambda: f"/dead?run={dead.run_id}",
         "jobs, no filter (newest 50)": lambda: "/jobs",
         "overview": lambda: "/",
         "API /api/v1/jobs/{id}": lambda: f"/api/v1/jobs/{random.choice(finished)}",

@@ -8,6 +8,7 @@ calls the CLI makes (`snapshot`, `queue_heads`, `read_heartbeats`, `ReadThrough.
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
@@ -112,7 +113,7 @@ def search_page(request: Request, user: CurrentUser,
     if found.job_id is not None:
         return RedirectResponse(f"/jobs/{found.job_id}", status_code=303)
     if found.filters is not None:
-        return RedirectResponse("/jobs?" + _encode(found.filters.params()), status_code=303)
+        return RedirectResponse("/jobs?" + urlencode(found.filters.params()), status_code=303)
     return _jobs(request, JobFilters(), 1, message=found.message, q=q)
 
 
@@ -168,9 +169,3 @@ def job_page(request: Request, user: CurrentUser, job_ref: str) -> Response:
     flash = FLASHES.get(request.query_params.get("replay", ""), "")
     return page(request, "job.html", job=found.record, source=found.source,
                 replay_verdict=REPLAY_VERDICT, flash=flash)
-
-
-def _encode(params: dict[str, str]) -> str:
-    from urllib.parse import urlencode
-
-    return urlencode(params)

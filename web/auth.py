@@ -122,8 +122,9 @@ def session_user(request: Request) -> User | None:
 def page_user(request: Request) -> User:
     """Dependency of every page: the user, or a redirect to the login form."""
     user = session_user(request)
-    if user is None:
-        raise LoginRequired(request.url.path)
+    if user is None:  # back to the same page, filters and all, once signed in
+        query = request.url.query
+        raise LoginRequired(request.url.path + (f"?{query}" if query else ""))
     request.state.user = user
     return user
 

@@ -55,6 +55,16 @@ def test_sign_in_without_the_forms_csrf_token_is_refused(client: TestClient) -> 
     assert answer.status_code == 403 and "CSRF" in answer.text
 
 
+def test_signing_in_returns_to_the_page_asked_for_with_its_filters(client: TestClient) -> None:
+    asked = client.get("/jobs?state=dead&run=r%201", follow_redirects=False)
+    assert asked.headers["location"] == "/login?next=/jobs%3Fstate%3Ddead%26run%3Dr%25201"
+    form = client.get(asked.headers["location"])
+    answer = client.post("/login", follow_redirects=False, data={
+        "name": "bob", "password": PASSWORDS["bob"], "csrf_token": csrf_of(form.text),
+        "next": "/jobs?state=dead&run=r%201"})
+    assert answer.headers["location"] == "/jobs?state=dead&run=r%201"
+
+
 def test_next_never_leaves_the_console(client: TestClient) -> None:
     form = client.get("/login")
     answer = client.post("/login", follow_redirects=False, data={

@@ -7,12 +7,14 @@ calls the CLI makes (`snapshot`, `queue_heads`, `read_heartbeats`, `ReadThrough.
 
 from __future__ import annotations
 
+import io
 from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
+from cancelq.bulk.runs import RunJob, write_csv
 from cancelq.core.errors import ArchiveUnavailable
 from cancelq.ops.deadletters import REPLAY_VERDICT
 from cancelq.ops.health import queue_heads, read_heartbeats
@@ -40,6 +42,7 @@ from web.users import User
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
+CSV_MAX_ROWS = 10_000
 MAX_PAGES = 200
 CurrentUser = Annotated[User, Depends(page_user)]
 #: what the job page says after a replay (`?replay=...`): fixed texts, nothing reflected
@@ -131,6 +134,27 @@ def jobs_page(
 ) -> HTMLResponse:
     filters = JobFilters(case, event, run, outcome, state, since, until)
     return _jobs(request, filters, page_no)
+
+
+@router.get("/jobs.csv")
+def jobs_csv(
+    request: Request, user: CurrentUser,
+    case: Annotated[str, Query(max_length=100)] = "",
+    event: Annotated[str, Query(max_length=100)] = "",
+    run: Annotated[str, Query(max_length=300)] = "",
+    outcome: Annotated[str, Query(max_length=40)] = "",
+    state: Annotated[str, Query(max_length=40)] = "",
+    since: Annotated[str, Query(max_length=40)] = "",
+    until: Annotated[str, Query(max_length=40)] = "",
+) -> Response:
+    """The listing as `cancelq audit --csv` writes it (the run export's columns, formula-safe),
+    newest first, at most `CSV_MAX_ROWS` jobs."""
+    filters = JobFilters(case, event, run, outcome, state, since, until)
+    found = console_of(request).reader.query(filters.query(CSV_MAX_ROWS), with_attempts=True)
+    out = io.StringIO()
+    write_csv((RunJob.of(f.record) for f in found), out)
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": 'attachment; filename="jobs.csv"'})
 
 
 def _jobs(request: Request, filters: JobFilters, page_no: int, *, message: str = "",

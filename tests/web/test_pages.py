@@ -202,3 +202,18 @@ def test_redis_down_is_a_503_in_one_line(
     assert answer.status_code == 503
     assert answer.json() == {"detail": "Redis unavailable (ConnectionError): try again"}
     assert page.status_code == 503 and "Traceback" not in page.text
+
+
+def test_the_jobs_csv_is_audit_csv_with_the_same_filters(
+    operator: tuple[TestClient, str], fake_store: AuditStore
+) -> None:
+    client, _ = operator
+    seeded = seed(fake_store)
+    assert "/jobs.csv?state=dead" in client.get("/jobs?state=dead").text
+    answer = client.get("/jobs.csv", params={"run": seeded.run_id})
+    assert answer.headers["content-disposition"] == 'attachment; filename="jobs.csv"'
+    rows = list(csv.reader(io.StringIO(answer.text)))
+    assert rows[0][:3] == ["job_id", "case_id", "event_id"] and len(rows) == 4
+    dead = next(row for row in rows if row[0] == seeded.dead)
+    assert (dead[3], dead[6]) == ("dead", "503")  # state, the last attempt's status
+    assert client.get("/jobs.csv?case=nope").status_code == 400

@@ -1,4 +1,4 @@
-# One image for every service of docker-compose.yml: worker, beat, flower, simulator.
+# One image for every service of docker-compose.yml: worker, beat, flower, web, simulator.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -10,11 +10,13 @@ WORKDIR /app
 
 # Dependencies first (cached while only the code changes), then the project itself.
 COPY pyproject.toml README.md ./
+COPY cancelq ./cancelq
 COPY worker ./worker
 COPY producers ./producers
 COPY simulator ./simulator
+COPY web ./web
 COPY celeryconfig.py ./
-RUN pip install . \
+RUN pip install '.[web]' \
     && useradd --create-home --uid 10001 cancelq
 
 # Flower reads flowerconfig.py (settings only; the auth guard lives with the Celery app).

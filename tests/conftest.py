@@ -38,7 +38,7 @@ API_KEY = "sk-test-NEVER-LEAK-7f3c9a1e2b4d"
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings come from the environment; tests start from none of ours."""
     for name in list(os.environ):
-        if name.startswith(("CANCEL_", "CARE360_", "CV_API_KEY", "CELERY_", "REDIS_")):
+        if name.startswith(("CANCEL_", "CARE360_", "CV_API_KEY", "CELERY_", "REDIS_", "WEB_")):
             monkeypatch.delenv(name, raising=False)
 
 
@@ -148,7 +148,7 @@ def worker_env(redis_url: str, simulator_url: str, **overrides: Any) -> dict[str
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("CANCEL_", "CARE360_", "CV_API_KEY", "CELERY_", "REDIS_"))
+        if not k.startswith(("CANCEL_", "CARE360_", "CV_API_KEY", "CELERY_", "REDIS_", "WEB_"))
     }
     env.update(
         REDIS_URL=redis_url,
@@ -168,6 +168,33 @@ def worker_env(redis_url: str, simulator_url: str, **overrides: Any) -> dict[str
     return env
 
 
+def spawn_worker(
+    env: dict[str, str], log_path: Path, name: str, *args: str, ready_timeout: float = 30.0
+) -> WorkerProcess:
+    """`celery -A worker worker` as a real process, once it says it is ready."""
+    handle = log_path.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "worker", "worker", "-l", "info",
+         "-n", f"{name}@%h", "--without-mingle", "--without-gossip", *args],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    worker = WorkerProcess(process, log_path, env)
+    deadline = time.monotonic() + ready_timeout
+    while " ready." not in worker.log():
+        if process.poll() is not None:
+            raise AssertionError(f"worker exited early:\n{worker.log()}")
+        if time.monotonic() > deadline:
+            worker.kill()
+            raise AssertionError(f"worker not ready in {ready_timeout}s:\n{worker.log()}")
+        time.sleep(0.1)
+    return worker
+
+
 @pytest.fixture
 def start_worker(
     redis_url: str, simulator: Simulator, tmp_path: Path
@@ -178,27 +205,9 @@ def start_worker(
     def start(*args: str, ready_timeout: float = 30.0, **env_overrides: Any) -> WorkerProcess:
         env = worker_env(redis_url, simulator.url, **env_overrides)
         log_path = tmp_path / f"worker-{len(started)}.log"
-        handle = log_path.open("w")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker", "worker", "-l", "info",
-             "-n", f"w{len(started)}@%h", "--without-mingle", "--without-gossip", *args],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-        )
-        worker = WorkerProcess(process, log_path, env)
+        worker = spawn_worker(env, log_path, f"w{len(started)}", *args,
+                              ready_timeout=ready_timeout)
         started.append(worker)
-        deadline = time.monotonic() + ready_timeout
-        while " ready." not in worker.log():
-            if process.poll() is not None:
-                raise AssertionError(f"worker exited early:\n{worker.log()}")
-            if time.monotonic() > deadline:
-                worker.kill()
-                raise AssertionError(f"worker not ready in {ready_timeout}s:\n{worker.log()}")
-            time.sleep(0.1)
         return worker
 
     yield start

@@ -108,7 +108,8 @@ def resolve(argv: list[str], service: str) -> str:
 def test_every_service_has_a_healthcheck_that_resolves(
     services: dict[str, dict[str, Any]]
 ) -> None:
-    assert set(services) >= {"redis", "postgres", "worker", "beat", "flower", "simulator"}
+    assert set(services) >= {"redis", "postgres", "worker", "beat", "flower", "web",
+                             "simulator"}
     for name, service in services.items():
         check = service.get("healthcheck")
         assert check and check.get("test"), f"{name}: no healthcheck"
@@ -133,6 +134,7 @@ def test_every_command_resolves_to_the_project(services: dict[str, dict[str, Any
         "worker": "celery worker",
         "beat": "celery beat",
         "flower": "celery flower",
+        "web": "cancelq web",
         "simulator": "cancelq simulator",
     }
 
@@ -211,7 +213,7 @@ def settings_of(service: dict[str, Any], env: dict[str, str]) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("role", ["worker", "beat", "flower"])
+@pytest.mark.parametrize("role", ["worker", "beat", "flower", "web"])
 def test_compose_defaults_are_valid_settings_calling_care360_over_https(
     services: dict[str, dict[str, Any]], role: str
 ) -> None:
@@ -289,3 +291,28 @@ def test_the_worker_archives_to_the_postgres_service_with_a_secret_password(
     assert "file" in compose["secrets"][secret]
     assert settings_of(worker, {"ARCHIVE_URL": ""}).archive_url is None  # opt out
     assert any(str(v).endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])
+
+
+def test_the_web_console_takes_its_credentials_from_secret_files_and_binds_loopback(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    web = services["web"]
+    env = environment(web)
+    assert "WEB_USERS" not in env and "WEB_SECRET" not in env  # never values: `$` in hashes
+    for name in ("WEB_USERS_FILE", "WEB_SECRET_FILE"):
+        secret = env[name].removeprefix(SECRETS_DIR)
+        assert env[name].startswith(SECRETS_DIR) and secret in web["secrets"]
+        assert "file" in compose["secrets"][secret]
+    assert "CV_API_KEY_FILE" not in env and "care360_api_key" not in web["secrets"]
+    assert settings_of(web, {}).web_host_port == ("0.0.0.0", 8080)
+    assert all(resolved(str(p), {}).startswith("127.0.0.1:") for p in web["ports"])
+    assert all(str(p).endswith(":8080") for p in web["ports"])
+
+
+def test_the_image_holds_every_package_it_installs() -> None:
+    dockerfile = DOCKERFILE.read_text()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    for package in packages:
+        assert re.search(rf"^COPY {package} \./{package}$", dockerfile, re.M), package
+    assert re.search(r"^RUN pip install '\.\[web\]'", dockerfile, re.M)  # `cancelq web` runs

@@ -34,8 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 #: where the Python sources are; each file's comments and strings are read.
-PY_DIRS = ("cancelq", "worker", "producers", "simulator", "tests", "bench")
-PACKAGES = ("cancelq", "worker", "producers", "simulator")
+PY_DIRS = ("cancelq", "worker", "producers", "simulator", "web", "tests", "bench")
+PACKAGES = ("cancelq", "worker", "producers", "simulator", "web")
 EXTENSIONS = ("py", "lua", "md", "toml", "yml", "yaml", "txt", "png", "sh")
 
 BACKTICKED = re.compile(r"`+([^`\n]+?)`+")

@@ -20,8 +20,9 @@ CANCELQ_LAYERS = ("core", "care360", "store", "archive", "pipeline", "bulk", "op
 ALLOWED = {
     "cancelq": set(),
     "worker": {"cancelq"},
-    "producers": {"cancelq", "simulator"},  # the demo starts the simulator
+    "producers": {"cancelq", "simulator", "web"},  # the demo starts the simulator; `cancelq web`
     "simulator": set(),
+    "web": {"cancelq"},
 }
 
 

@@ -14,7 +14,7 @@ def test_every_module_of_the_layers_is_in_the_readme_layout_table() -> None:
     named = set(re.findall(r"`([\w/]+\.py)`", table))
     modules = {
         str(path.relative_to(ROOT))
-        for package in ("cancelq", "worker", "producers")
+        for package in ("cancelq", "worker", "producers", "web")
         for path in (ROOT / package).rglob("*.py")
         if path.name != "__init__.py" and "cli" not in path.parts
     }
@@ -28,7 +28,7 @@ def test_the_architecture_diagram_names_every_module_of_the_layers() -> None:
     drawn = set(re.findall(r"\w+", drawing))
     modules = {
         path.stem
-        for package in ("cancelq", "worker", "producers")
+        for package in ("cancelq", "worker", "producers", "web")
         for path in (ROOT / package).rglob("*.py")
         if path.name != "__init__.py" and "cli" not in path.parts
     }

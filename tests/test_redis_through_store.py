@@ -53,7 +53,7 @@ def _offences(path: Path) -> list[str]:
 
 def _modules() -> list[Path]:
     paths = [*ROOT.glob("*.py")]
-    for package in ("cancelq", "worker", "producers"):
+    for package in ("cancelq", "worker", "producers", "web"):
         paths.extend((ROOT / package).rglob("*.py"))
     return sorted(
         path for path in paths

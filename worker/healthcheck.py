@@ -8,6 +8,7 @@ itself, not just whether a process exists:
                the node names
     beat       the pid in the pidfile is alive and the audit store's Redis answers
     flower     Flower answers /healthcheck (exempt from its auth)
+    web        the web console answers /healthz (exempt from its sign-in)
     simulator  the simulator answers /_sim/health
 """
 
@@ -25,6 +26,7 @@ import click
 BEAT_PIDFILE = Path("/tmp/celerybeat.pid")
 FLOWER_URL = "http://127.0.0.1:5555/healthcheck"
 SIMULATOR_URL = "http://127.0.0.1:8360/_sim/health"
+WEB_URL = "http://127.0.0.1:8080/healthz"
 TIMEOUT_SECONDS = 5.0
 
 
@@ -73,6 +75,7 @@ CHECKS: dict[str, Callable[[], None]] = {
     "beat": check_beat,
     "flower": lambda: check_http(FLOWER_URL),
     "simulator": lambda: check_http(SIMULATOR_URL),
+    "web": lambda: check_http(WEB_URL),
 }
 
 

@@ -35,6 +35,9 @@ process of its own, so no caller of the project's API ever sees it.
     PrimaryMoved           (store/replication) a write went to a primary Sentinel no longer
                            names; a redis-py ConnectionError, so that every caller treats it
                            as the outage it is (the write is run again on the new primary)
+    LoginRequired, Forbidden, Unauthorized, Throttled
+                           (web/auth) a request the web console turns into its answer: a
+                           redirect to the sign-in form, a 403, a 401, a 429
     SimulatorControlError, FaultConfigError, SeedError, _ControlError
                            (simulator/) the simulator imports nothing of cancelq: it stands
                            alone, as the vendor it plays does

@@ -8,6 +8,7 @@ is a `SecretStr`: its repr is masked, so it cannot leak through a log line or a 
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +54,13 @@ DEFAULT_BULK_MAX_LINE_BYTES = 65_536
 #: drain (measured, 20,000 rows, 50 ms API: real-time p99 216 ms at 20, 267 ms at 50,
 #: 348 ms at 100, the same drain time; docs/benchmarks.md).
 DEFAULT_BULK_BATCH_SIZE = 20
+#: The web console's address: this machine only, port 8080.
+DEFAULT_WEB_ADDRESS = f"{DEFAULT_LISTEN_ADDRESS}:8080"
+#: A session secret shorter than this is refused: it signs every operator's session.
+MIN_WEB_SECRET_CHARS = 32
+
+_HOST = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
 
 class Settings(BaseSettings):
     """The whole configuration; field aliases are the environment variable names."""
@@ -144,6 +152,19 @@ class Settings(BaseSettings):
         alias="METRICS_ADDRESS",
     )
 
+    #: The web console (`cancelq web`, docs/web.md). Its users: whitespace-separated
+    #: `name:role:hash` entries (`cancelq web hash-password` makes the hash); the file, a
+    #: mounted secret, wins. No users: the console refuses to start.
+    web_users: SecretStr | None = Field(None, alias="WEB_USERS")
+    web_users_file: Path | None = Field(None, alias="WEB_USERS_FILE")
+    #: signs the console's session cookies; required, at least 32 characters (the file wins)
+    web_secret: SecretStr | None = Field(None, alias="WEB_SECRET")
+    web_secret_file: Path | None = Field(None, alias="WEB_SECRET_FILE")
+    #: where the console listens, host:port: loopback unless told otherwise
+    web_address: str = Field(DEFAULT_WEB_ADDRESS, alias="WEB_ADDRESS")
+    #: where `cancelq doctor` reaches the console (behind a proxy, say); unset: WEB_ADDRESS
+    web_url: str | None = Field(None, alias="WEB_URL")
+
     def __repr_args__(self) -> Any:
         """pydantic's repr, with the password of every URL masked (SecretStr does the key)."""
         for name, value in super().__repr_args__():
@@ -163,6 +184,12 @@ class Settings(BaseSettings):
             return None
         check_archive_url(value)
         return value.strip()
+
+    @field_validator("web_address")
+    @classmethod
+    def _web_address(cls, value: str) -> str:
+        host, port = split_address(value)
+        return f"{host}:{port}"
 
     @field_validator("care360_base_url_override")
     @classmethod
@@ -250,12 +277,59 @@ class Settings(BaseSettings):
                               f"{self.archive_password_file}: {exc.strerror}") from None
         return with_password(self.archive_url, password)
 
+    @property
+    def web_host_port(self) -> tuple[str, int]:
+        """WEB_ADDRESS as (host, port)."""
+        return split_address(self.web_address)
+
+    def web_users_text(self) -> str:
+        """The raw WEB_USERS entries: WEB_USERS_FILE if set, else WEB_USERS ('' for none)."""
+        if self.web_users_file is not None:
+            return _read_secret_file("WEB_USERS_FILE", self.web_users_file)
+        return self.web_users.get_secret_value().strip() if self.web_users else ""
+
+    def require_web_secret(self) -> SecretStr:
+        """The key that signs the console's sessions: never made up, never short."""
+        if self.web_secret_file is not None:
+            text = _read_secret_file("WEB_SECRET_FILE", self.web_secret_file)
+            name = "WEB_SECRET_FILE"
+        else:
+            text = self.web_secret.get_secret_value().strip() if self.web_secret else ""
+            name = "WEB_SECRET"
+        if len(text) < MIN_WEB_SECRET_CHARS:
+            raise ConfigError(
+                f"{name}: the web console needs a session secret of at least "
+                f"{MIN_WEB_SECRET_CHARS} characters (make one: python3 -c 'import secrets; "
+                f"print(secrets.token_urlsafe(32))')")
+        return SecretStr(text)
+
     def require_api_key(self) -> SecretStr:
         """The worker cannot do its job without a key; producers never need one."""
         key = self.api_key
         if key is None:
             raise ConfigError("CV_API_KEY: required by the worker (or set CV_API_KEY_FILE)")
         return key
+
+
+def split_address(value: str) -> tuple[str, int]:
+    """`host:port` (`[::1]:8080` for IPv6) as (host, port); ValueError names what is wrong."""
+    host, sep, port = value.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not _HOST.match(host):
+        raise ValueError(f"not host:port: {value[:60]!r}")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"port must be 1-65535: {value[:60]!r}")
+    return host, int(port)
+
+
+def _read_secret_file(name: str, path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
+    if not text:
+        raise ConfigError(f"{name}: {path} is empty")
+    return text
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -281,4 +355,5 @@ def _one_line(exc: ValidationError) -> str:
 
 
 #: Values never repeated in an error line: secrets, and values already quoted masked.
-_NEVER_ECHOED = frozenset({"CV_API_KEY", "FLOWER_BASIC_AUTH", "REDIS_URL", "ARCHIVE_URL"})
+_NEVER_ECHOED = frozenset({"CV_API_KEY", "FLOWER_BASIC_AUTH", "REDIS_URL", "ARCHIVE_URL",
+                           "WEB_USERS", "WEB_SECRET"})

@@ -24,7 +24,7 @@ import redis
 from pydantic import SecretStr
 
 from cancelq.care360.client import PATH
-from cancelq.core.errors import ArchiveUnavailable
+from cancelq.core.errors import ArchiveUnavailable, ConfigError
 from cancelq.core.settings import Settings
 from cancelq.core.urls import mask_url
 from cancelq.ops.health import queue_heads, read_heartbeats
@@ -251,6 +251,52 @@ def _probe(http: httpx.Client, key: SecretStr | None) -> int:
 # -- all of it ----------------------------------------------------------------------------
 
 
+WEB_PROBE_TIMEOUT_SECONDS = 5.0
+
+
+def web_url(settings: Settings) -> str | None:
+    """Where the web console should answer: WEB_URL, else WEB_ADDRESS once the console is
+    configured (users, or an address given); None when nothing says it runs."""
+    if settings.web_url:
+        return settings.web_url.rstrip("/")
+    configured = (settings.web_users is not None or settings.web_users_file is not None
+                  or "web_address" in settings.model_fields_set)
+    if not configured:
+        return None
+    host, port = settings.web_host_port
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def check_web(settings: Settings, transport: httpx.BaseTransport | None = None) -> Check:
+    """The console answers /healthz and its API refuses a request without credentials (it
+    must never serve the audit to anyone who asks); where its users are configured (the
+    host that runs it), its settings must also let it start."""
+    url = web_url(settings)
+    if url is None:
+        return Check("web", "skip", "not configured (set WEB_USERS, or WEB_URL)")
+    if settings.web_users is not None or settings.web_users_file is not None:
+        try:  # the console's own settings are here: they must let it start
+            settings.require_web_secret()
+            settings.web_users_text()
+        except ConfigError as exc:
+            return Check("web", "fail", str(exc))
+    try:
+        with httpx.Client(base_url=url, transport=transport, follow_redirects=False,
+                          timeout=WEB_PROBE_TIMEOUT_SECONDS) as http:
+            health = http.get("/healthz").status_code
+            anonymous = http.get("/api/v1/jobs", params={"limit": 1}).status_code
+    except httpx.HTTPError as exc:
+        return Check("web", "fail", f"{mask_url(url)}: no answer ({type(exc).__name__})")
+    if health != 200:
+        return Check("web", "fail", f"{mask_url(url)}/healthz answered {health}")
+    if anonymous != 401:
+        return Check("web", "fail", f"{mask_url(url)}/api/v1 answered {anonymous} without "
+                     "credentials (expected 401): is this the console?")
+    return Check("web", "ok", f"{mask_url(url)} answers, and refuses anonymous API calls",
+                 data={"url": mask_url(url)})
+
+
 def run_checks(
     settings: Settings,
     store: AuditStore,
@@ -273,6 +319,7 @@ def run_checks(
             checks.append(Check(name, "fail", f"Redis failed mid-check ({type(exc).__name__})"))
     checks.append(check_archive(settings, store if reachable else None))
     checks.append(check_care360(settings, transport))
+    checks.append(check_web(settings, transport))
     return checks
 
 

@@ -158,3 +158,29 @@ def _blocked_seconds(ttl_ms: int) -> float | None:
     """
     left = decode_pttl(ttl_ms)
     return BLOCKED_UNTIL_CLEARED if left == math.inf else left
+
+
+#: The web console's chart: calls per minute over the last hour (the minute buckets live 65).
+CHART_MINUTES = 60
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteCalls:
+    """Care360 calls made in one minute (Redis's clock), by HTTP status ('none': no answer)."""
+
+    started_at: float
+    by_status: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"minute": iso_utc(self.started_at), "total": self.total,
+                "by_status": dict(sorted(self.by_status.items()))}
+
+
+def calls_per_minute(store: AuditStore, minutes: int = CHART_MINUTES) -> list[MinuteCalls]:
+    """The last `minutes` minutes, oldest first, the current (partial) minute last."""
+    return [MinuteCalls(float(minute * 60), counts)
+            for minute, counts in store.calls_by_minute(minutes)]

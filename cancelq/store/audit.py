@@ -419,6 +419,17 @@ class AuditStore:
                 totals[status] = totals.get(status, 0) + count
         return totals
 
+    def calls_by_minute(self, minutes: int = 60) -> list[tuple[int, dict[str, int]]]:
+        """Calls per HTTP status in each of the last `minutes` minutes (the current one
+        last), as (epoch minute, counts): one round trip over the minute buckets."""
+        now = int(self.redis.time()[0]) // 60
+        span = range(now - minutes + 1, now + 1)
+        pipe = self.redis.pipeline(transaction=False)
+        for minute in span:
+            pipe.hgetall(self.keys.calls_minute(minute))
+        return [(minute, decode_counters(bucket))
+                for minute, bucket in zip(span, pipe.execute(), strict=True)]
+
     def replay(
         self,
         job_id: str,
@@ -766,10 +777,22 @@ class AuditStore:
         return int(self.redis.zcard(self.keys.delayed))
 
     def _index_for(self, q: Query) -> str:
+        """The index to walk: an event's or a case's (a few jobs) if named; else the smaller
+        of the run's and the state's when both are named (their sizes in one round trip:
+        the dead jobs of a 10,000-job run are the 30 of `idx:state:dead`, not the run's
+        10,000); else the one named. Both are scored by created time, so the order and
+        `since`/`until` mean the same whichever is walked."""
         if q.event_id:
             return self.keys.index_event(q.event_id)
         if q.case_id:
             return self.keys.index_case(q.case_id)
+        if q.run_id and q.state:
+            run, state = self.keys.index_run(q.run_id), self.keys.index_state(q.state)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zcard(run)
+            pipe.zcard(state)
+            run_size, state_size = pipe.execute()
+            return state if int(state_size) < int(run_size) else run
         if q.run_id:
             return self.keys.index_run(q.run_id)
         if q.state:

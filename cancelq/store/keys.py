@@ -67,6 +67,8 @@ LAYOUT: Final[Mapping[str, str]] = {
     "breaker_probe": "breaker:probe",
     # HASH calls made in that second, by HTTP status ('none': no answer) (TTL)
     "calls": "calls:{epoch_second}",
+    # HASH calls made in that minute, by HTTP status (TTL 65 min): the web overview's chart
+    "calls_minute": "calls:m:{epoch_minute}",
     # STRING set on a 401: calls paused until it expires (TTL)
     "auth_blocked": "auth:blocked",
     # prefix of the rate limit's moving window (`limits` library: LIMITER/care360/...)
@@ -196,6 +198,9 @@ class Keys:
 
     def calls(self, epoch_second: int) -> str:
         return self.key("calls", epoch_second=epoch_second)
+
+    def calls_minute(self, epoch_minute: int) -> str:
+        return self.key("calls_minute", epoch_minute=epoch_minute)
 
     @property
     def auth_blocked(self) -> str:

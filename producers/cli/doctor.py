@@ -27,7 +27,7 @@ STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "bright_
               help="Print {settings, checks, ok} as one JSON object.")
 @one_line_errors
 def doctor(as_json: bool) -> None:
-    """Check the configuration, Redis, the queues, the workers and Care360.
+    """Check the configuration, Redis, the queues, the workers, Care360 and the web console.
 
     Care360 gets two requests that cannot cancel anything (an unknown action on
     the nil case and event ids), one without the key and one with it, to tell

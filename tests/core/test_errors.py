@@ -11,7 +11,7 @@ from pathlib import Path
 import cancelq.core.errors as errors
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("cancelq", "worker", "producers", "simulator")
+PACKAGES = ("cancelq", "worker", "producers", "simulator", "web")
 
 
 def _defined_exceptions() -> dict[str, type[BaseException]]:

@@ -86,7 +86,7 @@ def test_a_dead_redis_fails_and_skips_what_needs_it(simulator: Simulator) -> Non
     result = doctor(f"redis://127.0.0.1:{free_port()}/0", simulator, "--json")
     assert result.exit_code == 1
     assert statuses(result) == {"redis": "fail", "queues": "skip", "workers": "skip",
-                                "archive": "skip", "care360": "ok"}
+                                "archive": "skip", "care360": "ok", "web": "skip"}
     text = doctor(f"redis://:pw-in-url@127.0.0.1:{free_port()}/0", simulator)
     assert text.exit_code == 1
     assert "pw-in-url" not in text.output
@@ -99,4 +99,4 @@ def test_no_worker_and_a_wrong_key_each_fail(simulator: Simulator, redis_url: st
     assert result.exit_code == 1
     assert statuses(result) | {"redis": "-"} == {"redis": "-", "queues": "ok",
                                                  "workers": "fail", "archive": "skip",
-                                                 "care360": "fail"}
+                                                 "care360": "fail", "web": "skip"}

@@ -67,7 +67,7 @@ def test_no_module_but_the_policy_decides_a_retry() -> None:
     the budget itself (`max_attempts` as a keyword the store passes on to Lua is fine)."""
     offenders = {
         str(path.relative_to(ROOT)): sorted(names)
-        for folder in ("cancelq", "worker", "producers")
+        for folder in ("cancelq", "worker", "producers", "web")
         for path in sorted((ROOT / folder).rglob("*.py"))
         if str(path.relative_to(ROOT)) not in _HOMES
         and (names := _named(path) - {"max_attempts"} | _reads_budget(path))

@@ -313,7 +313,7 @@ def test_one_job_messages_are_built_by_job_message_only() -> None:
     root = Path(__file__).resolve().parents[2]
     callers = [
         str(path.relative_to(root))
-        for package in ("cancelq", "worker", "producers")
+        for package in ("cancelq", "worker", "producers", "web")
         for path in sorted((root / package).rglob("*.py"))
         if path.name != "messages.py" and "build_task_message(" in path.read_text("utf-8")
     ]

@@ -28,10 +28,15 @@ if attempt_no ~= '0' then
   end
   redis.call('RPUSH', KEY.attempts(p, job_id), attempt_json)
   count(p, run_id, COUNTER.attempts(), 1)
-  local calls = KEY.calls(p, redis.call('TIME')[1])
+  local second = tonumber(redis.call('TIME')[1])
+  local calls = KEY.calls(p, second)
   if http_status == '' then http_status = 'none' end
   redis.call('HINCRBY', calls, http_status, 1)
   redis.call('EXPIRE', calls, 120)
+  -- the same call in its minute's bucket, kept an hour and a bit (the web console's chart)
+  local minute = KEY.calls_minute(p, math.floor(second / 60))
+  redis.call('HINCRBY', minute, http_status, 1)
+  redis.call('EXPIRE', minute, 3900)
   if spare == '1' then redis.call('HINCRBY', job, 'spared', 1) end
 else
   -- a note of why the job ends without a call: never over another copy's live attempt

@@ -17,6 +17,7 @@ class AttemptOut(BaseModel):
     error_class: str | None
     verdict: str | None
     retry_in_seconds: float | None
+    worker: str | None = None
 
 
 class JobOut(BaseModel):

@@ -67,6 +67,7 @@ def attempt_rows(record: JobRecord) -> list[dict[str, Any]]:
             "retry_in_seconds": attempt.retry_in_seconds,
             "body_excerpt": (attempt.raw_body[:BODY_EXCERPT_CHARS]
                              if attempt.raw_body is not None else None),
+            "worker": attempt.worker,
         }
         for seq, attempt in enumerate(record.attempts)
     ]
@@ -83,6 +84,7 @@ def to_attempt(row: RowMapping) -> Attempt:
         verdict=row["verdict"],
         retry_in_seconds=row["retry_in_seconds"],
         raw_body=row["body_excerpt"],
+        worker=row["worker"],
     )
 
 

@@ -79,5 +79,7 @@ attempts = Table(
     Column("error", Text),
     Column("retry_in_seconds", Float),
     Column("body_excerpt", Text),
+    # the worker process that made the call, "host:pid" (migration 0002)
+    Column("worker", String(200)),
     postgresql_partition_by="RANGE (job_created_at)",
 )

@@ -27,7 +27,7 @@ from cancelq.core.contract import CancelRequest
 from cancelq.core.errors import RetryableError, TransientResponse
 from cancelq.core.lifecycle import Decision, Outcome
 from cancelq.pipeline.gates import Defer, EndWithoutCall, Gate
-from cancelq.pipeline.lease import new_owner
+from cancelq.pipeline.lease import new_owner, this_worker
 from cancelq.pipeline.retry_policy import ERROR_DEFER_SECONDS, Dead, RetryPolicy
 from cancelq.pipeline.runtime import Runtime
 from cancelq.store.audit import FinishCall
@@ -318,6 +318,7 @@ def _after_final(ctx: AttemptContext, call: Call, answer: Answer, outcome: Outco
         error=answer.error or (answer.message if not cancelled else None),
         verdict=outcome.value,
         raw_body=answer.raw_body if outcome in RAW_BODY_OUTCOMES else None,
+        worker=this_worker(),
     )
     state = "dead" if decision == "dead" else "settled"
     return Finish(
@@ -373,6 +374,7 @@ def _transient_attempt(
         verdict=verdict,
         retry_in_seconds=delay,
         raw_body=answer.raw_body if answer is not None else None,
+        worker=this_worker(),
     )
 
 

@@ -37,9 +37,14 @@ log = logging.getLogger("cancelq.lease")
 RENEWALS_PER_LEASE = 3
 
 
+def this_worker() -> str:
+    """This worker process as an attempt names it: "host:pid", as its heartbeat shows them."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def new_owner() -> str:
     """A lease owner: this worker node (host and process) and a token of its own."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:16]}"
+    return f"{this_worker()}:{uuid.uuid4().hex[:16]}"
 
 
 def _never() -> bool:

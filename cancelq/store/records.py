@@ -33,6 +33,8 @@ class Attempt:
     verdict: str | None = None
     retry_in_seconds: float | None = None
     raw_body: str | None = None
+    #: the worker process that made the call ("host:pid"); None on notes and older attempts
+    worker: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -44,6 +46,7 @@ class Attempt:
             "error_class": self.error_class,
             "verdict": self.verdict,
             "retry_in_seconds": self.retry_in_seconds,
+            "worker": self.worker,
         }
 
     def encode(self) -> str:
@@ -68,13 +71,15 @@ class Attempt:
             verdict=raw.get("verdict"),
             retry_in_seconds=raw.get("retry_in_seconds"),
             raw_body=raw.get("raw_body"),
+            worker=raw.get("worker"),
         )
 
 
 #: The fields of an attempt's JSON object, in the order both languages write them.
 ATTEMPT_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Attempt))
-#: Left out of the JSON when None (a raw body is kept only for some outcomes); others are null.
-ATTEMPT_OPTIONAL: Final = frozenset({"raw_body"})
+#: Left out of the JSON when None (a raw body is kept only for some outcomes; notes have no
+#: worker, nor do attempts recorded before it was); others are null.
+ATTEMPT_OPTIONAL: Final = frozenset({"raw_body", "worker"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,8 @@ def settled(
                 else "TransientResponse", error=None if n == attempts else "HTTP 503",
                 verdict="retry" if n < attempts else outcome,
                 retry_in_seconds=1.5 if n < attempts else None,
-                raw_body=body if n == attempts else None)
+                raw_body=body if n == attempts else None,
+                worker=f"host-{n}:{1000 + n}")
         for n in range(1, attempts + 1)
     )
     end = created_at + attempts + 0.25

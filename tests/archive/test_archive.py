@@ -97,6 +97,33 @@ def test_a_schema_older_than_the_code_is_one_line_saying_to_migrate(pg_url: str)
     assert archive.write([settled()]) == 1
 
 
+def test_an_archive_at_0001_migrates_to_name_each_attempts_worker(pg_url: str) -> None:
+    """Attempts archived before migration 0002 keep their rows (no worker); new ones have it."""
+    from alembic import command
+
+    engine = make_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text("SELECT 1"))
+        config = migrate._config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        conn.execute(text(
+            "CREATE TABLE cancelq_attempts_old PARTITION OF cancelq_attempts FOR VALUES FROM "
+            "('2020-01-01') TO ('2020-02-01')"))
+        conn.execute(text(
+            "INSERT INTO cancelq_attempts (job_id, job_created_at, seq, number, started_at) "
+            "VALUES ('0123', '2020-01-05', 0, 1, '2020-01-05')"))
+    assert migrate.upgrade(engine) == ("0001", "0002")
+    with engine.connect() as conn:
+        old = conn.execute(text("SELECT worker FROM cancelq_attempts WHERE job_id = '0123'"))
+        assert old.scalar_one() is None
+    archive = Archive(pg_url)
+    record = settled()
+    archive.write([record])
+    got = archive.get(record.job_id)
+    assert got is not None and [a.worker for a in got.attempts] == ["host-1:1001", "host-2:1002"]
+
+
 def test_a_refused_connection_and_a_missing_database_are_one_line(pg_url: str) -> None:
     refused = Archive("postgresql+psycopg://cq:s3cret@127.0.0.1:1/db")
     with pytest.raises(ArchiveUnavailable) as raised:

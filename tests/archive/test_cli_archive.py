@@ -29,9 +29,9 @@ def test_migrate_creates_the_schema_once_and_never_prints_the_password(pg_url: s
     env = {"ARCHIVE_URL": with_password(pg_url)}
     first = cli(env, "archive", "migrate")
     assert first.exit_code == 0, first.output
-    assert "schema none -> 0001" in first.output and "postgres:***@" in first.output
+    assert "schema none -> 0002" in first.output and "postgres:***@" in first.output
     again = cli(env, "archive", "migrate", "--json")
-    assert json.loads(again.output)["before"] == "0001"
+    assert json.loads(again.output)["before"] == "0002"
     assert "s3cret" not in first.output + again.output
 
 

@@ -24,16 +24,20 @@ def test_a_worker_migrates_then_archives_settled_jobs_before_its_retention_trims
     case, events = str(uuid.uuid4()), [str(uuid.uuid4()) for _ in range(5)]
     simulator.control.add_events([{"case_id": case, "event_id": e} for e in events])
     # never migrated; ~2 s in Redis
-    start_worker(ARCHIVE_URL=pg_url, ARCHIVE_MIGRATE="1", AUDIT_RETENTION_DAYS="0.00002")
+    worker = start_worker(ARCHIVE_URL=pg_url, ARCHIVE_MIGRATE="1",
+                          AUDIT_RETENTION_DAYS="0.00002")
     job_ids = [submit(CancelRequest.parse(case_id=case, event_id=e), store=real_store,
                       queue=REALTIME_QUEUE).job_id for e in events]
     archive = Archive(pg_url)
     try:
         archived = wait_for(lambda: len(archive.get_many(job_ids)) == 5 and
-                            archive.get_many(job_ids), timeout=30)
+                            archive.get_many(job_ids), timeout=90)
+    except AssertionError as exc:
+        states = [(r.job_id[:8], r.state.value) for r in real_store.get_many(job_ids)]
+        raise AssertionError(f"{exc}; in Redis: {states}\n{worker.log()[-3000:]}") from None
     finally:
         archive.close()
     assert {r.outcome for r in archived} == {"cancelled"}
     assert all(len(r.attempts) == 1 and r.attempts[0].http_status == 200 for r in archived)
-    wait_for(lambda: real_store.get_many(job_ids) == [], timeout=30)  # then trimmed
+    wait_for(lambda: real_store.get_many(job_ids) == [], timeout=60)  # then trimmed
     assert real_store.archive_backlog() == (0, None)

@@ -60,6 +60,10 @@ class EventSpec(_EventSpecRequired, total=False):
     cancelled: bool
 
 
+#: The case a key probe is sent to (`cancelq.ops.doctor.NIL_UUID`): never a real one.
+NIL_CASE = "00000000-0000-0000-0000-000000000000"
+
+
 class SimulatorControlError(RuntimeError):
     """The control API refused a request (bad payload, unknown route)."""
 
@@ -107,9 +111,12 @@ class SimulatorControl:
     def stats(self) -> Stats:
         return cast(Stats, self._call("GET", "/stats"))
 
-    def calls(self, event_id: str | None = None) -> list[CallRecord]:
+    def calls(self, event_id: str | None = None, *, probes: bool = False) -> list[CallRecord]:
+        """The calls received; without `probes`, not those to the nil case: every worker
+        probes its key there at start (and `cancelq doctor` does), which cancels nothing."""
         params = {"event_id": event_id} if event_id is not None else None
-        return cast(list[CallRecord], self._call("GET", "/calls", params=params))
+        calls = cast(list[CallRecord], self._call("GET", "/calls", params=params))
+        return calls if probes else [c for c in calls if c.get("case_id") != NIL_CASE]
 
     def reset(self, state: bool = False) -> None:
         """Clear calls, scripts and faults (back to none); with ``state=True`` all events too."""

@@ -9,6 +9,7 @@ with the install paths pointed at this Python's `bin` (where `celery` and `cance
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -147,3 +148,22 @@ def test_systemd_verifies_the_units(tmp_path: Path) -> None:
     done = subprocess.run(["systemd-analyze", "verify", *sorted(map(str, tmp_path.iterdir()))],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_example_dot_env_names_only_what_compose_reads() -> None:
+    compose = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    used = set(re.findall(r"\$\{([A-Z0-9_]+)", compose))
+    lines = (ROOT / ".env.example").read_text(encoding="utf-8").splitlines()
+    names = [line.split("=", 1)[0] for line in lines if line and not line.startswith("#")]
+    assert names and not set(names) - used, set(names) - used
+    assert "CV_API_KEY" not in names  # the key is a file, never a value here
+
+
+def test_the_cli_summary_names_every_verb() -> None:
+    """docs/cli.md's command summary at the top lists every visible verb."""
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    summary = text[text.index("```sh"):text.index("```", text.index("```sh") + 5)]
+    verbs = {name for name, command in cli.commands.items() if not command.hidden}
+    listed = set(re.findall(r"^cancelq ([a-z]+)", summary, flags=re.MULTILINE))
+    assert verbs <= listed, sorted(verbs - listed)
+    assert {"doctor", "health", "metrics"} <= listed

@@ -104,3 +104,11 @@ def test_the_demos_audit_command_is_on_a_line_of_its_own(monkeypatch) -> None:
     demo._say_goodbye(LocalRedis("redis://127.0.0.1:6379/15", "external"), "demo-1a2b3c4d5e6f")
     assert "  REDIS_URL=redis://127.0.0.1:6379/15 KEY_PREFIX=demo-1a2b3c4d5e6f cancelq audit" in (
         out.getvalue().splitlines())
+
+
+def test_cancelq_flower_points_at_celery_in_one_line() -> None:
+    done = run("flower", "--port", "5555")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        "cancelq: flower is started by Celery: celery -A worker flower --port=5555 "
+        "(needs FLOWER_BASIC_AUTH; docs/operations.md)"]

@@ -108,8 +108,21 @@ class SimulatorControl:
                 raise TimeoutError(f"simulator at {self.base_url} not ready after {timeout}s")
             time.sleep(0.05)
 
-    def stats(self) -> Stats:
-        return cast(Stats, self._call("GET", "/stats"))
+    def stats(self, *, probes: bool = False) -> Stats:
+        """The counters; without `probes`, less the key probes to the nil case (as `calls`)."""
+        stats = cast(Stats, self._call("GET", "/stats"))
+        if probes:
+            return stats
+        nil = [c for c in self.calls(probes=True) if c.get("case_id") == NIL_CASE]
+        for call in nil:
+            status = str(call["status"])
+            stats["by_status"][status] = stats["by_status"].get(status, 0) - 1
+            if stats["by_status"][status] <= 0:
+                del stats["by_status"][status]
+        stats["total"] -= len(nil)
+        stats["by_case"].pop(NIL_CASE, None)
+        stats["by_event"].pop(NIL_CASE, None)
+        return stats
 
     def calls(self, event_id: str | None = None, *, probes: bool = False) -> list[CallRecord]:
         """The calls received; without `probes`, not those to the nil case: every worker

@@ -289,6 +289,8 @@ def test_run_follow_exit_3_with_a_line_when_time_runs_out(
 def _commands(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     yield path
     for name, command in group.commands.items():
+        if command.hidden:  # `cancelq flower`: a one-line pointer to Celery's command
+            continue
         if isinstance(command, click.Group):
             yield from _commands(command, (*path, name))
         else:

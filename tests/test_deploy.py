@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import SecretStr
 
 from cancelq.core import envfile
-from cancelq.core.settings import DEFAULT_TIMEOUT_SECONDS, Settings
+from cancelq.core.settings import DEFAULT_TIMEOUT_SECONDS, Settings, load_settings
 from producers.cli import main as cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,3 +168,18 @@ def test_the_cli_summary_names_every_verb() -> None:
     listed = set(re.findall(r"^cancelq ([a-z]+)", summary, flags=re.MULTILINE))
     assert verbs <= listed, sorted(verbs - listed)
     assert {"doctor", "health", "metrics"} <= listed
+
+
+def test_every_default_in_the_example_loads_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Uncommented as they are, the example's values are valid settings, and the defaults
+    (an empty one means unset: it stays commented out)."""
+    lines = (ROOT / "deploy" / "cancelq.env.example").read_text(encoding="utf-8").splitlines()
+    pairs = [line[1:].split("=", 1) for line in lines if re.match(r"#[A-Z0-9_]+=", line)]
+    assert len(pairs) == len(ALIASES)
+    for name, value in pairs:
+        if value:
+            monkeypatch.setenv(name, value)
+    loaded = load_settings()
+    for name, info in Settings.model_fields.items():
+        if info.default is not None and not isinstance(info.default, SecretStr):
+            assert getattr(loaded, name) == info.default, name

@@ -35,6 +35,10 @@ ERROR_BODY = json.dumps(
 CONFIG = web.AppKey("config", dict)
 
 
+#: The case of a key probe (`cancelq.ops.doctor.NIL_UUID`): no real job has it.
+NIL_CASE = "00000000-0000-0000-0000-000000000000"
+
+
 def make_app(latency_ms: float = 0.0) -> web.Application:
     """The fake as an aiohttp application (the tests run it in-process)."""
     app = web.Application()
@@ -48,6 +52,10 @@ def make_app(latency_ms: float = 0.0) -> web.Application:
 async def _cancel(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     await request.read()
+    if request.match_info.get("case_id") == NIL_CASE:
+        # a worker's key probe at start (as `cancelq doctor` sends): refused, not counted
+        status = 401 if not request.headers.get("cv-api-key") else 404
+        return web.Response(status=status, body=UNAUTHORIZED_BODY, content_type="application/json")
     config["calls"] += 1
     if config["latency_ms"]:
         await asyncio.sleep(config["latency_ms"] / 1000)

@@ -60,6 +60,10 @@ class EventSpec(_EventSpecRequired, total=False):
     cancelled: bool
 
 
+#: The case a key probe is sent to (`cancelq.ops.doctor.NIL_UUID`): never a real one.
+NIL_CASE = "00000000-0000-0000-0000-000000000000"
+
+
 class SimulatorControlError(RuntimeError):
     """The control API refused a request (bad payload, unknown route)."""
 
@@ -104,12 +108,28 @@ class SimulatorControl:
                 raise TimeoutError(f"simulator at {self.base_url} not ready after {timeout}s")
             time.sleep(0.05)
 
-    def stats(self) -> Stats:
-        return cast(Stats, self._call("GET", "/stats"))
+    def stats(self, *, probes: bool = False) -> Stats:
+        """The counters; without `probes`, less the key probes to the nil case (as `calls`)."""
+        stats = cast(Stats, self._call("GET", "/stats"))
+        if probes:
+            return stats
+        nil = [c for c in self.calls(probes=True) if c.get("case_id") == NIL_CASE]
+        for call in nil:
+            status = str(call["status"])
+            stats["by_status"][status] = stats["by_status"].get(status, 0) - 1
+            if stats["by_status"][status] <= 0:
+                del stats["by_status"][status]
+        stats["total"] -= len(nil)
+        stats["by_case"].pop(NIL_CASE, None)
+        stats["by_event"].pop(NIL_CASE, None)
+        return stats
 
-    def calls(self, event_id: str | None = None) -> list[CallRecord]:
+    def calls(self, event_id: str | None = None, *, probes: bool = False) -> list[CallRecord]:
+        """The calls received; without `probes`, not those to the nil case: every worker
+        probes its key there at start (and `cancelq doctor` does), which cancels nothing."""
         params = {"event_id": event_id} if event_id is not None else None
-        return cast(list[CallRecord], self._call("GET", "/calls", params=params))
+        calls = cast(list[CallRecord], self._call("GET", "/calls", params=params))
+        return calls if probes else [c for c in calls if c.get("case_id") != NIL_CASE]
 
     def reset(self, state: bool = False) -> None:
         """Clear calls, scripts and faults (back to none); with ``state=True`` all events too."""

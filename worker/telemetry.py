@@ -6,7 +6,9 @@ A thread of every worker (`TelemetryStep`), every `HEARTBEAT_SECONDS`:
   node name, host, pid, threads, queues, when a message was last received (Celery's
   `task_received` signal, sent from the consumer as it takes a message off the broker),
   and how long the oldest Care360 call in flight has run, with the age past which it is
-  stuck (the fan-out's deadline plus a margin), so that health fails on stuck calls;
+  stuck (the fan-out's deadline plus a margin), so that health fails on stuck calls; the
+  settings it runs with (masked: `cancelq doctor` judges those, not its shell's) and
+  Care360's verdict on its key, probed once at start (`probe_key`);
 - adds this process's call and gate counts to the shared `{prefix}:telemetry` hash, from
   which `cancelq metrics` serves the cluster's totals.
 
@@ -19,6 +21,7 @@ the heartbeat: a worker stopped on purpose is gone, not dead.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -26,7 +29,9 @@ from celery import bootsteps, signals
 from redis.exceptions import RedisError
 
 from cancelq.care360.calls import CallWatch
+from cancelq.core.settings import Settings
 from cancelq.core.ticker import Ticker
+from cancelq.ops.doctor import check_care360, effective_settings, key_log_line, key_verdict
 from cancelq.ops.health import (
     HEARTBEAT_SECONDS,
     Heartbeat,
@@ -57,8 +62,12 @@ class Telemetry:
         queues: tuple[str, ...],
         interval: float = HEARTBEAT_SECONDS,
         watch: CallWatch | None = None,
+        settings: dict[str, str | None] | None = None,
     ) -> None:
         self.watch = watch
+        self.settings = settings
+        #: Care360's verdict on the key, set by the start-up probe (`probe_key`)
+        self.key_verdict: str | None = None
         self.store = store
         self.metrics = metrics
         self.node = node
@@ -94,6 +103,7 @@ class Telemetry:
             received=self.received,
             oldest_call_seconds=None if oldest is None else round(oldest, 3),
             stuck_after_seconds=None if watch is None else watch.stuck_after,
+            settings=self.settings, key_verdict=self.key_verdict,
         )
         write_heartbeat(self.store, heartbeat)
         self.metrics.flush(self.store)
@@ -112,6 +122,27 @@ class Telemetry:
             remove_heartbeat(self.store, self.node)
         except RedisError as exc:  # shutting down: a Redis that is gone must not block it
             log.warning("telemetry: could not say goodbye to Redis (%s)", type(exc).__name__)
+
+
+def probe_key(telemetry: Telemetry, settings: Settings) -> None:
+    """Ask Care360 about the key as `cancelq doctor` does (a probe that cancels nothing),
+    log one line, and publish the verdict with the heartbeat (`cancelq health` reads it).
+
+    A rejected key does not stop the worker: its jobs dead-letter `unauthorized` as before,
+    and the recovery is the same; this only makes the first sign come at start."""
+    try:
+        check = check_care360(settings)
+    except Exception as exc:  # a probe must never take the worker down
+        log.warning("could not check the API key (%s)", type(exc).__name__)
+        return
+    telemetry.key_verdict = key_verdict(check)
+    line = key_log_line(check)
+    if telemetry.key_verdict == "rejected":
+        log.error(line)
+    elif telemetry.key_verdict == "accepted":
+        log.info(line)
+    else:
+        log.warning(line)
 
 
 class TelemetryStep(bootsteps.StartStopStep):
@@ -133,9 +164,11 @@ class TelemetryStep(bootsteps.StartStopStep):
         queues = tuple(sorted(worker.app.amqp.queues.consume_from))
         self.telemetry = Telemetry(rt.store, metrics, node=worker.hostname,
                                    concurrency=int(worker.concurrency), queues=queues,
-                                   watch=rt.watch)
+                                   watch=rt.watch, settings=effective_settings(rt.settings))
         signals.task_received.connect(self.telemetry.on_received, weak=False)
         self.telemetry.start()
+        threading.Thread(target=probe_key, args=(self.telemetry, rt.settings),
+                         name="cancelq-key-probe", daemon=True).start()
         port = rt.settings.worker_metrics_port
         if port:
             self.server = serve(metrics.registry, port, rt.settings.metrics_address)

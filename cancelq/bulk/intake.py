@@ -44,6 +44,7 @@ from cancelq.core.settings import (
     DEFAULT_BULK_MAX_LINE_BYTES,
     Settings,
 )
+from cancelq.store import run_index
 from cancelq.store.audit import AuditStore
 from cancelq.store.records import Enqueued
 
@@ -451,7 +452,19 @@ def intake(
             run.collect()  # the chunk already sent was applied: read its reply, free the connection
         raise
     run.flush(final=True)
+    if writer is not None and store is not None:
+        keep_intake(store, summary)
     return summary
+
+
+def keep_intake(store: AuditStore, summary: BulkSummary) -> None:
+    """Store the summary's counts and first bad lines with the run: `cancelq run RUN` shows
+    them to whoever looks later, not only to the terminal that ran `cancelq bulk`."""
+    counts = {"rows": summary.rows, "accepted": summary.accepted,
+              "duplicates": summary.duplicates or 0, "invalid": summary.invalid,
+              "blank": summary.blank}
+    run_index.record_intake(store, summary.run_id, counts,
+                            [(bad.line, bad.error) for bad in summary.bad_rows])
 
 
 class _Intake:

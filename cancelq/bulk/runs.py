@@ -34,10 +34,13 @@ class RunProgress:
     run_id: str
     started_at: float | None
     counters: dict[str, int]
+    #: what bulk intake read for the run (`run_index.read_intake`); None: not a bulk run,
+    #: or one from before intake was kept
+    intake: dict[str, Any] | None = None
 
     @property
     def exists(self) -> bool:
-        return self.started_at is not None or bool(self.counters)
+        return self.started_at is not None or bool(self.counters) or self.intake is not None
 
     @property
     def jobs(self) -> int:
@@ -94,12 +97,13 @@ class RunProgress:
             "percent": round(100.0 * self.done / self.jobs, 1) if self.jobs else 0.0,
             "states": {name: self.state(name) for name in (*OPEN_STATES, *FINAL_STATES)},
             "outcomes": self.outcomes,
+            "intake": self.intake,
         }
 
 
 def run_progress(store: AuditStore, run_id: str) -> RunProgress:
     started, counters = run_index.run_entry(store, run_id)
-    return RunProgress(run_id, started, counters)
+    return RunProgress(run_id, started, counters, run_index.read_intake(store, run_id))
 
 
 def wait_for_run(

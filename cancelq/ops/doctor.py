@@ -27,7 +27,7 @@ from cancelq.care360.client import PATH
 from cancelq.core.errors import ArchiveUnavailable, ConfigError
 from cancelq.core.settings import Settings
 from cancelq.core.urls import mask_url
-from cancelq.ops.health import queue_heads, read_heartbeats
+from cancelq.ops.health import Heartbeat, queue_heads, read_heartbeats
 from cancelq.ops.stats import snapshot
 from cancelq.store import server
 from cancelq.store.audit import AuditStore
@@ -231,6 +231,26 @@ def check_care360(settings: Settings, transport: httpx.BaseTransport | None = No
                  (), data)
 
 
+def key_verdict(check: Check) -> str:
+    """`KEY_VERDICTS` of a care360 check: what a worker publishes after its start probe."""
+    keyed = check.data.get("with_key")
+    if keyed == 401:
+        return "rejected"
+    return "accepted" if keyed in (400, 404) else "unknown"
+
+
+def key_log_line(check: Check) -> str:
+    """The worker's one line at start about its key (never the key itself)."""
+    verdict = key_verdict(check)
+    if verdict == "rejected":
+        return (f"Care360 REJECTED the API key (401) at {check.data.get('base_url')}: every "
+                "job will dead-letter as unauthorized; fix CV_API_KEY_FILE, restart, then "
+                "`cancelq dlq replay --all --outcome unauthorized`")
+    if verdict == "accepted":
+        return f"Care360 accepted the API key at {check.data.get('base_url')}"
+    return f"could not check the API key: {check.summary}"
+
+
 class ProbeFailed(Exception):
     """The exchange failed; carries only httpx's exception name (never the request)."""
 
@@ -246,6 +266,84 @@ def _probe(http: httpx.Client, key: SecretStr | None) -> int:
     except httpx.HTTPError as exc:  # raised below, so no request (headers) in __context__
         failure = ProbeFailed(type(exc).__name__)
     raise failure
+
+
+# -- whose settings -----------------------------------------------------------------------
+
+#: Settings a shell need not share with the workers: secrets, their files (paths differ by
+#: host), and each process's own listener.
+PER_PROCESS = frozenset({"CV_API_KEY", "CV_API_KEY_FILE", "(API key in use)",
+                         "ARCHIVE_PASSWORD_FILE", "FLOWER_BASIC_AUTH", "WORKER_METRICS_PORT",
+                         "METRICS_ADDRESS"})
+
+
+@dataclass(frozen=True, slots=True)
+class Whose:
+    """The settings doctor judges: the online workers' when they publish theirs, else the
+    shell's; and the workers' key verdict from their start probe (None: unknown)."""
+
+    who: str
+    settings: dict[str, str | None]
+    key_verdict: str | None = None
+    workers: bool = False
+
+
+def whose_settings(shell: dict[str, str | None], beats: Sequence[Heartbeat],
+                   now: float) -> Whose:
+    online = [b for b in beats if b.online(now) and b.settings is not None]
+    if not online:
+        return Whose("this shell's (no online worker publishes its own)", shell)
+    nodes = ", ".join(b.node for b in online[:3]) + (", ..." if len(online) > 3 else "")
+    verdicts = {b.key_verdict for b in online if b.key_verdict is not None}
+    verdict = "rejected" if "rejected" in verdicts else next(iter(sorted(verdicts)), None)
+    return Whose(f"the workers' ({nodes})", dict(online[0].settings or {}), verdict, True)
+
+
+def differing(a: dict[str, str | None], b: dict[str, str | None]) -> list[str]:
+    """Names whose values differ, secrets and per-process settings aside."""
+    return [name for name in sorted(set(a) | set(b))
+            if name not in PER_PROCESS and a.get(name) != b.get(name)]
+
+
+def check_settings(shell: dict[str, str | None], whose: Whose,
+                   beats: Sequence[Heartbeat], now: float) -> Check:
+    """Whose settings the checks judged, and in one line whether the shell's differ."""
+    data: dict[str, Any] = {"judged": "workers" if whose.workers else "shell"}
+    if not whose.workers:
+        return Check("settings", "ok", f"judged {whose.who}", data=data)
+    problems: list[str] = []
+    shell_differs = differing(shell, whose.settings)
+    if shell_differs:
+        data["shell_differs"] = shell_differs
+        problems.append(f"this shell differs from them in {', '.join(shell_differs)}")
+    online = [b for b in beats if b.online(now) and b.settings is not None]
+    split = sorted({n for b in online for n in differing(whose.settings, b.settings or {})})
+    if split:
+        data["workers_differ"] = split
+        problems.append(f"the workers differ among themselves in {', '.join(split)}")
+    summary = f"judged {whose.who}" + ("; " + "; ".join(problems) if problems else "")
+    return Check("settings", "warn" if split else "ok", summary, data=data)
+
+
+def _care360_of(settings: Settings, whose: Whose,
+                transport: httpx.BaseTransport | None) -> Check:
+    """Care360 at the base URL the judged processes use, and their key's verdict."""
+    base = whose.settings.get("(Care360 base URL in use)")
+    effective = settings
+    if whose.workers and base and base != settings.care360_base_url:
+        effective = settings.model_copy(update={"care360_base_url_override": base})
+    check = check_care360(effective, transport)
+    if whose.key_verdict is None or "cannot reach" in check.summary:
+        return check
+    shown = mask_url(effective.care360_base_url)
+    data = {**check.data, "workers_key": whose.key_verdict}
+    if whose.key_verdict == "rejected":
+        return Check("care360", "fail", f"{shown} reachable; the workers' API key was "
+                     "REJECTED (401) at their start", (), data)
+    if "with_key" not in check.data and whose.key_verdict == "accepted":
+        return Check("care360", "ok", f"{shown} reachable; the workers' key was accepted "
+                     "at their start", (), data)
+    return Check(check.name, check.status, check.summary, check.details, data)
 
 
 # -- all of it ----------------------------------------------------------------------------
@@ -307,6 +405,18 @@ def run_checks(
     store.fail_fast()
     checks = [check_redis(store, settings.redis_url)]
     reachable = bool(checks[0].data)  # it answered INFO, whatever the verdict
+    shell = effective_settings(settings)
+    whose = Whose("this shell's (Redis did not answer)", shell)
+    if not reachable:
+        checks.append(Check("settings", "skip", "needs Redis (judged this shell's)"))
+    else:
+        try:
+            now, beats = store.now(), read_heartbeats(store)
+            whose = whose_settings(shell, beats, now)
+            checks.append(check_settings(shell, whose, beats, now))
+        except redis.RedisError as exc:
+            checks.append(Check("settings", "fail",
+                                f"Redis failed mid-check ({type(exc).__name__})"))
     needs_redis: Sequence[tuple[str, Callable[[AuditStore], Check]]] = (
         ("queues", check_queues), ("workers", check_workers))
     for name, run in needs_redis:
@@ -318,7 +428,7 @@ def run_checks(
         except redis.RedisError as exc:
             checks.append(Check(name, "fail", f"Redis failed mid-check ({type(exc).__name__})"))
     checks.append(check_archive(settings, store if reachable else None))
-    checks.append(check_care360(settings, transport))
+    checks.append(_care360_of(settings, whose, transport))
     checks.append(check_web(settings, transport))
     return checks
 

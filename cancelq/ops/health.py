@@ -44,6 +44,9 @@ ONLINE_SECONDS = 15.0
 #: Heartbeats of workers gone this long are removed by the others.
 FORGET_AFTER_SECONDS = 86_400.0
 DEFAULT_MAX_AGE_SECONDS = 60.0
+#: What a worker's start-up probe of its API key found: Care360 accepted it, refused it
+#: (401), or could not tell (unreachable, an answer that says nothing of the key).
+KEY_VERDICTS = ("accepted", "rejected", "unknown")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,11 @@ class Heartbeat:
     oldest_call_seconds: float | None = None
     #: a call older than this is stuck (the worker's deadline plus a margin)
     stuck_after_seconds: float | None = None
+    #: the settings the worker runs with, secrets masked (`cancelq.ops.doctor.effective_settings`),
+    #: so `cancelq doctor` judges what the workers use, not what its shell has
+    settings: dict[str, str | None] | None = None
+    #: Care360's verdict on the worker's key, probed at start (`KEY_VERDICTS`; None: not yet)
+    key_verdict: str | None = None
 
     def encode(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -86,6 +94,8 @@ class Heartbeat:
                 received=int(raw.get("received", 0)),
                 oldest_call_seconds=None if oldest is None else float(oldest),
                 stuck_after_seconds=None if stuck_after is None else float(stuck_after),
+                settings=_settings_of(raw.get("settings")),
+                key_verdict=_verdict_of(raw.get("key_verdict")),
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
@@ -102,6 +112,17 @@ class Heartbeat:
         """Whether a call in flight had outlived its deadline (plus margin) at the beat."""
         return (self.oldest_call_seconds is not None and self.stuck_after_seconds is not None
                 and self.oldest_call_seconds > self.stuck_after_seconds)
+
+
+def _settings_of(raw: object) -> dict[str, str | None] | None:
+    """A heartbeat's settings, read defensively: names to text or None, else nothing."""
+    if not isinstance(raw, dict):
+        return None
+    return {str(k): None if v is None else str(v) for k, v in raw.items()}
+
+
+def _verdict_of(raw: object) -> str | None:
+    return raw if isinstance(raw, str) and raw in KEY_VERDICTS else None
 
 
 def this_host() -> str:
@@ -247,7 +268,7 @@ def judge(
         worst = max(stale, key=lambda b: now - b.at)
         return Verdict(False, f"{worst.node}: no heartbeat for {now - worst.at:.0f}s "
                               f"(max {max_age:.0f}s)")
-    stuck = _stuck_calls(live)
+    stuck = _stuck_calls(live) or _rejected_key(live)
     if stuck is not None:
         return stuck
     for head in heads.values():
@@ -274,6 +295,15 @@ def _stuck_calls(live: Sequence[Heartbeat]) -> Verdict | None:
             return Verdict(False, f"{beat.node}: a Care360 call has been in flight "
                                   f"{beat.oldest_call_seconds:.0f}s, past its deadline "
                                   f"(stuck after {beat.stuck_after_seconds:.0f}s)")
+    return None
+
+
+def _rejected_key(live: Sequence[Heartbeat]) -> Verdict | None:
+    """Unhealthy when a live worker's key was refused at start: its jobs can only die."""
+    for beat in live:
+        if beat.key_verdict == "rejected":
+            return Verdict(False, f"{beat.node}: Care360 rejected its API key (401) at start; "
+                                  "fix CV_API_KEY_FILE and restart it")
     return None
 
 

@@ -13,6 +13,7 @@ backend) configured from the same URL in `celeryconfig`.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -116,12 +117,36 @@ def explain_redis_error(url: str, exc: BaseException) -> ConfigError | RedisUnav
     if isinstance(exc, redis.ConnectionError) and "closed by server" in text:
         # it took the connection and hung up without a word: a Redis always answers first
         return ConfigError(f"REDIS_URL: {where} hung up without answering; not a Redis?")
+    if isinstance(exc, redis.TimeoutError) and _tls_to_a_listener(url):
+        # the port took a TCP connection at once; only the TLS handshake never ended
+        return ConfigError(f"REDIS_URL: TLS handshake with {where} never ended (the port "
+                           "answers TCP): rediss:// against a plain Redis?")
     if isinstance(exc, redis.TimeoutError):
         return RedisUnavailable(f"REDIS_URL: cannot reach {where} within "
                                 f"{CONNECT_TIMEOUT_SECONDS:.0f} s (down, or unreachable)")
     if isinstance(exc, redis.ConnectionError):
         return RedisUnavailable(f"REDIS_URL: cannot reach {where} ({detail})")
     return ConfigError(f"REDIS_URL: {where}: {type(exc).__name__}: {detail}")
+
+
+def _tls_to_a_listener(url: str) -> bool:
+    """For a rediss:// URL whose connection timed out: does its port take a plain TCP
+    connection? Then the server is up and the TLS handshake is what hung (a plain Redis
+    waits for a command, not a ClientHello): a configuration error, not an outage."""
+    if not url.strip().lower().startswith("rediss:"):
+        return False
+    try:
+        split = urlsplit(url.strip())
+        host, port = split.hostname, split.port or 6379
+    except ValueError:
+        return False
+    if not host:
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_SECONDS):
+            return True
+    except OSError:
+        return False
 
 
 def is_sentinel_url(url: str) -> bool:

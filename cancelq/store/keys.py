@@ -39,6 +39,8 @@ LAYOUT: Final[Mapping[str, str]] = {
     # HASH counters (fields: COUNTERS), of the whole store and of one run
     "stats": "stats",
     "run_stats": "run:{run_id}:stats",
+    # HASH what bulk intake read for the run: counts and its first bad lines (run_index.py)
+    "run_intake": "run:{run_id}:intake",
     # ZSET run ids by first-seen time
     "runs": "runs",
     # ZSET job ids waiting for a retry, by due time
@@ -147,6 +149,9 @@ class Keys:
 
     def run_stats(self, run_id: str) -> str:
         return self.key("run_stats", run_id=run_id)
+
+    def run_intake(self, run_id: str) -> str:
+        return self.key("run_intake", run_id=run_id)
 
     @property
     def runs(self) -> str:

@@ -34,7 +34,12 @@ from cancelq.store.queues import (
 )
 from cancelq.store.records import JobRecord
 
-#: The queues this deployment consumes: the only ones a job is ever pushed back to.
+#: The version of the messages above (docs/deploy.md, "Upgrades"). 1: Celery protocol 2,
+#: one-job kwargs `job_id, case_id, event_id[, run_id, requested_by, reason]` (base64 body),
+#: batch kwargs `jobs[, run_id, requested_by]` (a utf-8 body). A worker reads every version
+#: up to its own: a change that an older worker could not read raises it, keeps the reader
+#: of the older one, and adds that release's message to tests/integration/test_upgrade.py.
+MESSAGE_FORMAT_VERSION = 1
 
 _ORIGIN = f"cancelq@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}

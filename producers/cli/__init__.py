@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from producers.cli import archive, bulk, demo, dlq, doctor, health, jobs, metrics, stats, web
-from producers.cli.common import CancelqGroup, epilog
+from producers.cli.common import EXIT_USAGE, CancelqGroup, epilog, fail
 from simulator.cli import simulator_command
 
 
@@ -33,6 +33,14 @@ def main() -> None:
     """Cancel Care360 calendar events through the queue, and inspect the audit trail."""
 
 
+@click.command(hidden=True, add_help_option=False,
+               context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def flower() -> None:
+    """Flower is Celery's own command, not a cancelq verb: say which one to run (exit 2)."""
+    fail("flower is started by Celery: celery -A worker flower --port=5555 "
+         "(needs FLOWER_BASIC_AUTH; docs/operations.md)", EXIT_USAGE)
+
+
 simulator_command.epilog = epilog(
     "cancelq simulator --port 8080 --api-key dev-key",
     "cancelq simulator --port 0 --error-rate 0.2 --latency-ms 50 --access-log",
@@ -53,3 +61,4 @@ main.add_command(health.health)
 main.add_command(metrics.metrics)
 main.add_command(archive.archive)
 main.add_command(web.web)
+main.add_command(flower)

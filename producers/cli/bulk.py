@@ -7,13 +7,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import click
 import redis
 from rich.columns import Columns
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -68,6 +67,8 @@ from producers.cli.render import (
     fit_table,
     limit_caption,
     make_console,
+    print_whole,
+    shorten_middle,
 )
 from producers.cli.times import cell_time
 
@@ -225,7 +226,8 @@ def _print_summary(summary: BulkSummary) -> None:
         "blank": summary.blank,
     }
     out = make_console()
-    table = Table(title=escape(title), header_style="bold")
+    print_whole(out, title)  # the run id whole, on its own line: it is copied from here
+    table = Table(header_style="bold")
     table.add_column("")
     table.add_column("count", justify="right")
     for name, value in counts.items():
@@ -233,7 +235,8 @@ def _print_summary(summary: BulkSummary) -> None:
     out.print(table)
     out.print(f"{summary.seconds:.1f} s, {summary.rows_per_second:,.0f} rows/s")
     if not summary.dry_run:
-        out.print(Text(f"follow it with: cancelq run {summary.run_id} --follow"))
+        out.print("follow it with:")
+        print_whole(out, f"  cancelq run {summary.run_id} --follow")
 
 
 @click.command(epilog=epilog(
@@ -321,20 +324,41 @@ def _export(jobs: Iterable[RunJob], csv_path: str) -> int:
 
 
 def _print_progress(progress: RunProgress, followed_seconds: float | None = None) -> None:
+    """The run id on a line of its own (to be copied whole), then the state, the start
+    time, the intake, and the tables: no line longer than 80 columns breaks a value."""
     out = make_console()
     data = progress.to_json()
     state = "finished" if progress.finished else "in progress"
-    out.print(
-        f"[bold]run {escape(progress.run_id)}[/bold]: {state}, {progress.done:,}/"
-        f"{progress.jobs:,} done ({data['percent']}%), started "
-        f"{cell_time(progress.started_at)} UTC"
-    )
+    print_whole(out, f"run {progress.run_id}")
+    out.print(Text(f"  {state}: {progress.done:,}/{progress.jobs:,} done "
+                   f"({data['percent']}%)"))
+    out.print(Text(f"  started {cell_time(progress.started_at)} UTC"))
+    if progress.intake is not None:
+        for line in intake_lines(progress.intake, out.width):
+            out.print(Text(line))
     if followed_seconds is not None and followed_seconds > 0:
         out.print(f"followed for {followed_seconds:,.1f} s")
     tables = [counts_table("states", data["states"])]
     if progress.outcomes:
         tables.append(counts_table("outcomes", progress.outcomes))
     out.print(Columns(tables, padding=(0, 2)))  # side by side where they fit
+
+
+def intake_lines(intake: dict[str, Any], width: int) -> list[str]:
+    """What `cancelq bulk` read for the run, kept with it: counts, then the first bad lines
+    (their numbers only; `--json` has each error)."""
+    counts = (f"  intake: {intake['rows']:,} rows read, {intake['accepted']:,} accepted, "
+              f"{intake['duplicates']:,} duplicates, {intake['invalid']:,} invalid, "
+              f"{intake['blank']:,} blank")
+    lines = [counts] if len(counts) <= width else [
+        f"  intake: {intake['rows']:,} rows read, {intake['accepted']:,} accepted,",
+        f"          {intake['duplicates']:,} duplicates, {intake['invalid']:,} invalid, "
+        f"{intake['blank']:,} blank"]
+    numbers = [str(bad.get("line")) for bad in intake.get("bad_lines", [])]
+    if numbers:
+        more = ", ..." if intake["invalid"] > len(numbers) else ""
+        lines.append(shorten_middle(f"  first bad lines: {', '.join(numbers)}{more}", width))
+    return lines
 
 
 RUN_COLUMNS = (

@@ -78,8 +78,8 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
             fail(f"configuration error: {exc}")
         except JobNotFound as exc:
             fail(str(exc), EXIT_FAILED)
-        except RedisUnavailable as exc:
-            fail(f"cannot reach Redis: {exc}", EXIT_FAILED)
+        except RedisUnavailable as exc:  # says "REDIS_URL: cannot reach ..." itself: once
+            fail(str(exc), EXIT_FAILED)
         except ArchiveUnavailable as exc:
             fail(f"archive unavailable: {exc}", EXIT_FAILED)
         except (redis.ConnectionError, redis.TimeoutError) as exc:

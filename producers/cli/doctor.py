@@ -15,6 +15,7 @@ import click
 
 from cancelq.ops.doctor import Check, effective_settings, failed, run_checks
 from producers.cli.common import EXIT_FAILED, epilog, one_line_errors, print_json, store_from_env
+from producers.cli.render import shorten_middle
 
 STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "bright_black"}
 
@@ -68,8 +69,12 @@ def render(shown: dict[str, str | None], checks: Sequence[Check], width: int) ->
 
 
 def _wrapped(prefix: str, text: str, width: int) -> Iterator[str]:
+    """Wrapped between words only: a host name, a URL or a node is never split across
+    lines (it is copied from here); one longer than the room is shortened in the middle
+    (`--json` has it whole)."""
     room = max(20, width - len(prefix))
-    parts = textwrap.wrap(text, room, break_on_hyphens=False) or [""]
+    words = " ".join(shorten_middle(word, room) for word in text.split(" "))
+    parts = textwrap.wrap(words, room, break_on_hyphens=False, break_long_words=False) or [""]
     yield prefix + parts[0]
     for part in parts[1:]:
         yield " " * len(prefix) + part

@@ -186,3 +186,20 @@ def counts_table(title: str, counts: Mapping[str, int]) -> Table:
     for name, count in counts.items():
         table.add_row(Text(name), f"{count:,}")
     return table
+
+
+def shorten_middle(text: str, width: int) -> str:
+    """`text` in at most `width` characters, cut in the middle (`head...tail`): a long value
+    in a line of prose keeps its start and end; `--json` has it whole."""
+    if len(text) <= width:
+        return text
+    keep = max(2, width - 3)
+    head = (keep + 1) // 2
+    return text[:head] + "..." + text[len(text) - (keep - head):]
+
+
+def print_whole(out: Console, text: str) -> None:
+    """A line meant to be copied (an id, a command): never broken by us. It is printed on
+    its own line as one piece; if the terminal is narrower, the terminal wraps it softly,
+    which copies back as one line."""
+    out.print(Text(text), soft_wrap=True, overflow="ignore", crop=False)

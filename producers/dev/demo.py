@@ -38,6 +38,7 @@ from cancelq.store.audit import AuditStore, audit_store
 from cancelq.store.codec import decode_text
 from cancelq.store.queues import Queues
 from cancelq.store.records import JobRecord
+from producers.cli.render import print_whole
 from producers.dev.local_redis import LocalRedis, answers, ensure_redis
 from producers.enqueue import enqueue_cancellation
 from simulator.control import SimulatorControl, spawn_simulator
@@ -246,8 +247,10 @@ def _archive_and_read_back(store: AuditStore, job_ids: list[str], folder: str) -
 def _say_goodbye(local: LocalRedis, prefix: str) -> None:
     if local.kind == "external":
         days = DEMO_KEYS_TTL.days
-        console.print(Text(f"The audit stays in Redis for {days} day(s): "
-                           f"REDIS_URL={mask_url(local.url)} KEY_PREFIX={prefix} cancelq audit"))
+        console.print(Text(f"The audit stays in Redis for {days} day(s); read it with:"))
+        # the command on a line of its own, never broken: it is meant to be copied
+        print_whole(console, f"  REDIS_URL={mask_url(local.url)} KEY_PREFIX={prefix} "
+                             "cancelq audit")
     console.print(f"[bold]7. Stopping[/bold] worker, simulator"
                   f"{'' if local.kind == 'external' else ' and Redis'}.")
 

@@ -72,7 +72,7 @@ def test_bulk_then_run_follow_until_done(
 
     followed = run("run", "follow-me", "--follow", "--wait", "120", env=env)
     assert followed.returncode == 1, followed.stderr  # one job did not end cancelled
-    assert "finished, 12/12 done" in followed.stdout
+    assert "finished: 12/12 done" in followed.stdout
     assert "ended otherwise than cancelled (retries_exhausted 1)" in followed.stderr
     assert "12/12 done" in followed.stderr and "jobs/s" in followed.stderr
 

@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 
 from cancelq.core.contract import CancelRequest
 from cancelq.ops.doctor import NIL_UUID
+from cancelq.ops.health import read_heartbeats
 from cancelq.store.audit import AuditStore
 from producers.cli import main
 from producers.enqueue import submit
@@ -47,6 +48,8 @@ def test_all_checks_pass_with_a_live_redis_a_worker_and_the_api(
     simulator.control.add_event(case, event)
     submit(CancelRequest.parse(case_id=case, event_id=event), store=real_store)
     wait_for(lambda: real_store.counters().get("state:settled") == 1, timeout=30)
+    # the worker's own key probe at start is published with its heartbeat
+    wait_for(lambda: [b for b in read_heartbeats(real_store) if b.key_verdict == "accepted"])
     simulator.control.reset()  # forget the job's call: count only the doctor's
 
     result = doctor(redis_url, simulator, "--json")
@@ -66,11 +69,14 @@ def test_all_checks_pass_with_a_live_redis_a_worker_and_the_api(
         "name": "care360", "status": "ok", "details": [],
         "summary": f"{simulator.url} reachable; key accepted (probe refused with HTTP 404, "
                    "nothing cancelled)",
-        "data": {"base_url": simulator.url, "without_key": 401, "with_key": 404},
+        "data": {"base_url": simulator.url, "without_key": 401, "with_key": 404,
+                 "workers_key": "accepted"},
     }
+    assert checks["settings"]["summary"].startswith(
+        f"judged the workers' (w0@{socket.gethostname()})")
     assert report["ok"] is True
     assert API_KEY not in result.output
-    calls = simulator.control.calls()
+    calls = simulator.control.calls(probes=True)
     assert [(c["case_id"], c["status"], c["applied"]) for c in calls] == [
         (NIL_UUID, 401, False), (NIL_UUID, 404, False)]
 
@@ -85,8 +91,9 @@ def test_all_checks_pass_with_a_live_redis_a_worker_and_the_api(
 def test_a_dead_redis_fails_and_skips_what_needs_it(simulator: Simulator) -> None:
     result = doctor(f"redis://127.0.0.1:{free_port()}/0", simulator, "--json")
     assert result.exit_code == 1
-    assert statuses(result) == {"redis": "fail", "queues": "skip", "workers": "skip",
-                                "archive": "skip", "care360": "ok", "web": "skip"}
+    assert statuses(result) == {"redis": "fail", "settings": "skip", "queues": "skip",
+                                "workers": "skip", "archive": "skip", "care360": "ok",
+                                "web": "skip"}
     text = doctor(f"redis://:pw-in-url@127.0.0.1:{free_port()}/0", simulator)
     assert text.exit_code == 1
     assert "pw-in-url" not in text.output
@@ -97,6 +104,6 @@ def test_a_dead_redis_fails_and_skips_what_needs_it(simulator: Simulator) -> Non
 def test_no_worker_and_a_wrong_key_each_fail(simulator: Simulator, redis_url: str) -> None:
     result = doctor(redis_url, simulator, "--json", key="sk-rotated-wrong")
     assert result.exit_code == 1
-    assert statuses(result) | {"redis": "-"} == {"redis": "-", "queues": "ok",
+    assert statuses(result) | {"redis": "-"} == {"redis": "-", "settings": "ok", "queues": "ok",
                                                  "workers": "fail", "archive": "skip",
                                                  "care360": "fail", "web": "skip"}

@@ -75,17 +75,27 @@ def test_a_silent_server_fails_in_one_line_not_a_hang() -> None:
 def test_rediss_against_plain_fails_in_one_line() -> None:
     with not_redis("http") as port:
         done = cli("runs", REDIS_URL=f"rediss://127.0.0.1:{port}/0")
-    assert done.returncode in (1, 2)
-    assert "REDIS_URL" in one_line(done)
+    assert done.returncode == 2  # documented: an address that cannot be Redis is exit 2
+    assert one_line(done).startswith("cancelq: configuration error: REDIS_URL: ")
 
 
 @pytest.mark.integration
 def test_rediss_against_a_real_plain_redis_fails_in_one_line(redis_url: str) -> None:
     """The issue's hang: TLS to a plain Redis waited on a read timeout, retried, forever."""
     done = cli("status", JOB, REDIS_URL=redis_url.replace("redis://", "rediss://", 1))
-    assert done.returncode in (1, 2)
+    assert done.returncode == 2  # issue 20: was 1, "cannot reach" twice; the docs say 2
     line = one_line(done)
-    assert line.startswith("cancelq: ") and "REDIS_URL: " in line and "rediss://" in line
+    assert line.startswith("cancelq: configuration error: REDIS_URL: TLS ") and "rediss://" in line
+    assert line.count("cannot reach") == 0
+
+
+def test_an_unreachable_redis_says_cannot_reach_once_exit_1() -> None:
+    """docs/cli.md: Redis unreachable is exit 1 ("the operation failed"), in one line."""
+    done = cli("status", JOB, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    assert done.returncode == 1
+    line = one_line(done)
+    assert line.startswith("cancelq: REDIS_URL: cannot reach redis://127.0.0.1:")
+    assert line.count("cannot reach") == 1
 
 
 def test_a_closed_port_masks_the_password() -> None:

@@ -20,6 +20,7 @@ from cancelq.store.audit import AuditStore
 from cancelq.store.keys import Keys
 from cancelq.store.queues import BULK_QUEUE, REALTIME_QUEUE, queue_key
 from cancelq.store.records import Attempt, Begun
+from cancelq.store.run_index import record_intake
 from tests.store.test_audit import (
     CASE,
     CASE_2,
@@ -263,8 +264,9 @@ def test_trim_drops_a_run_with_no_job_left(
     enqueue(fake_store, "j1", req(run_id="r1"), now=long_ago)
     begin(fake_store, owner="w1", request=req(run_id="r1"))
     finish(fake_store, "w1", 1, "cancelled", retention=10, now=long_ago)
+    record_intake(fake_store, "r1", {"rows": 2, "accepted": 1, "invalid": 1}, [(3, "bad")])
     assert fake_store.trim() == 1
-    assert not fake_redis.exists(f"{P}:run:r1:stats", f"{P}:idx:run:r1")
+    assert not fake_redis.exists(f"{P}:run:r1:stats", f"{P}:idx:run:r1", f"{P}:run:r1:intake")
     assert fake_redis.zscore(f"{P}:runs", "r1") is None
 
 

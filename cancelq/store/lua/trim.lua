@@ -34,7 +34,7 @@ local function forget(id)
   if run_id ~= '' then
     redis.call('ZREM', KEY.index_run(p, run_id), id)
     if redis.call('ZCARD', KEY.index_run(p, run_id)) == 0 then
-      redis.call('DEL', KEY.run_stats(p, run_id))
+      redis.call('DEL', KEY.run_stats(p, run_id), KEY.run_intake(p, run_id))
       redis.call('ZREM', KEY.runs(p), run_id)
     end
   end

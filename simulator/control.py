@@ -17,6 +17,8 @@ from typing import Any, TypedDict, cast
 
 import httpx
 
+from simulator.state import NIL_CASE
+
 ScriptItem = int | str | Mapping[str, int]
 """``500``, ``"hang"``, ``"lost"``, ``"ok_bad_body"``, ``"bad_gzip"``, ``"deep_json"``,
 ``"drip"`` or ``{"status": 429, "retry_after": 2}``."""
@@ -60,8 +62,6 @@ class EventSpec(_EventSpecRequired, total=False):
     cancelled: bool
 
 
-#: The case a key probe is sent to (`cancelq.ops.doctor.NIL_UUID`): never a real one.
-NIL_CASE = "00000000-0000-0000-0000-000000000000"
 
 
 class SimulatorControlError(RuntimeError):

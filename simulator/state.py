@@ -33,6 +33,9 @@ _UUID_RE = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
 
+#: The case a key probe is sent to (`cancelq.ops.doctor.NIL_UUID`): never a real one.
+NIL_CASE = "00000000-0000-0000-0000-000000000000"
+
 
 def parse_uuid(value: object) -> str | None:
     """Return ``value`` as a canonical UUID string, or ``None`` if the API would reject it."""

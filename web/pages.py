@@ -120,9 +120,7 @@ def search_page(request: Request, user: CurrentUser,
     return _jobs(request, JobFilters(), 1, message=found.message, q=q)
 
 
-@router.get("/jobs")
-def jobs_page(
-    request: Request, user: CurrentUser,
+def _filters(
     case: Annotated[str, Query(max_length=100)] = "",
     event: Annotated[str, Query(max_length=100)] = "",
     run: Annotated[str, Query(max_length=300)] = "",
@@ -130,26 +128,26 @@ def jobs_page(
     state: Annotated[str, Query(max_length=40)] = "",
     since: Annotated[str, Query(max_length=40)] = "",
     until: Annotated[str, Query(max_length=40)] = "",
+) -> JobFilters:
+    """The listing's filters from the query string: one declaration for the page and its CSV."""
+    return JobFilters(case, event, run, outcome, state, since, until)
+
+
+Filters = Annotated[JobFilters, Depends(_filters)]
+
+
+@router.get("/jobs")
+def jobs_page(
+    request: Request, user: CurrentUser, filters: Filters,
     page_no: Annotated[int, Query(alias="page", ge=1, le=MAX_PAGES)] = 1,
 ) -> HTMLResponse:
-    filters = JobFilters(case, event, run, outcome, state, since, until)
     return _jobs(request, filters, page_no)
 
 
 @router.get("/jobs.csv")
-def jobs_csv(
-    request: Request, user: CurrentUser,
-    case: Annotated[str, Query(max_length=100)] = "",
-    event: Annotated[str, Query(max_length=100)] = "",
-    run: Annotated[str, Query(max_length=300)] = "",
-    outcome: Annotated[str, Query(max_length=40)] = "",
-    state: Annotated[str, Query(max_length=40)] = "",
-    since: Annotated[str, Query(max_length=40)] = "",
-    until: Annotated[str, Query(max_length=40)] = "",
-) -> Response:
+def jobs_csv(request: Request, user: CurrentUser, filters: Filters) -> Response:
     """The listing as `cancelq audit --csv` writes it (the run export's columns, formula-safe),
     newest first, at most `CSV_MAX_ROWS` jobs."""
-    filters = JobFilters(case, event, run, outcome, state, since, until)
     found = console_of(request).reader.query(filters.query(CSV_MAX_ROWS), with_attempts=True)
     out = io.StringIO()
     write_csv((RunJob.of(f.record) for f in found), out)

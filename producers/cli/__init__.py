@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from producers.cli import archive, bulk, demo, dlq, doctor, health, jobs, metrics, stats
+from producers.cli import archive, bulk, demo, dlq, doctor, health, jobs, metrics, stats, upgrade
 from producers.cli.common import CancelqGroup, epilog
 from simulator.cli import simulator_command
 
@@ -52,3 +52,4 @@ main.add_command(doctor.doctor)
 main.add_command(health.health)
 main.add_command(metrics.metrics)
 main.add_command(archive.archive)
+main.add_command(upgrade.migrate)

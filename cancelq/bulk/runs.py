@@ -17,7 +17,7 @@ from cancelq.core.clock import iso_utc
 from cancelq.core.lifecycle import DEAD_OUTCOMES
 from cancelq.store import run_index
 from cancelq.store.audit import AuditStore
-from cancelq.store.records import JobRecord
+from cancelq.store.records import Attempt, JobRecord
 
 PAGE = 1_000
 OPEN_STATES = ("queued", "running", "retrying")
@@ -168,10 +168,11 @@ def iter_run_jobs(store: AuditStore, run_id: str, *, page: int = PAGE) -> Iterat
             return
         start += len(ids)
         records = {r.job_id: r for r in store.get_many(ids, with_attempts=False)}
-        for job_id, attempt in zip(ids, store.last_attempts(ids), strict=True):
+        for job_id, last in zip(ids, store.last_attempts(ids), strict=True):
             record = records.get(job_id)
             if record is None:  # expired by AUDIT_RETENTION_DAYS
                 continue
+            attempt = Attempt.decode(last) if last else None
             yield RunJob(
                 record,
                 attempt.http_status if attempt else None,

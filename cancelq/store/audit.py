@@ -767,8 +767,9 @@ class AuditStore:
         return [{k: decode_text(v) for k, v in zip(fields, values, strict=True) if v is not None}
                 for values in pipe.execute()]
 
-    def last_attempts(self, job_ids: Sequence[str]) -> list[Attempt | None]:
-        """Each job's last attempt or note (None: none, or no record), two round trips."""
+    def last_attempts(self, job_ids: Sequence[str]) -> list[str | None]:
+        """Each job's last attempt or note as its JSON (`Attempt.decode` reads it, as it read
+        v1's stored one); None: none, or no record. Two round trips."""
         counts = self.job_fields(job_ids, ("entries",))
         last = [int(c.get("entries") or 0) for c in counts]
         pipe = self.redis.pipeline(transaction=False)
@@ -776,12 +777,12 @@ class AuditStore:
             prefix = f"{FIELDS['attempt']}{n}"
             pipe.hmget(self.keys.job(job_id), prefix,
                        *(prefix + suffix for suffix in ATTEMPT_TEXT.values()))
-        out: list[Attempt | None] = []
+        out: list[str | None] = []
         for n, values in zip(last, pipe.execute(), strict=True):
             prefix = f"{FIELDS['attempt']}{n}"
             names = [prefix, *(prefix + suffix for suffix in ATTEMPT_TEXT.values())]
             raw = {k: decode_text(v) for k, v in zip(names, values, strict=True) if v is not None}
-            out.append(read_stored_attempt(raw, n) if n and prefix in raw else None)
+            out.append(read_stored_attempt(raw, n).encode() if n and prefix in raw else None)
         return out
 
     def index_ids(self, index: str, start: int = 0, stop: int = -1) -> list[str]:

@@ -414,6 +414,19 @@ def test_a_foreign_message_for_a_pair_with_a_live_job_is_a_duplicate_of_it(
     assert_consistent(fake_store, fake_redis)
 
 
+def test_the_same_foreign_message_again_later_is_noted_again(fake_store: AuditStore) -> None:
+    """Only a re-run of the same call is noted once: a later copy (another time) is its own
+    note, as v1 wrote it."""
+    enqueue(fake_store, "j1")
+    for at in (1000.0, 1000.0, 2000.0):
+        args = fake_store._begin_args("f1", req(), "w9", 8, REALTIME_QUEUE, REALTIME_QUEUE,
+                                      30.0, None, at)
+        fake_store.scripts("begin", args)
+    notes = record(fake_store, "j1").attempts
+    assert [(a.verdict, a.started_at) for a in notes] == [("duplicate", 1000.0),
+                                                          ("duplicate", 2000.0)]
+
+
 def test_a_foreign_message_first_takes_the_pair_and_the_producer_gets_a_duplicate(
     fake_store: AuditStore, fake_redis: fakeredis.FakeRedis
 ) -> None:

@@ -203,12 +203,12 @@ local function json_number(json, name)
   return string.match(json, '"' .. name .. '":(%-?%d[%d%.eE+%-]*)')
 end
 
--- Append an attempt to a job's record: `json` is its JSON object (`Attempt.encode`,
--- `encode_attempt`), stored as entry n+1: field `a<n>` its ATTEMPT_CORE values as a JSON
--- array without trailing nulls, `a<n><suffix>` each text of ATTEMPT_TEXT it has (each under
--- 64 bytes in the common case, so the record stays a listpack). `stored_attempt` (cancelq/store/records.py)
--- writes the same in Python.
-local function add_attempt(p, job_id, json)
+-- An attempt's stored fields, from its JSON object (`Attempt.encode`, `encode_attempt`):
+-- {suffix -> value}, '' being its ATTEMPT_CORE values as a JSON array without trailing
+-- nulls, each other suffix (ATTEMPT_TEXT) one text it has. Each stays under Redis's 64-byte
+-- listpack limit in the common case, so the record stays a listpack. `stored_attempt`
+-- (cancelq/store/records.py) makes the same in Python.
+local function stored_parts(json)
   local a = cjson.decode(json)
   local core, last = {}, 0
   for i, name in ipairs(ATTEMPT_CORE) do
@@ -221,34 +221,39 @@ local function add_attempt(p, job_id, json)
       last = i
     end
   end
+  local parts = {[''] = '[' .. table.concat(core, ',', 1, last) .. ']'}
+  for name, suffix in pairs(ATTEMPT_TEXT) do
+    if type(a[name]) == 'string' then parts[suffix] = a[name] end
+  end
+  return parts
+end
+
+-- Append an attempt (its JSON) to a job's record, as entry n+1: fields `a<n>` and
+-- `a<n><suffix>` (`stored_parts`).
+local function add_attempt(p, job_id, json)
   local job = KEY.job(p, job_id)
   local field = F.attempt .. redis.call('HINCRBY', job, F.entries, 1)
-  local fields = {field, '[' .. table.concat(core, ',', 1, last) .. ']'}
-  for name, suffix in pairs(ATTEMPT_TEXT) do
-    if type(a[name]) == 'string' then
-      fields[#fields + 1] = field .. suffix
-      fields[#fields + 1] = a[name]
-    end
+  local fields = {}
+  for suffix, value in pairs(stored_parts(json)) do
+    fields[#fields + 1] = field .. suffix
+    fields[#fields + 1] = value
   end
   redis.call('HSET', job, unpack(fields))
 end
 
--- The job's last attempt or note is the one `json` encodes (the same note not written twice).
+-- The job's last attempt or note is the one `json` encodes, field for field (the same note
+-- is not written twice by a script run twice).
 local function last_attempt_is(p, job_id, json)
   local job = KEY.job(p, job_id)
   local n = redis.call('HGET', job, F.entries)
   if not n then return false end
-  local a = cjson.decode(json)
-  local stored = redis.call('HGET', job, F.attempt .. n)
-  local number = json_number(json, 'number')
-  if not stored or string.sub(stored, 1, #number + 2) ~= '[' .. number .. ',' then
-    return false
-  end
-  for name, suffix in pairs(ATTEMPT_TEXT) do
-    local text = redis.call('HGET', job, F.attempt .. n .. suffix)
-    local want = a[name]
-    if want == cjson.null then want = nil end
-    if text ~= (want or false) then return false end
+  local field = F.attempt .. n
+  local parts = stored_parts(json)
+  if redis.call('HGET', job, field) ~= parts[''] then return false end
+  for _, suffix in pairs(ATTEMPT_TEXT) do
+    if redis.call('HGET', job, field .. suffix) ~= (parts[suffix] or false) then
+      return false
+    end
   end
   return true
 end

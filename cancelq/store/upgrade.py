@@ -38,17 +38,23 @@ class SchemaError(ConfigError):
 
 
 def schema_version(store: AuditStore) -> int:
-    """The store's layout version: its `schema` key, else 1 if it holds a v1 job (or v1's
-    `expiry` set), else the current one (an empty store, or one whose version is not set yet)."""
+    """The store's layout version: its `schema` key, else 1 if it holds v1's `expiry` set or
+    one of its oldest or newest jobs is a v1 record, else the current one (an empty store, or
+    one whose version is not written yet)."""
     raw = store.redis.get(store.keys.schema)
     if raw is not None:
         return int(decode_text(raw))
     if store.redis.exists(store.keys.v1("expiry")):
         return 1
-    oldest = store.redis.zrange(store.keys.index_all, 0, 0)
-    if oldest and store.redis.hexists(store.keys.job(decode_text(oldest[0])), "job_id"):
-        return 1
-    return SCHEMA_VERSION
+    # a few of the oldest and newest jobs (one could be a record deleted by hand)
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.zrange(store.keys.index_all, 0, 4)
+    pipe.zrange(store.keys.index_all, -5, -1)
+    sample = {decode_text(i) for ids in pipe.execute() for i in ids}
+    pipe = store.redis.pipeline(transaction=False)
+    for job_id in sample:
+        pipe.hexists(store.keys.job(job_id), "job_id")
+    return 1 if any(pipe.execute()) else SCHEMA_VERSION
 
 
 def check_schema(store: AuditStore) -> None:

@@ -24,7 +24,7 @@ from cancelq.core.contract import CancelRequest
 from cancelq.core.lifecycle import State
 from cancelq.store.audit import AuditStore
 from cancelq.store.codec import decode_counters, decode_hash
-from cancelq.store.keys import SCHEMA_VERSION
+from cancelq.store.keys import FIELDS, SCHEMA_VERSION
 from cancelq.store.messages import build_task_message
 from cancelq.store.queues import REALTIME_QUEUE
 from cancelq.store.records import Attempt, JobRecord, Query
@@ -319,4 +319,19 @@ def test_the_cli_refuses_a_v1_store_until_cancelq_migrate(redis_url: str) -> Non
     assert cli(redis_url, "status", jobs.ids["dead"]).exit_code == 0
     again = cli(redis_url, "migrate")
     assert again.exit_code == 0 and "schema v2 -> v2: 0 jobs" in again.output
+    client.close()
+
+
+def test_a_job_changed_since_it_was_read_is_read_again(redis_url: str) -> None:
+    """`lua/migrate_job.lua` writes only over the v1 record it was computed from."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    jobs = write_v1(v1_store(client))
+    store = AuditStore(client)
+    job_id = jobs.ids["queued"]
+    stale = [store.keys.prefix, job_id, "queued||0", FIELDS["state"], "queued"]
+    assert store.scripts("migrate_job", stale) == -1  # its updated_at is not ''
+    assert client.hget(store.keys.job(job_id), "job_id") == job_id  # untouched
+    held = v1_records(client, store)
+    migrate(store)
+    assert store.get_many(list(held)) == list(held.values())
     client.close()

@@ -234,7 +234,7 @@ def week(url: str | None, jobs: int, days: int = 7) -> Iterator[Day]:
                 if archive is not None:
                     Archiver(store, archive).drain()
                 while store.trim(TRIM_BATCH, archived_only=archive is not None,
-                                 now=at + 3600) == TRIM_BATCH:
+                                 retention_seconds=DAY, now=at + 3600) == TRIM_BATCH:
                     pass
             yield end_of_day(store, archive, day + 1, per_hour * 24 * (day + 1),
                              time.perf_counter() - t0)

@@ -13,17 +13,29 @@ process tree, median of 5 samples) after each step.
 
 from __future__ import annotations
 
+import argparse
+import random
 import re
 import threading
 import time
+import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import redis
 
 from bench.fake_control import spawn_fake_api
 from bench.harness import Stack, rss_mb, stack, wait_until, write_rows
 from bench.suite import Bench
+from cancelq.core.contract import CancelRequest
+from cancelq.store.audit import AuditStore
+from cancelq.store.messages import build_task_message
+from cancelq.store.queues import REALTIME_QUEUE
+from cancelq.store.records import Attempt
+from cancelq.store.upgrade import migrate
+from producers.dev.local_redis import start_redis_server
 
 TABLE_BYTES = "bytes"
 TABLE_RSS = "rss"
@@ -141,3 +153,129 @@ def record_round_trips(b: Bench, row: str, counts: Counter[str], jobs: int,
     """Client commands per job; `own` of them were the bench's own polls (HMGET/GET)."""
     b.results.add(TABLE_TRIPS, row, "client commands/job", (sum(counts.values()) - own) / jobs)
     b.results.details[f"trips:{row}"] = {"jobs": jobs, "own": own, "counts": dict(counts)}
+
+
+# -- the store alone: `python -m bench.footprint --store-only` ----------------------------
+
+
+def settle_jobs(store: AuditStore, n: int, *, run_id: str | None, start: float) -> None:
+    """`n` jobs enqueued, begun and settled `cancelled` on their first call, through the
+    store's own scripts (no worker, no broker: their messages are dropped as a fetch would),
+    with a 30-day retention, as a real-time job (`run_id` None) or a bulk run's."""
+    rng = random.Random(19)  # times with all of time.time()'s digits, as a worker's are
+    for first in range(0, n, 500):
+        pipe = store.redis.pipeline(transaction=False)
+        calls = []
+        for i in range(first, min(n, first + 500)):
+            at = start + i * 0.01 + rng.random() * 0.01
+            job_id = str(uuid.UUID(int=(i + 1) * 7919 + (1 << 122)))
+            request = CancelRequest(case_id=str(uuid.UUID(int=i * 31 + 17)),
+                                    event_id=str(uuid.UUID(int=i * 37 + 5 + (1 << 64))),
+                                    run_id=run_id)
+            message = build_task_message(
+                {"job_id": job_id, **request.model_dump(exclude_none=True)},
+                queue=REALTIME_QUEUE, task_id=job_id)
+            store.enqueue(job_id, request, message, queue=REALTIME_QUEUE, now=at, pipe=pipe)
+            calls.append((job_id, request, at))
+        pipe.execute()
+        store.redis.delete(message.queue_key)
+        owner = "bench-host:4242:0123456789abcdef"
+        for job_id, request, at in calls:
+            store.begin(job_id, request, max_attempts=8, queue=REALTIME_QUEUE,
+                        queue_key=REALTIME_QUEUE, owner=owner, lease_seconds=30, now=at)
+            took = round(rng.uniform(30, 90), 1)
+            started = at + rng.random() * 0.01
+            call = Attempt(1, started, took, 200, None, None, "cancelled")
+            store.finish(job_id, attempt=call, owner=owner, decision="settle",
+                         outcome="cancelled", retention_seconds=RETENTION,
+                         now=started + took / 1000 + rng.random() * 0.001)
+
+
+def client_key_bytes(client: redis.Redis) -> dict[str, tuple[int, int]]:
+    """(keys, bytes) by key pattern, every key of the Redis `client` reaches."""
+    groups: dict[str, tuple[int, int]] = {}
+    keys = list(client.scan_iter(count=1000))
+    for at in range(0, len(keys), 1000):
+        pipe = client.pipeline(transaction=False)
+        for key in keys[at : at + 1000]:
+            pipe.memory_usage(key, samples=0)
+        for key, size in zip(keys[at : at + 1000], pipe.execute(), strict=True):
+            count, total = groups.get(pattern(key), (0, 0))
+            groups[pattern(key)] = (count + 1, total + int(size or 0))
+    return groups
+
+
+def measure_layout(client: redis.Redis, make: Callable[[redis.Redis], AuditStore], n: int,
+                   run_id: str | None, then: Callable[[AuditStore], object] | None = None
+                   ) -> dict[str, tuple[int, int]]:
+    """Settle `n` jobs on an empty Redis with the store `make` builds, then do `then` on the
+    current store (migrate, archive); the bytes by key pattern."""
+    client.flushall()
+    settle_jobs(make(client), n, run_id=run_id, start=1_764_633_600.0)
+    if then is not None:
+        then(AuditStore(client))
+    return client_key_bytes(client)
+
+
+def archive_drained(store: AuditStore) -> None:
+    """What the archiver leaves once it has committed every job: an empty pending set (the
+    entries taken off as `Archiver` does, without a database)."""
+    while entries := store.archive_pending(1_000):
+        store.archived(entries)
+
+
+def print_side_by_side(n: int, columns: dict[str, dict[str, tuple[int, int]]]) -> None:
+    names = list(columns)
+    print(f"| key pattern | {' | '.join(f'{c}: keys, B/job' for c in names)} |")
+    print(f"| --- |{' --- |' * len(names)}")
+    for key in sorted({k for groups in columns.values() for k in groups}):
+        cells = []
+        for c in names:
+            keys, total = columns[c].get(key, (0, 0))
+            cells.append(f"{keys:,}, {total / n:,.1f}" if keys else "-")
+        print(f"| `{key}` | {' | '.join(cells)} |")
+    totals = [f"**{sum(t for _, t in columns[c].values()) / n:,.0f}**" for c in names]
+    print(f"| **bytes per settled job** | {' | '.join(totals)} |")
+
+
+def store_only(n: int) -> None:
+    """Bytes per settled job: v1 (its scripts, frozen in tests/store/v1/), the same v1 store
+    after `cancelq migrate`, v2 (the store's scripts now), and v2 once an archive has taken
+    every job off the pending set (the hot window's steady state); real-time jobs (no run)
+    and a bulk run's jobs."""
+    from tests.store.v1 import v1_store  # the frozen v1 scripts: a test fixture
+
+    server = start_redis_server()
+    try:
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        print(f"redis-server {client.info('server')['redis_version']}, {n:,} jobs each")
+        for label, run_id in (("real-time jobs", None), ("jobs of a bulk run", "bench-run")):
+            print(f"\n{label}:\n")
+            columns = {
+                "v1": measure_layout(client, v1_store, n, run_id),
+                "v1 after `cancelq migrate`": measure_layout(client, v1_store, n, run_id,
+                                                             then=migrate),
+                "v2": measure_layout(client, AuditStore, n, run_id),
+                "v2, archive drained": measure_layout(client, AuditStore, n, run_id,
+                                                      then=archive_drained),
+            }
+            print_side_by_side(n, columns)
+    finally:
+        server.stop()
+
+
+RETENTION = 30 * 86_400
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store-only", action="store_true", required=True,
+                        help="settle jobs through the store's scripts on a private "
+                             "redis-server, no worker, and print bytes per settled job")
+    parser.add_argument("--jobs", type=int, default=10_000)
+    args = parser.parse_args()
+    store_only(args.jobs)
+
+
+if __name__ == "__main__":
+    main()

@@ -124,8 +124,12 @@ class RetryScheduler:
     def trim_once(self) -> int:
         """Delete jobs past retention, a batch at a time, until none is due."""
         trimmed = 0
+        retention = self.settings.retention_seconds if self.settings is not None else 0
+        if not retention:
+            return 0
         while True:
-            n = self.store.trim(TRIM_BATCH, archived_only=self._archived_only)
+            n = self.store.trim(TRIM_BATCH, archived_only=self._archived_only,
+                                retention_seconds=retention)
             trimmed += n
             if n < TRIM_BATCH:
                 break

@@ -2,6 +2,8 @@
 
     CancelqError
     ├── ConfigError            a setting is wrong: the process refuses to start
+    │   └── SchemaError            (store/upgrade) the Redis store is of another layout
+    │                              version: `cancelq migrate` first
     ├── InvalidInput           a request field is wrong: nothing was sent anywhere
     │   ├── FileError              (bulk/intake) the whole bulk file is unreadable as input
     │   └── AmbiguousJobId         (ops/lookup) a job-id prefix names several jobs (exit 2)

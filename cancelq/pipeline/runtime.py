@@ -6,10 +6,13 @@ because importing the task module (Flower, beat, the CLI) must not need the API 
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+import redis
 
 from cancelq.care360.calls import BatchCaller, Caller, CallWatch, InThreadCaller
 from cancelq.care360.fanout import FanOut
@@ -20,9 +23,12 @@ from cancelq.pipeline.gates import Gate
 from cancelq.pipeline.lease import LeaseKeeper
 from cancelq.pipeline.rate_limit import rate_limit_gate
 from cancelq.store.audit import AuditStore, audit_store
+from cancelq.store.upgrade import check_schema
 
 _lock = threading.Lock()
 _runtime: Runtime | None = None
+
+log = logging.getLogger("cancelq.pipeline")
 
 
 @dataclass
@@ -62,6 +68,10 @@ def build_runtime(settings: Settings) -> Runtime:
     """The worker's runtime: one fan-out (one event loop, `CARE360_MAX_IN_FLIGHT` calls at
     most) makes every call of the process, single jobs' as urgent, batches' behind them."""
     store = audit_store(settings)
+    try:
+        check_schema(store)  # a v1 store is refused: `cancelq migrate` first (docs/upgrade.md)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:  # up later: the store retries
+        log.warning("audit store layout not checked, Redis unreachable: %s", exc)
     fanout = FanOut(
         settings.care360_base_url,
         settings.require_api_key(),

@@ -27,11 +27,20 @@ from cancelq.core.lifecycle import BeginVerdict, Decision, Outcome, State, Verdi
 from cancelq.core.settings import Settings
 from cancelq.store.codec import decode_counters, decode_hash, decode_text
 from cancelq.store.connections import redis_client
-from cancelq.store.keys import Keys
+from cancelq.store.keys import FIELDS, Keys, lookup_field
 from cancelq.store.messages import BatchTemplate, TaskMessage
 from cancelq.store.poison import is_poison
 from cancelq.store.queues import Queues
-from cancelq.store.records import Attempt, Begun, Enqueued, JobRecord, Query, Replayed
+from cancelq.store.records import (
+    ATTEMPT_TEXT,
+    Attempt,
+    Begun,
+    Enqueued,
+    JobRecord,
+    Query,
+    Replayed,
+    read_stored_attempt,
+)
 from cancelq.store.replication import Replication
 from cancelq.store.script_pipeline import script_pipeline
 from cancelq.store.scripts import Scripts
@@ -558,21 +567,23 @@ class AuditStore:
             log.error("leases: entry %.80r names no job record; dropped", job_id)
         return decode_text(state) if int(reaped) else None
 
-    def trim(self, limit: int = 200, *, archived_only: bool = False,
+    def trim(self, limit: int = 200, *, retention_seconds: float, archived_only: bool = False,
              now: float | None = None) -> int:
-        """Delete up to `limit` jobs whose retention has ended (`lua/trim.lua`); returns how
-        many. An entry that cannot be trimmed is dropped from the expiry set and logged.
+        """Delete up to `limit` jobs that ended more than `retention_seconds` ago (0: keep
+        every job), read from the outcome indexes (`lua/trim.lua`); returns how many. An
+        entry that cannot be trimmed is dropped from its index and logged.
         `archived_only` (an archive is configured): a job the archive has not committed yet
-        is kept, and looked at again a minute later. Without it, a trimmed job's entry on the
-        archive's pending set goes with it (nobody else would ever take it off). `now`: Redis's
-        clock unless given (a simulated week in bench/archive.py)."""
-        args: list[str | int] = [self.keys.prefix, limit, "1" if archived_only else "0"]
+        is kept. Without it, a trimmed job's entry on the archive's pending set goes with it
+        (nobody else would ever take it off). `now`: Redis's clock unless given (a simulated
+        week in bench/archive.py)."""
+        args: list[str | int] = [self.keys.prefix, limit, "1" if archived_only else "0",
+                                 int(retention_seconds)]
         if now is not None:
             args.append(repr(now))
         deleted, *bad = self.scripts("trim", args)
         for job_id in bad:
-            log.error("retention: entry %.80r could not be trimmed; dropped from %s",
-                      decode_text(job_id), self.keys.expiry)
+            log.error("retention: entry %.80r could not be trimmed; dropped from its outcome "
+                      "index", decode_text(job_id))
         return int(deleted)
 
     def set_aside(self, message_id: str, body: str) -> None:
@@ -608,18 +619,20 @@ class AuditStore:
     def list_ended_for_archive(self, page: int = 1_000) -> int:
         """Put every settled and dead job on the archive's pending set, once (`NX`): jobs
         that ended before an archive was configured, or before this version listed them.
-        Reads a page of each ended-state index at a time; returns how many were new. A job
-        trimmed or replayed meanwhile is harmless: the archiver drops an entry whose job is
-        gone or live again."""
+        Reads a page of `index_all` (settled jobs have no state index of their own) and of
+        the dead index at a time; returns how many were new. A job trimmed or replayed
+        meanwhile is harmless: the archiver drops an entry whose job is gone or live again."""
         added = 0
-        for state in (State.SETTLED, State.DEAD):
-            index, start = self.keys.index_state(state.value), 0
+        for index in (self.keys.index_all, self.keys.index_state(State.DEAD.value)):
+            start = 0
             while ids := [decode_text(i) for i in
                           self.redis.zrange(index, start, start + page - 1)]:
-                pipe = self.redis.pipeline(transaction=False)
-                for job_id in ids:
-                    pipe.hget(self.keys.job(job_id), "settled_at")
-                ended = {i: float(at) for i, at in zip(ids, pipe.execute(), strict=True) if at}
+                ended = {}
+                for job_id, fields in zip(ids, self.job_fields(ids, ("state", "settled_at")),
+                                          strict=True):
+                    if fields.get("state") in (State.SETTLED, State.DEAD) \
+                            and fields.get("settled_at"):
+                        ended[job_id] = float(fields["settled_at"])
                 if ended:
                     added += int(self.redis.zadd(self.keys.archive_pending, dict(ended),
                                                  nx=True) or 0)
@@ -637,36 +650,39 @@ class AuditStore:
     # -- reads ----------------------------------------------------------------------------
 
     def get(self, job_id: str, *, with_attempts: bool = True) -> JobRecord | None:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(self.keys.job(job_id))
-        if with_attempts:
-            pipe.lrange(self.keys.attempts(job_id), 0, -1)
-        replies = pipe.execute()
-        raw = decode_hash(replies[0])
-        if not raw:
-            return None
-        attempts = replies[1] if with_attempts else []
-        return JobRecord.from_hash(raw, attempts)
+        found = self.get_many([job_id], with_attempts=with_attempts)
+        return found[0] if found else None
 
     def get_many(self, job_ids: Sequence[str], *, with_attempts: bool = True) -> list[JobRecord]:
+        """The records of these ids that exist, in order; one HGETALL each (the attempts are
+        inside the record), one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
             pipe.hgetall(self.keys.job(job_id))
-            if with_attempts:
-                pipe.lrange(self.keys.attempts(job_id), 0, -1)
-        replies = pipe.execute()
-        step = 2 if with_attempts else 1
         records = []
-        for i in range(0, len(replies), step):
-            raw = decode_hash(replies[i])
+        for job_id, reply in zip(job_ids, pipe.execute(), strict=True):
+            raw = decode_hash(reply)
             if raw:
-                attempts = replies[i + 1] if with_attempts else []
-                records.append(JobRecord.from_hash(raw, attempts))
+                records.append(JobRecord.from_hash(job_id, raw, with_attempts=with_attempts))
         return records
 
+    def lookup_ids(self, *, case_id: str | None = None, event_id: str | None = None
+                   ) -> list[str]:
+        """The jobs of an event (or else of a case), oldest first, from `lookup`."""
+        field = (lookup_field("event", event_id=event_id) if event_id is not None
+                 else lookup_field("case", case_id=case_id or ""))
+        text = self.redis.hget(self.keys.lookup, field)
+        return decode_text(text).split() if text else []
+
     def job_for_pair(self, case_id: str, event_id: str) -> str | None:
-        value = self.redis.get(self.keys.pair(case_id, event_id))
-        return decode_text(value) if value is not None else None
+        """The job holding the (case, event) pair: of the event's jobs of that case, the one
+        whose record has no `no_pair` flag."""
+        ids = self.lookup_ids(event_id=event_id)
+        fields = self.job_fields(ids, ("case_id", "state", "no_pair"))
+        for job_id, got in zip(ids, fields, strict=True):
+            if got.get("state") and not got.get("no_pair") and got.get("case_id") == case_id:
+                return job_id
+        return None
 
     def query(self, q: Query, *, with_attempts: bool = False) -> list[JobRecord]:
         """Newest first. Reads the most selective index, then filters the few records read.
@@ -676,6 +692,8 @@ class AuditStore:
         skips one. Each page starts at the last score read, inclusive, and ids already read
         are skipped, so jobs sharing a score are neither lost nor doubled.
         """
+        if q.event_id or q.case_id:
+            return self._query_lookup(q, with_attempts)
         index = self._index_for(q)
         low = q.since if q.since is not None else "-inf"
         # The outcome index is scored by settled time: only `_matches` can apply `until` there.
@@ -703,13 +721,19 @@ class AuditStore:
             high = scored[-1][1]
         return records
 
+    def _query_lookup(self, q: Query, with_attempts: bool) -> list[JobRecord]:
+        """`query` by event or case: their few jobs from `lookup`, newest first."""
+        ids = self.lookup_ids(case_id=q.case_id, event_id=q.event_id)
+        records = [r for r in self.get_many(ids, with_attempts=with_attempts) if _matches(r, q)]
+        records.sort(key=lambda r: (r.created_at, r.job_id), reverse=True)
+        return records[: q.limit]
+
     def queue_keys_of(self, job_ids: Sequence[str]) -> list[str | None]:
         """The list each job's message was last pushed to (its priority step with it), one
-        round trip; None for a job that has none recorded."""
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.hget(self.keys.job(job_id), "queue_key")
-        return [decode_text(key) if key else None for key in pipe.execute()]
+        round trip; None for a job that has none recorded. A record keeps `queue_key` only
+        when it is not the queue's own list."""
+        return [fields.get("queue_key") or fields.get("queue") for fields in
+                self.job_fields(job_ids, ("queue_key", "queue"))]
 
     def existing(self, job_ids: Sequence[str]) -> list[str]:
         """The ids, in order, that have a record (one round trip)."""
@@ -744,21 +768,34 @@ class AuditStore:
     def job_fields(
         self, job_ids: Sequence[str], fields: Sequence[str]
     ) -> list[dict[str, str]]:
-        """Some fields of each job's record, one round trip; a field not set is left out."""
+        """Some fields of each job's record (`keys.FIELDS` names), one round trip; a field not
+        set is left out."""
         if not job_ids:
             return []
+        stored = [FIELDS[name] for name in fields]
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
-            pipe.hmget(self.keys.job(job_id), *fields)
+            pipe.hmget(self.keys.job(job_id), *stored)
         return [{k: decode_text(v) for k, v in zip(fields, values, strict=True) if v is not None}
                 for values in pipe.execute()]
 
-    def last_attempts(self, job_ids: Sequence[str]) -> list[str | bytes | None]:
-        """Each job's last attempt as stored (`Attempt.decode` reads it), one round trip."""
+    def last_attempts(self, job_ids: Sequence[str]) -> list[str | None]:
+        """Each job's last attempt or note as its JSON (`Attempt.decode` reads it, as it read
+        v1's stored one); None: none, or no record. Two round trips."""
+        counts = self.job_fields(job_ids, ("entries",))
+        last = [int(c.get("entries") or 0) for c in counts]
         pipe = self.redis.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.lindex(self.keys.attempts(job_id), -1)
-        return list(pipe.execute())
+        for job_id, n in zip(job_ids, last, strict=True):
+            prefix = f"{FIELDS['attempt']}{n}"
+            pipe.hmget(self.keys.job(job_id), prefix,
+                       *(prefix + suffix for suffix in ATTEMPT_TEXT.values()))
+        out: list[str | None] = []
+        for n, values in zip(last, pipe.execute(), strict=True):
+            prefix = f"{FIELDS['attempt']}{n}"
+            names = [prefix, *(prefix + suffix for suffix in ATTEMPT_TEXT.values())]
+            raw = {k: decode_text(v) for k, v in zip(names, values, strict=True) if v is not None}
+            out.append(read_stored_attempt(raw, n).encode() if n and prefix in raw else None)
+        return out
 
     def index_ids(self, index: str, start: int = 0, stop: int = -1) -> list[str]:
         """The job ids of an index (`Keys.index_state` and the like), oldest first."""
@@ -777,16 +814,12 @@ class AuditStore:
         return int(self.redis.zcard(self.keys.delayed))
 
     def _index_for(self, q: Query) -> str:
-        """The index to walk: an event's or a case's (a few jobs) if named; else the smaller
-        of the run's and the state's when both are named (their sizes in one round trip:
-        the dead jobs of a 10,000-job run are the 30 of `idx:state:dead`, not the run's
-        10,000); else the one named. Both are scored by created time, so the order and
-        `since`/`until` mean the same whichever is walked."""
-        if q.event_id:
-            return self.keys.index_event(q.event_id)
-        if q.case_id:
-            return self.keys.index_case(q.case_id)
-        if q.run_id and q.state:
+        """The index to walk (event and case go through `lookup`, not here): the smaller of
+        the run's and the state's when both are named (their sizes in one round trip: the
+        dead jobs of a 10,000-job run are the 30 of `idx:state:dead`, not the run's 10,000);
+        else the one named. Both are scored by created time, so the order and `since`/`until`
+        mean the same whichever is walked. Settled jobs have no state index (`idx:all`)."""
+        if q.run_id and q.state and q.state != State.SETTLED:
             run, state = self.keys.index_run(q.run_id), self.keys.index_state(q.state)
             pipe = self.redis.pipeline(transaction=False)
             pipe.zcard(run)
@@ -795,7 +828,7 @@ class AuditStore:
             return state if int(state_size) < int(run_size) else run
         if q.run_id:
             return self.keys.index_run(q.run_id)
-        if q.state:
+        if q.state and q.state != State.SETTLED:
             return self.keys.index_state(q.state)
         if q.outcome:
             return self.keys.index_outcome(q.outcome)

@@ -20,21 +20,29 @@ from typing import Final
 
 DEFAULT_PREFIX = "c360"
 
+#: The layout version this code reads and writes, kept in `{prefix}:schema` (`LAYOUT["schema"]`).
+#: v1 (until issue 19): a list per job for its attempts, a key per (case, event) pair and per
+#: case and event, an `expiry` set and a settled state index: ~2.2 KB of Redis per settled
+#: job. v2: the attempts inside the record, one `lookup` hash, retention read from the
+#: outcome indexes. `cancelq migrate` (`cancelq.store.upgrade`) rewrites a v1 store.
+SCHEMA_VERSION: Final = 2
+
 #: kind -> key under "{prefix}:"; a `{name}` is filled in per key.
 LAYOUT: Final[Mapping[str, str]] = {
-    # HASH the job record (fields: see cancelq.store.records.JobRecord.from_hash)
+    # STRING the layout version of the store (SCHEMA_VERSION); absent on a v1 store
+    "schema": "schema",
+    # HASH the job record and its attempts (fields: FIELDS; cancelq.store.records)
     "job": "job:{job_id}",
-    # LIST one JSON object per attempt, append-only (cancelq.store.records.Attempt)
-    "attempts": "job:{job_id}:attempts",
-    # STRING job id of the live job for that pair (idempotency)
-    "pair": "pair:{case_id}:{event_id}",
-    # ZSETs of job ids by created time: all, and by case, event, run and current state
+    # HASH the case and event lookups: LOOKUP field -> the job ids, space-separated, oldest
+    # first; which job holds a (case, event) pair: the one whose record has no `no_pair`
+    "lookup": "lookup",
+    # ZSET job ids by created time: all, by run and by current state (but `settled`: nearly
+    # every job of `index_all` is settled, so that index answers for it, filtered)
     "index_all": "idx:all",
-    "index_case": "idx:case:{case_id}",
-    "index_event": "idx:event:{event_id}",
     "index_run": "idx:run:{run_id}",
     "index_state": "idx:state:{state}",
-    # ZSET job ids settled with that outcome, by settled time
+    # ZSET job ids settled or dead with that outcome, by settled time; also retention's list
+    # (trim.lua deletes what settled before now - retention)
     "index_outcome": "idx:outcome:{outcome}",
     # HASH counters (fields: COUNTERS), of the whole store and of one run
     "stats": "stats",
@@ -57,8 +65,6 @@ LAYOUT: Final[Mapping[str, str]] = {
     "lost_suspects": "lost:suspects",
     # STRING which worker runs the lost-message pass now (TTL): one pass at a time
     "lost_lock": "lost:lock",
-    # ZSET settled and dead job ids, by when retention ends: the trimmer's list
-    "expiry": "expiry",
     # ZSET settled and dead job ids not yet in the archive, by when they settled: added in
     # the script that settles a job, removed only after the archive committed the job
     # (cancelq.archive.archiver); retention keeps a job listed here when an archive is set
@@ -87,6 +93,60 @@ LAYOUT: Final[Mapping[str, str]] = {
     "telemetry": "telemetry",
 }
 
+#: What a v1 store has that v2 does not: read (and deleted) only by `cancelq migrate`.
+LAYOUT_V1: Final[Mapping[str, str]] = {
+    # LIST one JSON object per attempt (`Attempt.encode`)
+    "attempts": "job:{job_id}:attempts",
+    # STRING job id of the live job for that pair
+    "pair": "pair:{case_id}:{event_id}",
+    # ZSETs of job ids by created time
+    "index_case": "idx:case:{case_id}",
+    "index_event": "idx:event:{event_id}",
+    # ZSET settled and dead job ids, by when retention ends
+    "expiry": "expiry",
+}
+
+#: logical name -> field of a job record hash. Short, because every job pays for each name
+#: (a record is a listpack: names and values side by side); `JobRecord.from_hash` and the
+#: scripts (`F.state`, ...) read them from here. Attempt i (1-based) is field `attempt`..i,
+#: its texts `attempt`..i..ATTEMPT_TEXT[name] (cancelq.store.records).
+FIELDS: Final[Mapping[str, str]] = {
+    "case_id": "c",
+    "event_id": "e",
+    "run_id": "r",
+    "requested_by": "b",
+    "reason": "w",
+    "state": "s",
+    "outcome": "o",
+    "attempts": "n",  # calls begun (the attempt budget's count)
+    "created_at": "t",
+    "updated_at": "u",  # absent once settled: then the settled time
+    "settled_at": "z",
+    "next_attempt_at": "x",
+    "queue": "q",
+    "queue_key": "k",
+    "source": "y",
+    "lease_owner": "lo",
+    "lease_until": "lu",
+    "attempt_started_at": "as",
+    "finished_by": "f",
+    "spared": "sp",
+    "replays": "rp",
+    "replay_token": "rt",
+    "replayed_at": "ra",
+    # '1': this job does not hold its (case, event) pair (a rejected message, a job another
+    # took the pair from); of a pair's jobs, the one without it holds the pair (idempotency)
+    "no_pair": "N",
+    "entries": "A",  # attempts and notes recorded: the last one's number
+    "attempt": "a",
+}
+
+#: kind -> field of the `lookup` hash.
+LOOKUP: Final[Mapping[str, str]] = {
+    "case": "c:{case_id}",
+    "event": "e:{event_id}",
+}
+
 #: kind -> field of a counter hash (`stats`, `run_stats`).
 COUNTERS: Final[Mapping[str, str]] = {
     "jobs": "jobs",  # jobs created
@@ -102,6 +162,11 @@ def template_fields(template: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(template) if name]
 
 
+def lookup_field(kind: str, **names: str) -> str:
+    """A field of the `lookup` hash: `lookup_field("case", case_id=c)` is "c:{c}"."""
+    return LOOKUP[kind].format_map(names)
+
+
 def counter(kind: str, **names: str) -> str:
     """A field of a counter hash: `counter("state", state="queued")` is "state:queued"."""
     return COUNTERS[kind].format_map(names)
@@ -115,24 +180,24 @@ class Keys:
         """The key of `kind` (a `LAYOUT` name) for these names, under the prefix."""
         return f"{self.prefix}:{LAYOUT[kind].format_map(names)}"
 
+    def v1(self, kind: str, **names: object) -> str:
+        """A key of a v1 store (`LAYOUT_V1`), for the migration only."""
+        return f"{self.prefix}:{LAYOUT_V1[kind].format_map(names)}"
+
+    @property
+    def schema(self) -> str:
+        return self.key("schema")
+
     def job(self, job_id: str) -> str:
         return self.key("job", job_id=job_id)
 
-    def attempts(self, job_id: str) -> str:
-        return self.key("attempts", job_id=job_id)
-
-    def pair(self, case_id: str, event_id: str) -> str:
-        return self.key("pair", case_id=case_id, event_id=event_id)
+    @property
+    def lookup(self) -> str:
+        return self.key("lookup")
 
     @property
     def index_all(self) -> str:
         return self.key("index_all")
-
-    def index_case(self, case_id: str) -> str:
-        return self.key("index_case", case_id=case_id)
-
-    def index_event(self, event_id: str) -> str:
-        return self.key("index_event", event_id=event_id)
 
     def index_run(self, run_id: str) -> str:
         return self.key("index_run", run_id=run_id)
@@ -184,10 +249,6 @@ class Keys:
     @property
     def lost_lock(self) -> str:
         return self.key("lost_lock")
-
-    @property
-    def expiry(self) -> str:
-        return self.key("expiry")
 
     @property
     def archive_pending(self) -> str:

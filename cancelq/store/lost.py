@@ -37,6 +37,7 @@ from typing import Any
 from cancelq.core.lifecycle import State, Verdict
 from cancelq.store.audit import AuditStore
 from cancelq.store.codec import decode_text
+from cancelq.store.keys import FIELDS
 from cancelq.store.messages import message_job_ids, priority_of, rerun_message
 from cancelq.store.records import Attempt
 
@@ -86,7 +87,7 @@ def waiting_unchanged(store: AuditStore, *, older_than: float) -> list[str]:
         return []
     pipe = store.redis.pipeline(transaction=False)
     for job_id in ids:
-        pipe.hget(store.keys.job(job_id), "updated_at")
+        pipe.hget(store.keys.job(job_id), FIELDS["updated_at"])
         pipe.zscore(store.keys.delayed, job_id)
     replies = pipe.execute()
     out = []
@@ -119,8 +120,8 @@ def republish(store: AuditStore, job_id: str, *, min_age: float) -> bool:
     record = store.get(job_id, with_attempts=False)
     if record is None:
         return False
-    key = store.redis.hget(store.keys.job(job_id), "queue_key")
-    message = rerun_message(record, store.queues, priority_of(decode_text(key) if key else None))
+    (key,) = store.queue_keys_of([job_id])
+    message = rerun_message(record, store.queues, priority_of(key))
     note = Attempt(number=0, started_at=time.time(), duration_ms=None, http_status=None,
                    error_class="MessageLost",
                    error=f"its broker message was in no queue, unacked or delayed set for over "

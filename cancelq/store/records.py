@@ -1,23 +1,28 @@
 """What the audit store holds, as Python values: a job's record and its attempts.
 
 The store writes these with Lua (`cancelq/store/lua/`), so their Redis shape is shared with
-the scripts: an attempt is one JSON object whose fields are `ATTEMPT_FIELDS`, in that order;
-`Attempt.encode` writes it in Python and `encode_attempt` in `lua/lib.lua` writes the one
-attempt Lua makes (an interrupted one), from the same list, which the script prelude
-carries (`cancelq.store.scripts`).
+the scripts. An attempt travels to a script as one JSON object whose fields are
+`ATTEMPT_FIELDS`, in that order (`Attempt.encode` in Python, `encode_attempt` in
+`lua/lib.lua` for the one attempt Lua makes, an interrupted one); it was stored so in v1.
+In v2 it is stored inside the job's record hash, smaller (`add_attempt` in `lua/lib.lua`,
+`stored_attempt` here): its numbers and verdict as a JSON array in `ATTEMPT_CORE`
+order without trailing nulls, each text (`ATTEMPT_TEXT`) in a field of its own, so each
+value stays under Redis's 64-byte listpack limit and the record stays a listpack. The
+prelude carries these names into Lua (`cancelq.store.scripts`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cancelq.core.clock import iso_utc
 from cancelq.core.lifecycle import BeginVerdict, State
 from cancelq.store.codec import decode_float
+from cancelq.store.keys import FIELDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +85,48 @@ ATTEMPT_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Attempt))
 #: Left out of the JSON when None (a raw body is kept only for some outcomes; notes have no
 #: worker, nor do attempts recorded before it was); others are null.
 ATTEMPT_OPTIONAL: Final = frozenset({"raw_body", "worker"})
+#: A stored attempt's JSON array, in this order; trailing nulls left out.
+ATTEMPT_CORE: Final = ("number", "started_at", "duration_ms", "http_status", "verdict",
+                       "retry_in_seconds")
+#: A stored attempt's texts: name -> suffix of its own field (`a3m`: attempt 3's error).
+ATTEMPT_TEXT: Final[Mapping[str, str]] = {"error_class": "c", "error": "m", "raw_body": "b",
+                                          "worker": "w"}
+
+
+def stored_attempt(attempt: Attempt, index: int) -> dict[str, str]:
+    """The record fields of `attempt` stored as entry `index`: what `add_attempt` in
+    `lua/lib.lua` writes for its `encode()` (the migration writes v1 attempts with it)."""
+    core = [getattr(attempt, name) for name in ATTEMPT_CORE]
+    while core and core[-1] is None:
+        core.pop()
+    field = f"{FIELDS['attempt']}{index}"
+    out = {field: json.dumps(core, separators=(",", ":"))}
+    for name, suffix in ATTEMPT_TEXT.items():
+        text = getattr(attempt, name)
+        if text is not None:
+            out[field + suffix] = text
+    return out
+
+
+def read_stored_attempt(raw: Mapping[str, str], index: int) -> Attempt:
+    """Entry `index` of a record hash (`stored_attempt`'s fields)."""
+    field = f"{FIELDS['attempt']}{index}"
+    core = json.loads(raw[field])
+    values: dict[str, Any] = dict(zip(ATTEMPT_CORE, core, strict=False))
+    for name, suffix in ATTEMPT_TEXT.items():
+        values[name] = raw.get(field + suffix)
+    return Attempt(
+        number=int(values["number"]),
+        started_at=float(values["started_at"]),
+        duration_ms=values.get("duration_ms"),
+        http_status=values.get("http_status"),
+        error_class=values["error_class"],
+        error=values["error"],
+        verdict=values.get("verdict"),
+        retry_in_seconds=values.get("retry_in_seconds"),
+        raw_body=values["raw_body"],
+        worker=values["worker"],
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +168,37 @@ class JobRecord:
         }
 
     @classmethod
-    def from_hash(cls, raw: dict[str, str], attempts: Iterable[str] = ()) -> JobRecord:
+    def from_hash(
+        cls, job_id: str, raw: Mapping[str, str], *, with_attempts: bool = True
+    ) -> JobRecord:
+        """A v2 record hash (`cancelq.store.keys.FIELDS`), its attempts inside it."""
+        def get(name: str) -> str:
+            return raw.get(FIELDS[name], "")
+
+        created = float(get("created_at"))
+        settled = decode_float(get("settled_at"))
+        entries = int(get("entries") or 0) if with_attempts else 0
+        return cls(
+            job_id=job_id,
+            case_id=get("case_id"),
+            event_id=get("event_id"),
+            run_id=get("run_id") or None,
+            requested_by=get("requested_by") or None,
+            reason=get("reason") or None,
+            state=State(get("state")),
+            outcome=get("outcome") or None,
+            attempt_count=int(get("attempts") or 0),
+            created_at=created,
+            updated_at=decode_float(get("updated_at")) or settled or created,
+            settled_at=settled,
+            next_attempt_at=decode_float(get("next_attempt_at")),
+            queue=get("queue"),
+            attempts=tuple(read_stored_attempt(raw, i) for i in range(1, entries + 1)),
+        )
+
+    @classmethod
+    def from_v1_hash(cls, raw: dict[str, str], attempts: Iterable[str] = ()) -> JobRecord:
+        """A v1 record hash (long field names, `job_id` inside) and its attempts list."""
         return cls(
             job_id=raw["job_id"],
             case_id=raw.get("case_id", ""),

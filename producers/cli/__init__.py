@@ -9,7 +9,19 @@ from __future__ import annotations
 
 import click
 
-from producers.cli import archive, bulk, demo, dlq, doctor, health, jobs, metrics, stats, web
+from producers.cli import (
+    archive,
+    bulk,
+    demo,
+    dlq,
+    doctor,
+    health,
+    jobs,
+    metrics,
+    stats,
+    upgrade,
+    web,
+)
 from producers.cli.common import EXIT_USAGE, CancelqGroup, epilog, fail
 from simulator.cli import simulator_command
 
@@ -62,3 +74,4 @@ main.add_command(metrics.metrics)
 main.add_command(archive.archive)
 main.add_command(web.web)
 main.add_command(flower)
+main.add_command(upgrade.migrate)

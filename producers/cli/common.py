@@ -28,6 +28,7 @@ from cancelq.ops.lookup import JobNotFound
 from cancelq.ops.readthrough import ReadThrough
 from cancelq.store.audit import AuditStore, audit_store
 from cancelq.store.connections import probe
+from cancelq.store.upgrade import check_schema
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -120,13 +121,23 @@ class CancelqGroup(click.Group):
 
 
 @contextmanager
-def store_from_env(*, probe_first: bool = True) -> Iterator[tuple[Settings, AuditStore]]:
+def store_from_env(
+    *, probe_first: bool = True, check_layout: bool = True
+) -> Iterator[tuple[Settings, AuditStore]]:
     """Settings and the store; first one quick PING, so a wrong REDIS_URL fails in seconds
-    with one line. `doctor` skips the PING: reporting an unreachable Redis is its job."""
+    with one line. `doctor` skips the PING: reporting an unreachable Redis is its job. Then
+    the store's layout version (`check_schema`): a v1 store is refused, one line saying
+    to run `cancelq migrate` (which skips the check: upgrading it is its job)."""
     settings = load_settings()
     if probe_first:
         probe(settings)
     store = audit_store(settings)
+    if probe_first and check_layout:
+        try:
+            check_schema(store)
+        except BaseException:
+            store.close()
+            raise
     try:
         yield settings, store
     finally:

@@ -53,6 +53,13 @@ def settle_jobs(store: AuditStore, n: int, *, outcome: str = "cancelled",
     return job_ids
 
 
+def set_ended(store: AuditStore, ended: dict[str, float]) -> None:
+    """Move when jobs ended, as retention reads it: their entry in their outcome index."""
+    for (job_id, at), fields in zip(ended.items(), store.job_fields(list(ended), ("outcome",)),
+                                    strict=True):
+        store.redis.zadd(store.keys.index_outcome(fields["outcome"]), {job_id: at})
+
+
 def archived_rows(archive: Archive) -> tuple[int, int]:
     with archive.engine.connect() as conn:
         jobs = conn.execute(text("SELECT count(*) FROM cancelq_jobs")).scalar_one()
@@ -125,13 +132,11 @@ def test_the_database_down_trims_nothing_early_and_the_archiver_catches_up(
     down = Archive("postgresql+psycopg://postgres:pw@127.0.0.1:1/cancelq")
     with pytest.raises(ArchiveUnavailable, match="connection refused"):
         Archiver(real_store, down).drain()
-    assert real_store.trim(archived_only=True) == 0  # not archived: kept
+    assert real_store.trim(archived_only=True, retention_seconds=60) == 0  # not archived: kept
     assert len(real_store.get_many(job_ids)) == 6 and pending(real_store) == 6
     Archiver(real_store, pg_archive, batch=4).drain()  # the database is back
     assert archived_rows(pg_archive) == (6, 6) and pending(real_store) == 0
-    # held-back jobs were looked at again a minute later: make that minute pass
-    real_store.redis.zadd(real_store.keys.expiry, dict.fromkeys(job_ids, 0))
-    assert real_store.trim(archived_only=True) == 6
+    assert real_store.trim(archived_only=True, retention_seconds=60) == 6
     assert real_store.get_many(job_ids) == []
     assert [r.job_id for r in pg_archive.get_many(job_ids)] == job_ids
 
@@ -156,7 +161,7 @@ def test_without_an_archive_trim_is_unchanged_and_drops_the_pending_entries(
 ) -> None:
     job_ids = settle_jobs(real_store, 3)
     assert pending(real_store) == 3
-    assert real_store.trim() == 3
+    assert real_store.trim(retention_seconds=60) == 3
     assert real_store.get_many(job_ids) == [] and pending(real_store) == 0
 
 
@@ -165,9 +170,10 @@ def test_without_an_archive_the_workers_retention_leaves_no_pending_entry_behind
 ) -> None:
     """Nobody archives without ARCHIVE_URL: the entries go with the jobs retention trims (the
     worker's own pass), and those of jobs still in retention stay until their turn."""
-    trimmed = settle_jobs(real_store, 450)  # more than one of the worker's trim batches
+    # more than one of the worker's trim batches, ended before its retention (a day)
+    trimmed = settle_jobs(real_store, 450, now=time.time() - 2 * 86_400)
     kept = settle_jobs(real_store, 2, retention=86_400, now=time.time())
-    settings = load_settings(archive_url=None)
+    settings = load_settings(archive_url=None, audit_retention_days=1)
     assert settings.archive_url is None
     scheduler = RetryScheduler(real_store, interval_seconds=0.1, settings=settings)
     assert scheduler.trim_once() == 450
@@ -182,9 +188,9 @@ def test_trim_on_a_given_clock_deletes_only_what_that_clock_has_expired(
     day = 86_400.0
     first = settle_jobs(real_store, 2, retention=day, now=LONG_AGO - 3 * day)
     second = settle_jobs(real_store, 2, retention=day, now=LONG_AGO - day)
-    assert real_store.trim(now=LONG_AGO - 1.5 * day) == 2  # the first day's only
+    assert real_store.trim(retention_seconds=day, now=LONG_AGO - 1.5 * day) == 2  # day one's
     assert real_store.get_many(first) == [] and len(real_store.get_many(second)) == 2
-    assert real_store.trim(now=LONG_AGO - 1.5 * day) == 0
+    assert real_store.trim(retention_seconds=day, now=LONG_AGO - 1.5 * day) == 0
 
 
 def test_a_replayed_dead_job_settled_again_is_archived_again_with_every_attempt(

@@ -17,8 +17,9 @@ from cancelq.archive.archiver import Archiver
 from cancelq.core.contract import CancelRequest
 from cancelq.store.audit import AuditStore
 from cancelq.store.queues import REALTIME_QUEUE
+from cancelq.store.records import Query
 from producers.cli import main
-from tests.archive.test_archiver import settle_jobs
+from tests.archive.test_archiver import set_ended, settle_jobs
 from tests.store.test_audit import msg
 
 
@@ -30,8 +31,8 @@ def archived_and_trimmed(store: AuditStore, archive: Archive, n: int) -> list[st
     """`n` jobs of run-a settled, archived, then deleted from Redis by retention."""
     job_ids = settle_jobs(store, n)
     Archiver(store, archive).drain()
-    store.redis.zadd(store.keys.expiry, dict.fromkeys(job_ids, 0))
-    assert store.trim(archived_only=True) == n and store.get_many(job_ids) == []
+    assert store.trim(archived_only=True, retention_seconds=60) == n
+    assert store.get_many(job_ids) == []
     return job_ids
 
 
@@ -91,9 +92,7 @@ def test_run_counts_come_from_the_archive_once_redis_forgot_the_run(
     settle_jobs(real_store, 2)
     assert json.loads(cli(env, "run", "run-a", "--json").output)["source"] == "redis"
     Archiver(real_store, pg_archive).drain()
-    due: list[str] = real_store.redis.zrange(real_store.keys.expiry, 0, -1)  # type: ignore[assignment]
-    real_store.redis.zadd(real_store.keys.expiry, dict.fromkeys(due, 0))
-    assert real_store.trim(archived_only=True) == 2
+    assert real_store.trim(archived_only=True, retention_seconds=60) == 2
     run = json.loads(cli(env, "run", "run-a", "--json").output)
     assert (run["source"], run["jobs"], run["done"], run["finished"]) == ("archive", 2, 2, True)
     assert run["outcomes"] == {"cancelled": 2} and run["started_at"]
@@ -111,8 +110,7 @@ def test_replaying_a_dead_job_only_the_archive_holds_says_why_not_and_what_to_ru
     record = real_store.get(dead)
     assert record is not None
     Archiver(real_store, pg_archive).drain()
-    real_store.redis.zadd(real_store.keys.expiry, {dead: 0})
-    assert real_store.trim(archived_only=True) == 1
+    assert real_store.trim(archived_only=True, retention_seconds=60) == 1
     result = cli(env, "dlq", "replay", dead[:8], "--json")
     assert result.exit_code == 1
     [one] = json.loads(result.stdout)["results"]
@@ -125,10 +123,9 @@ def test_replaying_a_dead_job_only_the_archive_holds_says_why_not_and_what_to_ru
 def archive_and_trim(store: AuditStore, archive: Archive, trim: list[str]) -> None:
     """Archive every pending job, then let retention delete exactly `trim` from Redis."""
     Archiver(store, archive).drain()
-    due: list[str] = store.redis.zrange(store.keys.expiry, 0, -1)  # type: ignore[assignment]
-    store.redis.zadd(store.keys.expiry, {i: 0 if i in trim else time.time() + 86_400
-                                         for i in due})
-    assert store.trim(archived_only=True) == len(trim)
+    ended = [r.job_id for r in store.query(Query(limit=10_000)) if r.settled_at]
+    set_ended(store, {i: 0 if i in trim else time.time() + 86_400 for i in ended})
+    assert store.trim(archived_only=True, retention_seconds=60) == len(trim)
 
 
 def dlq_json(env: dict[str, str], *args: str) -> list[tuple[str, str]]:

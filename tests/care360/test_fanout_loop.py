@@ -24,6 +24,7 @@ from cancelq.ops.health import Heartbeat, check
 from cancelq.ops.metrics import WorkerMetrics
 from cancelq.pipeline.lease import LeaseKeeper, new_owner
 from cancelq.store.audit import AuditStore
+from cancelq.store.keys import FIELDS
 from cancelq.store.queues import REALTIME_QUEUE
 from tests.care360.test_client import BASE, CASE, EVENT, OK
 from tests.care360.test_hostile_answers import guarded
@@ -161,15 +162,15 @@ def test_leases_are_not_renewed_while_a_call_is_stuck(
                          queue_key=REALTIME_QUEUE, owner=owner, lease_seconds=30)
         key = fake_store.keys.job("j1")
         with keeper.hold("j1", owner):
-            fake_redis.hset(key, "lease_until", "1")  # what a renewal would move on
+            fake_redis.hset(key, FIELDS["lease_until"], "1")  # what a renewal would move on
             keeper.renew_once()
-            renewed = fake_redis.hget(key, "lease_until")
+            renewed = fake_redis.hget(key, FIELDS["lease_until"])
             assert renewed is not None and float(renewed) > 1  # renewed: nothing stuck
-            fake_redis.hset(key, "lease_until", "1")
+            fake_redis.hset(key, FIELDS["lease_until"], "1")
             waiter, _ = in_thread(fanout, "block")
             wait_for(fanout.stuck, timeout=BLOCK_SECONDS + 10)
             assert keeper.renew_once() == []
-            assert fake_redis.hget(key, "lease_until") == "1"  # left to run out
+            assert fake_redis.hget(key, FIELDS["lease_until"]) == "1"  # left to run out
             waiter.join(BLOCK_SECONDS + 20)
         keeper.stop()
 

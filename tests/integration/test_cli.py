@@ -38,6 +38,9 @@ def test_status_and_audit_after_real_work(
     assert (record["state"], record["outcome"]) == ("settled", "cancelled")
     assert [a["http_status"] for a in record["attempts"]] == [500, 200]
     assert all(ATTEMPT_KEYS <= set(a) for a in record["attempts"])
+    # each call names the worker process that made it: "host:pid"
+    assert all(a["worker"] and a["worker"].rsplit(":", 1)[1].isdigit()
+               for a in record["attempts"]), record["attempts"]
     wait_for(lambda: (r := real_store.get(jobs[0])) is not None and r.state is State.SETTLED)
 
     listed = json.loads(run("audit", "--case", case, "--json", env=env).stdout)

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cancelq.core.settings import load_settings
 from cancelq.ops.health import Heartbeat, write_heartbeat
 from cancelq.store.audit import AuditStore, audit_store
+from cancelq.store.keys import FIELDS
 from producers.cli import main
 from producers.enqueue import enqueue_cancellation
 from tests.conftest import ROOT, wait_for
@@ -41,8 +42,8 @@ def acme(redis_url: str) -> Iterator[AuditStore]:
     store = audit_store(load_settings(REDIS_URL=redis_url, KEY_PREFIX=PREFIX))
     job = enqueue_cancellation(str(uuid.uuid4()), str(uuid.uuid4()), store=store).job_id
     now = store.now()
-    store.redis.hset(store.keys.job(job), mapping={"created_at": now - HOUR,
-                                                    "updated_at": now - HOUR})
+    store.redis.hset(store.keys.job(job), mapping={FIELDS["created_at"]: now - HOUR,
+                                                    FIELDS["updated_at"]: now - HOUR})
     write_heartbeat(store, Heartbeat(
         node="w@box", host="box", pid=1, concurrency=2, queues=store.queues.all,
         started_at=now - 2 * HOUR, at=now, consumed_at=now - HOUR, received=1))

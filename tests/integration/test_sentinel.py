@@ -26,6 +26,7 @@ from cancelq.core.contract import CancelRequest
 from cancelq.core.lifecycle import State
 from cancelq.core.settings import load_settings
 from cancelq.store.audit import audit_store
+from cancelq.store.keys import FIELDS
 from cancelq.store.queues import REALTIME_QUEUE
 from cancelq.store.records import Query
 from producers.cli import main
@@ -149,11 +150,11 @@ def test_every_part_follows_the_primary_the_sentinel_names(
     primary, replica = sentinel.primary, sentinel.replica
     # the records and the broker's keys are on the primary ...
     for job_id in job_ids:
-        assert primary.hget(f"c360:job:{job_id}", "outcome") == "cancelled"
+        assert primary.hget(f"c360:job:{job_id}", FIELDS["outcome"]) == "cancelled"
     assert primary.exists(f"_kombu.binding.{REALTIME_QUEUE}")
     # ... and on the replica only because it replicates the primary
     assert replica.info("replication")["role"] == "slave"
-    wait_for(lambda: all(replica.hget(f"c360:job:{j}", "outcome") == "cancelled"
+    wait_for(lambda: all(replica.hget(f"c360:job:{j}", FIELDS["outcome"]) == "cancelled"
                          for j in job_ids), timeout=10)
 
     # the worker consumes from the primary; nobody but replication talks to the replica

@@ -11,6 +11,7 @@ import pytest
 
 from cancelq.core.lifecycle import State
 from cancelq.store.audit import AuditStore
+from cancelq.store.keys import FIELDS
 from producers.enqueue import enqueue_cancellation
 from tests.conftest import Simulator, WorkerFactory, wait_for
 
@@ -31,15 +32,16 @@ def test_a_call_running_through_a_warm_shutdown_keeps_its_lease(
     job = enqueue_cancellation(case, event, store=real_store).job_id
     key = real_store.keys.job(job)
     owner = wait_for(lambda: control.stats()["in_flight"] == 1
-                     and real_store.redis.hget(key, "lease_owner"), timeout=30, interval=0.02)
-    at_term = float(real_store.redis.hget(key, "lease_until") or 0)
+                     and real_store.redis.hget(key, FIELDS["lease_owner"]), timeout=30,
+                     interval=0.02)
+    at_term = float(real_store.redis.hget(key, FIELDS["lease_until"]) or 0)
     pid = int(str(owner).split(":")[1])
     (first,) = [w for w in workers if w.process.pid == pid]
     os.killpg(first.process.pid, signal.SIGTERM)  # warm: the running call may finish
     renewed: list[float] = []
 
     def settled() -> bool:
-        until = real_store.redis.hget(key, "lease_until")
+        until = real_store.redis.hget(key, FIELDS["lease_until"])
         if until:
             renewed.append(float(until))
         record = real_store.get(job, with_attempts=False)

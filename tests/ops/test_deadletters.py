@@ -178,9 +178,10 @@ def test_replay_cancels_the_retention_trim_and_keeps_queue_and_priority(
                                 retry_max_seconds=0.02, audit_retention_days=1)
     submit(fake_store, "j1", queue=BULK_QUEUE, priority=3)
     run_out(rt, queue=BULK_QUEUE, priority=3)
-    assert fake_redis.zscore(fake_store.keys.expiry, "j1") is not None
+    dead = fake_store.keys.index_outcome("retries_exhausted")  # retention's list
+    assert fake_redis.zscore(dead, "j1") is not None
     assert replay(fake_store, ["j1"], who="a@h").ok
-    assert fake_redis.zscore(fake_store.keys.expiry, "j1") is None
+    assert fake_redis.zscore(dead, "j1") is None
     assert fake_redis.llen(queue_key(BULK_QUEUE, 3)) == 1
 
 

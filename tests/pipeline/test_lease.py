@@ -11,6 +11,7 @@ import pytest
 from cancelq.core.contract import CancelRequest
 from cancelq.pipeline.lease import LeaseKeeper, new_owner
 from cancelq.store.audit import AuditStore
+from cancelq.store.keys import FIELDS
 from cancelq.store.queues import REALTIME_QUEUE
 from tests.conftest import wait_for
 
@@ -62,7 +63,8 @@ def test_a_job_finished_during_a_renewal_is_not_reported_lost(
     def finish_first(lease_seconds: float, held: list[tuple[str, str]]) -> list[str]:
         fake_store.finish("done", attempt=None, decision="settle", outcome="cancelled",
                           owner=owner)
-        fake_store.redis.hset(fake_store.keys.job("taken"), "lease_owner", "someone-else")
+        fake_store.redis.hset(fake_store.keys.job("taken"), FIELDS["lease_owner"],
+                             "someone-else")
         release.__exit__(None, None, None)  # the batch of "done" ends its hold
         return renew(lease_seconds, held)
 

@@ -17,7 +17,7 @@ import redis
 from click.testing import CliRunner
 
 from cancelq.store.audit import AuditStore
-from cancelq.store.keys import Keys
+from cancelq.store.keys import FIELDS, Keys
 from producers.cli import main
 from simulator.control import SimulatorControl, spawn_simulator
 from tests.conftest import ROOT
@@ -89,7 +89,8 @@ def test_enqueue_json_then_duplicate_then_force(redis_url: str) -> None:
     assert client.llen("cancellations") == 1  # the duplicate and the refusal sent nothing
     # once it has settled cancelled, --force makes a new job (cancel again)
     job = created["job_id"]
-    client.hset(f"c360:job:{job}", mapping={"state": "settled", "outcome": "cancelled"})
+    client.hset(f"c360:job:{job}", mapping={FIELDS["state"]: "settled",
+                                            FIELDS["outcome"]: "cancelled"})
     forced = json.loads(run("enqueue", case, event, "--force", "--json", env=env).stdout)
     assert forced["duplicate"] is False and forced["job_id"] != job
     assert client.llen("cancellations") == 2

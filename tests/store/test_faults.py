@@ -242,19 +242,21 @@ def test_trim_deletes_expired_jobs_with_their_index_entries(
                   now=long_ago)
     enqueue(fake_store, "j2", req(CASE, EVENT_2, run_id="r1"))  # live: kept
     assert fake_store.counters()["state:dead"] == 1
-    assert fake_store.trim() == 1
-    assert fake_store.trim() == 0
+    assert fake_store.trim(retention_seconds=10) == 1
+    assert fake_store.trim(retention_seconds=10) == 0
     assert fake_store.get("j1") is None
-    assert not fake_redis.exists(f"{P}:job:j1:attempts", f"{P}:pair:{CASE}:{EVENT}")
-    for index in ("idx:all", f"idx:case:{CASE}", f"idx:event:{EVENT}", "idx:run:r1",
-                  "idx:state:dead", "idx:outcome:unauthorized"):
+    assert not fake_redis.exists(f"{P}:job:j1")
+    assert fake_store.lookup_ids(case_id=CASE) == fake_store.lookup_ids(event_id=EVENT_2) \
+        == ["j2"]
+    assert fake_store.lookup_ids(event_id=EVENT) == []
+    for index in ("idx:all", "idx:run:r1", "idx:state:dead", "idx:outcome:unauthorized",
+                  "archive:pending"):
         assert fake_redis.zscore(f"{P}:{index}", "j1") is None, index
     counters = fake_store.counters()
     assert counters["state:dead"] == 0 and counters["state:queued"] == 1
     assert counters["jobs"] == 2 and counters["outcome:unauthorized"] == 1  # lifetime totals
     assert fake_store.counters("r1")["state:dead"] == 0
     assert record(fake_store, "j2").state is State.QUEUED
-    assert fake_redis.zcard(f"{P}:expiry") == 0
 
 
 def test_trim_drops_a_run_with_no_job_left(
@@ -265,7 +267,7 @@ def test_trim_drops_a_run_with_no_job_left(
     begin(fake_store, owner="w1", request=req(run_id="r1"))
     finish(fake_store, "w1", 1, "cancelled", retention=10, now=long_ago)
     record_intake(fake_store, "r1", {"rows": 2, "accepted": 1, "invalid": 1}, [(3, "bad")])
-    assert fake_store.trim() == 1
+    assert fake_store.trim(retention_seconds=10) == 1
     assert not fake_redis.exists(f"{P}:run:r1:stats", f"{P}:idx:run:r1", f"{P}:run:r1:intake")
     assert fake_redis.zscore(f"{P}:runs", "r1") is None
 
@@ -354,7 +356,7 @@ def test_defer_promote_trim_and_reject_run_twice_change_nothing_more(
     first, second, after_first = twice(fake_store, "promote", [P, 10, REALTIME_QUEUE])
     assert first == [1] and second == [0]
     assert dump(fake_redis) == after_first
-    first, second, after_first = twice(fake_store, "trim", [P, 10])
+    first, second, after_first = twice(fake_store, "trim", [P, 10, "0", 10])
     assert dump(fake_redis) == after_first
     args = [P, "k1", "alt", "nope", EVENT, "", "", "1000.0", REALTIME_QUEUE, REALTIME_QUEUE,
             "{}", 0]
@@ -370,7 +372,7 @@ def test_replay_is_refused_while_another_live_job_holds_the_pair(
     begin(fake_store, "j0", owner="w0", max_attempts=1)
     fake_store.finish("j0", attempt=call(1, 401, "unauthorized"), owner="w0",
                       decision="dead", outcome="unauthorized")
-    fake_redis.delete(f"{P}:pair:{CASE}:{EVENT}")  # as if its pair key had been released
+    fake_redis.hset(f"{P}:job:j0", "N", 1)  # as if it had given its pair up
     enqueue(fake_store, "j1")  # the pair is j1's now, queued
     done = fake_store.replay("j0", msg("j0", req()), who="ops")
     assert (done.applied, done.pair_holder) == (False, "j1")
@@ -412,6 +414,19 @@ def test_a_foreign_message_for_a_pair_with_a_live_job_is_a_duplicate_of_it(
     assert rec.attempts[0].error is not None and "f1" in rec.attempts[0].error
     assert begin(fake_store, "j1", "w1") == Begun("run", 1, used=1)  # the job itself runs
     assert_consistent(fake_store, fake_redis)
+
+
+def test_the_same_foreign_message_again_later_is_noted_again(fake_store: AuditStore) -> None:
+    """Only a re-run of the same call is noted once: a later copy (another time) is its own
+    note, as v1 wrote it."""
+    enqueue(fake_store, "j1")
+    for at in (1000.0, 1000.0, 2000.0):
+        args = fake_store._begin_args("f1", req(), "w9", 8, REALTIME_QUEUE, REALTIME_QUEUE,
+                                      30.0, None, at)
+        fake_store.scripts("begin", args)
+    notes = record(fake_store, "j1").attempts
+    assert [(a.verdict, a.started_at) for a in notes] == [("duplicate", 1000.0),
+                                                          ("duplicate", 2000.0)]
 
 
 def test_a_foreign_message_first_takes_the_pair_and_the_producer_gets_a_duplicate(

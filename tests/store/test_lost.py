@@ -12,6 +12,7 @@ import pytest
 
 from cancelq.core.lifecycle import State, Verdict
 from cancelq.store.audit import AuditStore
+from cancelq.store.keys import FIELDS
 from cancelq.store.lost import UNACKED_KEY, find_and_republish, placed_job_ids, republish
 from cancelq.store.messages import message_job_ids
 from cancelq.store.queues import REALTIME_QUEUE
@@ -79,7 +80,7 @@ def test_republish_refuses_a_job_that_no_longer_waits(
 ) -> None:
     job = _job(real_store)
     real_store.redis.delete(REALTIME_QUEUE)
-    real_store.redis.hset(real_store.keys.job(job), "state", state.value)
+    real_store.redis.hset(real_store.keys.job(job), FIELDS["state"], state.value)
     time.sleep(AGE + 0.1)
     assert republish(real_store, job, min_age=AGE) is False
     assert real_store.redis.llen(REALTIME_QUEUE) == 0

@@ -13,6 +13,7 @@ import redis
 from cancelq.core.lifecycle import State
 from cancelq.core.settings import load_settings
 from cancelq.store.audit import AuditStore
+from cancelq.store.keys import FIELDS
 from cancelq.store.queues import REALTIME_QUEUE
 from tests.store.test_audit import enqueue, msg, req
 from tests.store.test_faults import call
@@ -35,15 +36,25 @@ def begin(store: AuditStore, job_id: str, event: str, *, lease: float = 30.0) ->
 
 def settled_victim(store: AuditStore, *, retention: float = 0, now: float | None = None
                    ) -> str:
-    """A job settled `cancelled`, so its attempt list exists: what a poison id names."""
+    """A job settled `cancelled`; `{victim}:attempts` then names a key of another type
+    (v1's attempts list; in v2 the test makes one: `poison_of`)."""
     job_id, event = str(uuid.uuid4()), _event()
     enqueue(store, job_id, req(event=event))
     begin(store, job_id, event)
     assert store.finish(job_id, attempt=call(1, 200, "cancelled"), owner="w1",
                         decision="settle", outcome="cancelled", retention_seconds=retention,
                         now=now)
-    assert store.redis.llen(store.keys.attempts(job_id)) == 1
+    got = store.get(job_id)
+    assert got is not None and len(got.attempts) == 1
     return job_id
+
+
+def poison_of(store: AuditStore, victim: str) -> str:
+    """An id whose record key holds a list, not a record: every script call on it would
+    fail WRONGTYPE (v1's `{victim}:attempts` named the victim's attempts list so)."""
+    poison = f"{victim}:attempts"
+    store.redis.rpush(store.keys.job(poison), "an attempt")
+    return poison
 
 
 def test_a_poison_lease_entry_does_not_stop_the_reaper(
@@ -51,7 +62,7 @@ def test_a_poison_lease_entry_does_not_stop_the_reaper(
 ) -> None:
     r: redis.Redis = real_store.redis
     victim = settled_victim(real_store)
-    poison = f"{victim}:attempts"
+    poison = poison_of(real_store, victim)
     r.zadd(real_store.keys.leases, {poison: 0})  # first in line, expired long ago
     lost, event = str(uuid.uuid4()), _event()
     enqueue(real_store, lost, req(event=event))
@@ -65,30 +76,31 @@ def test_a_poison_lease_entry_does_not_stop_the_reaper(
     assert "names no job record; dropped" in caplog.text
     victim_record = real_store.get(victim)
     assert victim_record is not None and victim_record.outcome == "cancelled"
-    assert r.type(real_store.keys.attempts(victim)) in ("list", b"list")
+    assert r.type(real_store.keys.job(poison)) in ("list", b"list")
 
 
 def test_reap_lua_drops_a_poison_id_it_is_given(real_store: AuditStore) -> None:
     victim = settled_victim(real_store)
-    poison = f"{victim}:attempts"
+    poison = poison_of(real_store, victim)
     real_store.redis.zadd(real_store.keys.leases, {poison: 0})
     assert real_store.reap(poison, msg(poison, req()), max_attempts=3, delay_seconds=0) is None
     assert real_store.redis.zscore(real_store.keys.leases, poison) is None
-    assert real_store.redis.llen(real_store.keys.attempts(victim)) == 1  # untouched: no note
+    assert real_store.redis.llen(real_store.keys.job(poison)) == 1  # untouched: no note
 
 
-def test_a_poison_expiry_entry_does_not_stop_the_trim(
+def test_a_poison_outcome_entry_does_not_stop_the_trim(
     real_store: AuditStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     r: redis.Redis = real_store.redis
-    victim = settled_victim(real_store)  # kept forever (retention 0): not in the expiry set
-    poison = f"{victim}:attempts"
-    r.zadd(real_store.keys.expiry, {poison: 0})
-    expired = settled_victim(real_store, retention=1, now=time.time() - 100)
+    victim = settled_victim(real_store)  # ended now: within retention
+    poison = poison_of(real_store, victim)
+    outcomes = real_store.keys.index_outcome("cancelled")
+    r.zadd(outcomes, {poison: 0})
+    expired = settled_victim(real_store, now=time.time() - 100)
 
-    assert real_store.trim() == 1
+    assert real_store.trim(retention_seconds=50) == 1
     assert real_store.get(expired) is None  # the good entry was trimmed
-    assert r.zcard(real_store.keys.expiry) == 0
+    assert r.zrange(outcomes, 0, -1) == [victim]
     assert "could not be trimmed" in caplog.text
     victim_record = real_store.get(victim)
     assert victim_record is not None and victim_record.outcome == "cancelled"
@@ -101,7 +113,7 @@ def test_a_lease_entry_whose_record_breaks_the_reap_script_is_dropped(
     broken, event = str(uuid.uuid4()), _event()
     enqueue(real_store, broken, req(event=event))
     begin(real_store, broken, event, lease=0.01)
-    real_store.redis.hset(real_store.keys.job(broken), "attempts", "many")
+    real_store.redis.hset(real_store.keys.job(broken), FIELDS["attempts"], "many")
     time.sleep(0.05)
     assert real_store.reap(broken, msg(broken, req()), max_attempts=3, delay_seconds=0) is None
     assert real_store.redis.zscore(real_store.keys.leases, broken) is None

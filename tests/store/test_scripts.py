@@ -21,7 +21,7 @@ from cancelq.core import lifecycle
 from cancelq.core.contract import CancelRequest
 from cancelq.store.audit import AuditStore
 from cancelq.store.keys import COUNTERS, LAYOUT, Keys, counter, template_fields
-from cancelq.store.records import ATTEMPT_FIELDS, Attempt
+from cancelq.store.records import ATTEMPT_FIELDS, Attempt, read_stored_attempt, stored_attempt
 from cancelq.store.scripts import (
     SCRIPT_NAMES,
     Scripts,
@@ -70,7 +70,7 @@ def test_every_key_kind_is_the_same_key_in_lua_and_python(
 
 
 def test_keys_has_a_member_for_every_kind_and_no_other() -> None:
-    members = {name for name in dir(Keys) if not name.startswith("_")} - {"prefix", "key"}
+    members = {name for name in dir(Keys) if not name.startswith("_")} - {"prefix", "key", "v1"}
     assert members == set(LAYOUT)
 
 
@@ -78,21 +78,24 @@ def test_the_key_layout_is_what_deployed_data_uses() -> None:
     """Renaming a key strands every record already stored under it: pin the layout."""
     k = Keys()
     assert [
-        k.job("J"), k.attempts("J"), k.pair("C", "E"), k.index_all, k.index_case("C"),
-        k.index_event("E"), k.index_run("R"), k.index_state("queued"),
+        k.job("J"), k.lookup, k.schema, k.index_all, k.index_run("R"), k.index_state("queued"),
         k.index_outcome("cancelled"), k.stats, k.run_stats("R"), k.runs, k.delayed,
         k.delayed_messages, k.calls(17), k.auth_blocked, k.rate_limit, k.bulk_turns,
-        k.cleanup_lock("f.csv"), k.redbeat, k.delayed_bad, k.leases, k.expiry, k.breaker,
+        k.cleanup_lock("f.csv"), k.redbeat, k.delayed_bad, k.leases, k.breaker,
         k.breaker_probe, k.poison,
     ] == [
-        "c360:job:J", "c360:job:J:attempts", "c360:pair:C:E", "c360:idx:all",
-        "c360:idx:case:C", "c360:idx:event:E", "c360:idx:run:R", "c360:idx:state:queued",
-        "c360:idx:outcome:cancelled", "c360:stats", "c360:run:R:stats", "c360:runs",
-        "c360:delayed", "c360:delayed:msg", "c360:calls:17", "c360:auth:blocked",
-        "c360:ratelimit", "c360:ratelimit:bulk-turns", "c360:cleanup:lock:f.csv",
-        "c360:redbeat", "c360:delayed:bad", "c360:leases", "c360:expiry", "c360:breaker",
-        "c360:breaker:probe", "c360:poison",
+        "c360:job:J", "c360:lookup", "c360:schema", "c360:idx:all", "c360:idx:run:R",
+        "c360:idx:state:queued", "c360:idx:outcome:cancelled", "c360:stats",
+        "c360:run:R:stats", "c360:runs", "c360:delayed", "c360:delayed:msg", "c360:calls:17",
+        "c360:auth:blocked", "c360:ratelimit", "c360:ratelimit:bulk-turns",
+        "c360:cleanup:lock:f.csv", "c360:redbeat", "c360:delayed:bad", "c360:leases",
+        "c360:breaker", "c360:breaker:probe", "c360:poison",
     ]
+    # v1's own keys, which `cancelq migrate` reads: pinned as deployed v1 stores have them
+    assert [k.v1("attempts", job_id="J"), k.v1("pair", case_id="C", event_id="E"),
+            k.v1("index_case", case_id="C"), k.v1("index_event", event_id="E"),
+            k.v1("expiry")] == ["c360:job:J:attempts", "c360:pair:C:E", "c360:idx:case:C",
+                                "c360:idx:event:E", "c360:expiry"]
 
 
 @pytest.mark.parametrize("kind", sorted(COUNTERS))
@@ -168,12 +171,39 @@ def test_the_attempt_lua_closes_is_what_python_would_write(fake_store: AuditStor
     begun = fake_store.begin("j", request, max_attempts=5, queue="q", queue_key="q", now=2.0,
                              owner="w2", lease_seconds=30)
     assert begun.attempt == 2
-    stored = fake_store.redis.lrange(fake_store.keys.attempts("j"), 0, -1)
-    assert stored == [Attempt(
+    lost = Attempt(
         number=1, started_at=1795521090.25, duration_ms=None, http_status=None,
         error_class="WorkerLost", error="the worker stopped before this attempt was recorded",
         verdict=lifecycle.Verdict.INTERRUPTED.value,
-    ).encode()]
+    )
+    raw: dict[str, str] = fake_store.redis.hgetall(fake_store.keys.job("j"))  # type: ignore[assignment]
+    assert {k: v for k, v in raw.items() if re.fullmatch(r"a\d+[a-z]?", k)} \
+        == stored_attempt(lost, 1)
+    got = fake_store.get("j")
+    assert got is not None and got.attempts == (lost,)
+
+
+STORED = [
+    Attempt(1, 1764633600.7106647, 62.2, 200, None, None, "cancelled"),
+    Attempt(2, 1764633600.1, None, None, "WorkerLost", "gone", "interrupted"),
+    Attempt(3, 17.0, 51.0, 503, "TransientResponse", "HTTP 503", "retry", 0.4, "<html>"),
+    Attempt(0, 1e-05, None, None, "NotCalled", ODD + "\n\t\x01 \u2603", "invalid_request"),
+    Attempt(4, 1764633600.0, 12.5, 404, "FinalAnswer", None, "event_not_found", None, "{}"),
+]
+
+
+@pytest.mark.parametrize("attempt", STORED)
+def test_a_stored_attempt_is_the_same_from_lua_and_python(
+    fake_redis: fakeredis.FakeRedis, attempt: Attempt
+) -> None:
+    """`add_attempt` (Lua, from the JSON a script is given) and `stored_attempt` (Python,
+    what the migration writes) store the same fields, and they read back as the attempt."""
+    run_lua(fake_redis, "add_attempt(ARGV[1], ARGV[2], ARGV[3]) return 1", "t", "j",
+            attempt.encode())
+    raw: dict[str, str] = fake_redis.hgetall("t:job:j")  # type: ignore[assignment]
+    assert raw == {"A": "1", **stored_attempt(attempt, 1)}
+    assert read_stored_attempt(raw, 1) == attempt
+    assert all(len(v.encode()) <= 64 for k, v in stored_attempt(STORED[0], 1).items())
 
 
 def test_every_lua_file_is_a_registered_script() -> None:
@@ -195,7 +225,8 @@ def test_no_script_spells_a_lifecycle_name_or_a_key(name: str) -> None:
 def test_the_prelude_declares_only_locals() -> None:
     """Redis refuses a script that makes a global: the prelude defines tables and fills them."""
     for line in prelude().splitlines():
-        assert line.startswith(("--", "local ", "function KEY.", "function COUNTER.")) or not line
+        assert line.startswith(("--", "local ", "function KEY.", "function KEY_V1.",
+                                "function COUNTER.", "function LOOKUP.")) or not line
 
 
 def test_a_script_runs_through_the_registry_with_the_library_in_front(

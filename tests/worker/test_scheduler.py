@@ -55,7 +55,7 @@ def test_reap_once_retries_a_lost_attempt_on_its_own_queue_and_priority(
 def test_trim_once_empties_what_retention_has_ended(
     fake_store: AuditStore, fake_redis: fakeredis.FakeRedis
 ) -> None:
-    long_ago = time.time() - 100
+    long_ago = time.time() - SETTINGS.retention_seconds - 100  # ended before retention
     for i in range(5):
         request = req(event=f"987fcdeb-51a2-43d7-9876-5432100000{i:02d}")
         enqueue(fake_store, f"j{i}", request)

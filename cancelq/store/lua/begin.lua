@@ -20,7 +20,8 @@
 -- ARGV: prefix, job_id, case_id, event_id, run_id, requested_by, reason, now, max_attempts,
 --       queue_name, queue_key, owner, lease_seconds, alt_job_id, note_json, retention,
 --       dup_note_json
---       (alt_job_id and note_json: the rejected job and its note, used on a conflict)
+--       (alt_job_id and note_json: the rejected job and its note, used on a conflict;
+--       retention: unused since v2, trim.lua reads it)
 -- Returns {verdict (BEGIN_VERDICT), value, extra}:
 --   RUN {attempt number, attempts used of the budget}; SETTLED {state, outcome};
 --   EXHAUSTED {attempts, ''}; LEASED {attempt, seconds left}; CONFLICT {alt_job_id, ''};
@@ -32,15 +33,14 @@ local owner, lease, alt_id, note = ARGV[12], tonumber(ARGV[13]), ARGV[14], ARGV[
 local retention, dup_note = tonumber(ARGV[16]), ARGV[17]
 
 local job = KEY.job(p, job_id)
-local state, rec_case, rec_event = unpack(redis.call('HMGET', job, 'state', 'case_id',
-  'event_id'))
+local state, rec_case, rec_event = unpack(redis.call('HMGET', job, F.state, F.case_id,
+  F.event_id))
 
 if not state then
   local live, live_state = existing_job(p, job_id, case_id, event_id, false)
   if live then
-    local notes = KEY.attempts(p, live)
-    if redis.call('LINDEX', notes, -1) ~= dup_note then  -- not twice for one re-run
-      redis.call('RPUSH', notes, dup_note)
+    if not last_attempt_is(p, live, dup_note) then  -- not twice for one re-run
+      add_attempt(p, live, dup_note)
     end
     return {BEGIN_VERDICT.DUPLICATE, live, live_state}
   end
@@ -52,17 +52,17 @@ elseif rec_case ~= case_id or rec_event ~= event_id then
   if redis.call('EXISTS', KEY.job(p, alt_id)) == 0 then
     record_rejected(p, {id = alt_id, case_id = case_id, event_id = event_id, run_id = run_id,
       requested_by = requested_by, reason = reason, at = now, queue = queue_name,
-      queue_key = queue_key, source = VERDICT.REJECTED}, note, retention)
+      queue_key = queue_key, source = VERDICT.REJECTED}, note)
   end
   return {BEGIN_VERDICT.CONFLICT, alt_id, ''}
 end
 
 if state == STATE.SETTLED or state == STATE.DEAD then
-  return {BEGIN_VERDICT.SETTLED, state, redis.call('HGET', job, 'outcome')}
+  return {BEGIN_VERDICT.SETTLED, state, redis.call('HGET', job, F.outcome)}
 end
 
-local attempts, spared, open, holder, until_at = unpack(redis.call('HMGET', job, 'attempts',
-  'spared', 'attempt_started_at', 'lease_owner', 'lease_until'))
+local attempts, spared, open, holder, until_at = unpack(redis.call('HMGET', job, F.attempts,
+  F.spared, F.attempt_started_at, F.lease_owner, F.lease_until))
 attempts, spared = tonumber(attempts or '0'), tonumber(spared or '0')
 local t = redis_now()
 local due = tonumber(redis.call('ZSCORE', KEY.delayed(p), job_id) or '')
@@ -77,7 +77,7 @@ if open and open ~= '' then
   if left > t then
     return {BEGIN_VERDICT.LEASED, attempts, string.format('%.3f', left - t)}
   end
-  redis.call('RPUSH', KEY.attempts(p, job_id), encode_attempt({
+  add_attempt(p, job_id, encode_attempt({
     number = tostring(attempts), started_at = open, error_class = json_string('WorkerLost'),
     error = json_string('the worker stopped before this attempt was recorded'),
     verdict = json_string(VERDICT.INTERRUPTED)}))
@@ -90,11 +90,12 @@ end
 
 attempts = attempts + 1
 local expires = t + lease
-redis.call('HSET', job, 'attempts', attempts, 'attempt_started_at', now, 'updated_at', now,
-  'next_attempt_at', '', 'lease_owner', owner, 'lease_until', string.format('%.6f', expires))
+redis.call('HSET', job, F.attempts, attempts, F.attempt_started_at, now, F.updated_at, now,
+  F.lease_owner, owner, F.lease_until, string.format('%.6f', expires))
+redis.call('HDEL', job, F.next_attempt_at)
 redis.call('ZADD', KEY.leases(p), expires, job_id)
 if state ~= STATE.RUNNING then
-  local created = redis.call('HGET', job, 'created_at')
-  move_state(p, job_id, redis.call('HGET', job, 'run_id') or '', state, STATE.RUNNING, created)
+  local created = redis.call('HGET', job, F.created_at)
+  move_state(p, job_id, redis.call('HGET', job, F.run_id) or '', state, STATE.RUNNING, created)
 end
 return {BEGIN_VERDICT.RUN, attempts, attempts - spared}

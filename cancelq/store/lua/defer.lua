@@ -4,7 +4,7 @@
 -- too: its record is made when it finally begins.
 -- ARGV: prefix, job_id, delay_seconds, entry ("queue_key\npayload"). Returns 1 or 0.
 local p, job_id, delay, payload = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local state = redis.call('HGET', KEY.job(p, job_id), 'state')
+local state = redis.call('HGET', KEY.job(p, job_id), F.state)
 if state == STATE.SETTLED or state == STATE.DEAD then return 0 end
 local t = redis.call('TIME')
 redis.call('ZADD', KEY.delayed(p), tonumber(t[1]) + tonumber(t[2]) / 1000000 + delay, job_id)

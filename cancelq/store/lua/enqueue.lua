@@ -14,7 +14,7 @@ local run_id, requested_by, reason, now = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local force, queue_name, queue_key, payload = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 
 local own_state, own_case, own_event = unpack(redis.call('HMGET', KEY.job(p, job_id),
-  'state', 'case_id', 'event_id'))
+  F.state, F.case_id, F.event_id))
 if own_state then
   if own_case == case_id and own_event == event_id then
     return {1, job_id, own_state, ''}
@@ -23,8 +23,8 @@ if own_state then
 end
 
 if force == '1' then
-  local other = redis.call('GET', KEY.pair(p, case_id, event_id))
-  local state = other and redis.call('HGET', KEY.job(p, other), 'state')
+  local other = pair_holder(p, case_id, event_id)
+  local state = other and redis.call('HGET', KEY.job(p, other), F.state)
   if state and (in_flight(state) or state == STATE.DEAD) then
     return {0, other, state, 'force'}
   end

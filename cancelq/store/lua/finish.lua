@@ -5,7 +5,7 @@
 -- ARGV: prefix, job_id, attempt_no ('0' = settle without a call; attempt_json is then a
 --       note, not counted as a call), attempt_json (`Attempt.encode`), decision (DECISION),
 --       outcome, now, delay_seconds, retry_entry ("queue_key\npayload"),
---       retention_seconds ('0' = keep forever), http_status ('' = no answer), owner,
+--       retention_seconds (unused since v2: retention is trim.lua's), http_status ('' = no answer), owner,
 --       spare ('1': this failed call does not count against the attempt budget: a probe
 --       of the open circuit breaker)
 -- Returns {applied (0|1), state}
@@ -16,9 +16,11 @@ local owner, spare = ARGV[12], ARGV[13]
 
 local job = KEY.job(p, job_id)
 local state, attempts, holder, until_at, run_id, last = unpack(redis.call('HMGET', job,
-  'state', 'attempts', 'lease_owner', 'lease_until', 'run_id', 'finished_by'))
+  F.state, F.attempts, F.lease_owner, F.lease_until, F.run_id, F.finished_by))
 if not state then return {0, 'missing'} end
-local signature = owner .. '#' .. attempt_no
+-- who applied the last finish: the last 8 characters of the owner (of its random token) are
+-- enough to know a re-run of the same attempt's finish, and every settled job keeps them
+local signature = string.sub(owner, -8) .. '#' .. attempt_no
 if owner ~= '' and last == signature then return {1, state} end
 if state == STATE.SETTLED or state == STATE.DEAD then return {0, state} end
 run_id = run_id or ''
@@ -26,7 +28,7 @@ if attempt_no ~= '0' then
   if state ~= STATE.RUNNING or attempts ~= attempt_no or holder ~= owner then
     return {0, state}
   end
-  redis.call('RPUSH', KEY.attempts(p, job_id), attempt_json)
+  add_attempt(p, job_id, attempt_json)
   count(p, run_id, COUNTER.attempts(), 1)
   local second = tonumber(redis.call('TIME')[1])
   local calls = KEY.calls(p, second)
@@ -37,7 +39,7 @@ if attempt_no ~= '0' then
   local minute = KEY.calls_minute(p, math.floor(second / 60))
   redis.call('HINCRBY', minute, http_status, 1)
   redis.call('EXPIRE', minute, 3900)
-  if spare == '1' then redis.call('HINCRBY', job, 'spared', 1) end
+  if spare == '1' then redis.call('HINCRBY', job, F.spared, 1) end
 else
   -- a note of why the job ends without a call: never over another copy's live attempt
   if holder and holder ~= '' and holder ~= owner
@@ -45,21 +47,21 @@ else
     return {0, state}
   end
   if attempt_json ~= '' then
-    redis.call('RPUSH', KEY.attempts(p, job_id), attempt_json)
+    add_attempt(p, job_id, attempt_json)
   end
 end
 
 clear_lease(p, job_id)
-redis.call('HSET', job, 'updated_at', now, 'finished_by', signature)
+redis.call('HSET', job, F.updated_at, now, F.finished_by, signature)
 if decision == DECISION.RETRY then
   local due = redis_now() + delay
   redis.call('ZADD', KEY.delayed(p), due, job_id)
   redis.call('HSET', KEY.delayed_messages(p), job_id, retry_payload)
-  redis.call('HSET', job, 'next_attempt_at', now + delay)
-  move_state(p, job_id, run_id, state, STATE.RETRYING, redis.call('HGET', job, 'created_at'))
+  redis.call('HSET', job, F.next_attempt_at, now + delay)
+  move_state(p, job_id, run_id, state, STATE.RETRYING, redis.call('HGET', job, F.created_at))
   return {1, STATE.RETRYING}
 end
 local new_state = STATE.SETTLED
 if decision == DECISION.DEAD then new_state = STATE.DEAD end
-close_job(p, job_id, run_id, state, new_state, outcome, now, retention)
+close_job(p, job_id, run_id, state, new_state, outcome, now)
 return {1, new_state}

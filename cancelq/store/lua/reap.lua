@@ -3,7 +3,7 @@
 -- dead-lettered when its attempt budget is used; it never stays `running`.
 -- A job whose lease is live again, or that is no longer running, is only taken off the list.
 -- ARGV: prefix, job_id, max_attempts, delay_seconds, retry_entry ("queue_key\npayload"),
---       now, retention_seconds
+--       now, retention_seconds (unused since v2: retention is trim.lua's)
 -- An id that names no job record (`is_poison`) is taken off the list, so it cannot stop
 -- the reaper on every pass.
 -- Returns {reaped (0|1), state ('poison': such an id, dropped)}
@@ -16,7 +16,7 @@ if is_poison(p, job_id) then
 end
 local job = KEY.job(p, job_id)
 local state, attempts, spared, open, until_at, run_id = unpack(redis.call('HMGET', job,
-  'state', 'attempts', 'spared', 'attempt_started_at', 'lease_until', 'run_id'))
+  F.state, F.attempts, F.spared, F.attempt_started_at, F.lease_until, F.run_id))
 local t = redis_now()
 if state ~= STATE.RUNNING or not open or open == '' then
   redis.call('ZREM', KEY.leases(p), job_id)
@@ -29,18 +29,18 @@ if expires > t then
 end
 
 attempts, spared, run_id = tonumber(attempts or '0'), tonumber(spared or '0'), run_id or ''
-redis.call('RPUSH', KEY.attempts(p, job_id), encode_attempt({
+add_attempt(p, job_id, encode_attempt({
   number = tostring(attempts), started_at = open, error_class = json_string('WorkerLost'),
   error = json_string('the lease of this attempt expired: its worker stopped or hung'),
   verdict = json_string(VERDICT.INTERRUPTED)}))
 clear_lease(p, job_id)
-redis.call('HSET', job, 'updated_at', now)
+redis.call('HSET', job, F.updated_at, now)
 if attempts - spared >= max_attempts then
-  close_job(p, job_id, run_id, state, STATE.DEAD, OUTCOME.RETRIES_EXHAUSTED, now, retention)
+  close_job(p, job_id, run_id, state, STATE.DEAD, OUTCOME.RETRIES_EXHAUSTED, now)
   return {1, STATE.DEAD}
 end
 redis.call('ZADD', KEY.delayed(p), t + delay, job_id)
 redis.call('HSET', KEY.delayed_messages(p), job_id, entry)
-redis.call('HSET', job, 'next_attempt_at', now + delay)
-move_state(p, job_id, run_id, state, STATE.RETRYING, redis.call('HGET', job, 'created_at'))
+redis.call('HSET', job, F.next_attempt_at, now + delay)
+move_state(p, job_id, run_id, state, STATE.RETRYING, redis.call('HGET', job, F.created_at))
 return {1, STATE.RETRYING}

@@ -4,7 +4,7 @@
 -- (`alt_job_id`): a bad message never settles, or runs on, someone else's job. The same bad
 -- message delivered again changes nothing.
 -- ARGV: prefix, job_id, alt_job_id, case_id, event_id, run_id, requested_by, now,
---       queue_name, queue_key, note_json, retention_seconds
+--       queue_name, queue_key, note_json, retention_seconds (unused since v2)
 -- Returns {recorded (0|1), the job id it is recorded on}
 local p, job_id, alt_id, case_id, event_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local run_id, requested_by, now, queue_name = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
@@ -14,7 +14,7 @@ local j = {id = job_id, case_id = case_id, event_id = event_id, run_id = run_id,
   requested_by = requested_by, reason = '', at = now, queue = queue_name,
   queue_key = queue_key, source = VERDICT.REJECTED}
 local state, outcome, rec_case, rec_event = unpack(redis.call('HMGET', KEY.job(p, job_id),
-  'state', 'outcome', 'case_id', 'event_id'))
+  F.state, F.outcome, F.case_id, F.event_id))
 if state then
   if state == STATE.SETTLED and outcome == OUTCOME.INVALID_REQUEST
       and rec_case == case_id and rec_event == event_id then
@@ -23,5 +23,5 @@ if state then
   if redis.call('EXISTS', KEY.job(p, alt_id)) == 1 then return {0, alt_id} end
   j.id = alt_id
 end
-record_rejected(p, j, note, retention)
+record_rejected(p, j, note)
 return {1, j.id}

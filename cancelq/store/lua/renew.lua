@@ -8,8 +8,8 @@ local lost = {}
 for i = 3, #ARGV, 2 do
   local job_id, owner = ARGV[i], ARGV[i + 1]
   local job = KEY.job(p, job_id)
-  if redis.call('HGET', job, 'lease_owner') == owner then
-    redis.call('HSET', job, 'lease_until', string.format('%.6f', expires))
+  if redis.call('HGET', job, F.lease_owner) == owner then
+    redis.call('HSET', job, F.lease_until, string.format('%.6f', expires))
     redis.call('ZADD', KEY.leases(p), expires, job_id)
   else
     lost[#lost + 1] = job_id

@@ -13,7 +13,7 @@ for i = 7, #ARGV do
 end
 if not allowed then return 0 end
 local job = KEY.job(p, job_id)
-local state, updated = unpack(redis.call('HMGET', job, 'state', 'updated_at'))
+local state, updated = unpack(redis.call('HMGET', job, F.state, F.updated_at))
 if state ~= STATE.QUEUED and state ~= STATE.RETRYING then return 0 end
 if redis.call('ZSCORE', KEY.delayed(p), job_id) then return 0 end
 local now = redis_now()
@@ -21,7 +21,7 @@ if (tonumber(updated or '') or 0) > now - min_age then return 0 end
 local kind = redis.call('TYPE', target)['ok']
 if kind ~= 'list' and kind ~= 'none' then return 0 end
 redis.call('LPUSH', target, payload)
-redis.call('RPUSH', KEY.attempts(p, job_id), note)
-redis.call('HSET', job, 'updated_at', now)
+add_attempt(p, job_id, note)
+redis.call('HSET', job, F.updated_at, now)
 redis.call('HDEL', KEY.lost_suspects(p), job_id)
 return 1

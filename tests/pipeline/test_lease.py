@@ -22,21 +22,23 @@ REQUEST = CancelRequest.parse(case_id="a1b2c3d4-e5f6-7890-abcd-ef1234567890",
 def test_a_held_lease_outlives_its_length_and_ends_with_the_hold(
     fake_store: AuditStore, fake_redis: fakeredis.FakeRedis
 ) -> None:
-    keeper = LeaseKeeper(fake_store, lease_seconds=0.3)
+    # a 2 s lease renewed every 2/3 s: a renewal may come 1.3 s late (a busy machine's
+    # scheduler) before the lease runs out; 0.3 s leases failed under a loaded CI run
+    keeper = LeaseKeeper(fake_store, lease_seconds=2.0)
     owner = new_owner()
     fake_store.begin("j1", REQUEST, max_attempts=3, queue=REALTIME_QUEUE,
-                     queue_key=REALTIME_QUEUE, owner=owner, lease_seconds=0.3)
+                     queue_key=REALTIME_QUEUE, owner=owner, lease_seconds=2.0)
     try:
         with keeper.hold("j1", owner):
-            deadline = time.monotonic() + 1.0  # three lease lengths
+            deadline = time.monotonic() + 5.0  # two and a half lease lengths
             while time.monotonic() < deadline:
                 assert fake_store.expired_leases(10) == []
-                time.sleep(0.05)
+                time.sleep(0.1)
             other = fake_store.begin("j1", REQUEST, max_attempts=3, queue=REALTIME_QUEUE,
-                                     queue_key=REALTIME_QUEUE, owner="w2", lease_seconds=0.3)
+                                     queue_key=REALTIME_QUEUE, owner="w2", lease_seconds=2.0)
             assert other.verdict == "leased"
         assert keeper.held == []
-        wait_for(lambda: fake_store.expired_leases(10) == ["j1"], timeout=5)
+        wait_for(lambda: fake_store.expired_leases(10) == ["j1"], timeout=15)
     finally:
         keeper.stop()
 

@@ -1,11 +1,12 @@
 """Schema v1 of the audit store, frozen: today's scripts as Redis ran them (commit 24369ce).
 
-Each `*.lua` here is the full generated source of one script of that release (prelude,
-`lib.lua`, the script), so it keeps writing the v1 layout whatever `cancelq/store/keys.py`
-and `lua/` become. `v1_store` is an `AuditStore` whose scripts are these: every write it
-makes (enqueue, begin, finish, reject, replay...) is what a v1 deployment wrote, which the
-upgrade test (`tests/store/test_upgrade.py`) and `python -m bench.footprint --store-only`
-read back after `cancelq migrate`.
+`library.lua` is the generated prelude and `lib.lua` of that release, once; each other
+`*.lua` is one script's own text. Together they are the source Redis ran, so they keep
+writing the v1 layout whatever `cancelq/store/keys.py` and `lua/` become. `v1_store` is an
+`AuditStore` whose scripts are these: every write it makes (enqueue, begin, finish, reject,
+replay...) is what a v1 deployment wrote, which the upgrade test
+(`tests/store/test_upgrade.py`) and `python -m bench.footprint --store-only` read back after
+`cancelq migrate`.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ class V1Scripts(Scripts):
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+        library = (V1_DIR / "library.lua").read_text(encoding="utf-8")
         self._scripts = {
-            name: client.register_script((V1_DIR / f"{name}.lua").read_text(encoding="utf-8"))
+            name: client.register_script(
+                library + (V1_DIR / f"{name}.lua").read_text(encoding="utf-8"))
             for name in V1_SCRIPTS
         }
 
